@@ -1,0 +1,105 @@
+//! `cargo xtask <task>`: every developer task of the Fabstir workspace, in Rust, with few
+//! dependencies. Run `cargo xtask help` for the list.
+
+mod layers;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const HELP: &str = "\
+cargo xtask <task>
+
+Tasks:
+  tools      install the pinned npm tools (anvil, solc, OpenZeppelin) into .tools/
+  ci         everything CI checks: fmt, clippy, layer rules, tests, docs
+  test       the test suite alone
+  layers     check that crates depend on each other only in the allowed direction
+  demo       the main job on a local embedded default
+  help       this text
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    let root = workspace_root()?;
+    match task {
+        "tools" => tools::install(&root).map(|_| ()),
+        "ci" => ci(&root),
+        "test" => test(&root),
+        "layers" => layers::check_workspace(&root),
+        "demo" => demo(&root),
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown task `{other}`\n\n{HELP}"),
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask is not inside the workspace")
+}
+
+/// Runs `cargo` with `args` in `root`, failing with the command line when it fails.
+fn cargo(root: &Path, args: &[&str]) -> Result<()> {
+    run(Command::new(env_or("CARGO", "cargo")).args(args).current_dir(root))
+}
+
+/// Runs a command to completion, inheriting stdio; a non-zero exit is an error.
+fn run(cmd: &mut Command) -> Result<()> {
+    let line = format!("{cmd:?}");
+    eprintln!("$ {line}");
+    let status = cmd.status().with_context(|| format!("could not start {line}"))?;
+    if !status.success() {
+        bail!("{line} failed with {status}");
+    }
+    Ok(())
+}
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
+
+fn ci(root: &Path) -> Result<()> {
+    let started = std::time::Instant::now();
+    tools::install(root)?;
+    cargo(root, &["fmt", "--all", "--", "--check"])?;
+    layers::check_workspace(root)?;
+    cargo(
+        root,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    test(root)?;
+    run(Command::new(env_or("CARGO", "cargo"))
+        .args(["doc", "--workspace", "--no-deps", "--locked"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .current_dir(root))?;
+    eprintln!("ci passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    tools::install(root)?;
+    cargo(root, &["test", "--workspace", "--locked", "--no-fail-fast"])
+}
+
+fn demo(root: &Path) -> Result<()> {
+    tools::install(root)?;
+    cargo(root, &["run", "--locked", "--package", "fabstir-core", "--example", "demo"])
+}
