@@ -1,1 +1,44 @@
-//! placeholder
+//! Domain types of the Fabstir LLM marketplace, shared by every other crate.
+//!
+//! This is the bottom layer: ids ([`JobId`], [`ModelId`], [`HostAddress`], [`NodePeerId`]),
+//! the job model ([`JobDetails`], [`JobRequirements`], the [`JobState`] machine), node
+//! descriptions ([`NodeCapabilities`], [`NodeInfo`], [`DiscoveredNode`]), payment tokens and
+//! exact amounts ([`PaymentToken`], [`TokenAmount`]), configuration ([`SdkConfig`]), the
+//! addresses of a deployment ([`Deployment`]), SDK events ([`SdkEvent`]) and the versioned P2P
+//! wire protocol ([`wire`]) with the messages its signatures cover ([`auth`]).
+//!
+//! It knows nothing of tokio, libp2p or any RPC client: only plain Ethereum primitives
+//! (`Address`, `U256`, `H256`, signatures) from `ethers-core`, re-exported as [`primitives`] so
+//! that upper layers agree on one version.
+
+pub mod amount;
+pub mod auth;
+pub mod config;
+pub mod deployment;
+mod error;
+pub mod events;
+pub mod ids;
+pub mod job;
+pub mod node;
+pub mod token;
+pub mod wire;
+
+pub use amount::TokenAmount;
+pub use config::{HeadlessConfig, SdkConfig};
+pub use deployment::{ContractAddresses, Deployment};
+pub use error::{Error, Result};
+pub use events::SdkEvent;
+pub use ids::{HostAddress, JobId, ModelId, NodePeerId};
+pub use job::{JobDetails, JobRequirements, JobState};
+pub use node::{
+    DiscoveredNode, NodeCapabilities, NodeInfo, ProviderQuery, ScoreWeights, SelectionCriteria,
+    TokenPrice,
+};
+pub use token::PaymentToken;
+
+/// Ethereum primitives used across the workspace, re-exported from `ethers-core` so that every
+/// layer names the same types.
+pub mod primitives {
+    pub use ethers_core::types::{Address, H256, Signature, U256};
+    pub use ethers_core::utils::keccak256;
+}

@@ -1,0 +1,701 @@
+//! The Fabstir P2P wire protocol: versioned messages and their bincode encoding under explicit
+//! size limits, plus the length-prefixed framing of the token stream.
+//!
+//! Every message is encoded as bincode (little-endian, variable-length integers, as produced by
+//! `bincode::DefaultOptions`) of `(version: u16, message)`. A decoder checks the size limit
+//! *before* reading, rejects a version it does not speak, and rejects trailing bytes. Decoding
+//! untrusted bytes never panics and never allocates more than the limit.
+//!
+//! | protocol | request | response |
+//! |---|---|---|
+//! | `/fabstir/capabilities/1.0.0` | [`CapabilitiesRequest`] | [`CapabilitiesResponse`] |
+//! | `/fabstir/job/1.0.0` | [`JobRequest`] | [`JobResponse`] |
+//! | `/fabstir/stream/1.0.0` | frames of [`ClientFrame`] | frames of [`HostFrame`] |
+//!
+//! Stream frames are `u32` big-endian length followed by that many bytes of an encoded message
+//! ([`encode_frame`], [`FrameDecoder`]). `docs/PROTOCOL.md` describes the exchange in full.
+
+use bincode::Options;
+use ethers_core::types::{Address, H256};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::amount::TokenAmount;
+use crate::ids::{JobId, ModelId};
+use crate::node::NodeCapabilities;
+use crate::{Error, Result};
+
+/// The wire protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Protocol name of capability queries.
+pub const CAPABILITIES_PROTOCOL: &str = "/fabstir/capabilities/1.0.0";
+/// Protocol name of job negotiation.
+pub const JOB_PROTOCOL: &str = "/fabstir/job/1.0.0";
+/// Protocol name of authenticated token streams.
+pub const STREAM_PROTOCOL: &str = "/fabstir/stream/1.0.0";
+/// Protocol name of result retrieval by CID.
+pub const RESULT_PROTOCOL: &str = "/fabstir/result/1.0.0";
+/// Kademlia protocol name of the Fabstir DHT.
+pub const KAD_PROTOCOL: &str = "/fabstir/kad/1.0.0";
+
+/// Largest prompt accepted, in bytes.
+pub const MAX_PROMPT_BYTES: usize = 256 * 1024;
+/// Largest stream frame payload accepted, in bytes.
+pub const MAX_FRAME_LEN: usize = MAX_PROMPT_BYTES + 4 * 1024;
+/// Bytes of the stream frame length prefix.
+pub const FRAME_HEADER_LEN: usize = 4;
+
+/// A message of the wire protocol with its own size limit.
+pub trait WireMessage: Serialize + DeserializeOwned {
+    /// Largest encoded size accepted for this message, in bytes.
+    const MAX_SIZE: usize;
+}
+
+fn options(limit: usize) -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_limit(u64::try_from(limit).unwrap_or(u64::MAX))
+        .reject_trailing_bytes()
+}
+
+/// Encodes a message with the protocol version in front. Fails if the result would exceed
+/// the message's limit (an oversized message is never sent).
+pub fn encode<T: WireMessage>(message: &T) -> Result<Vec<u8>> {
+    options(T::MAX_SIZE)
+        .serialize(&(PROTOCOL_VERSION, message))
+        .map_err(|e| match *e {
+            bincode::ErrorKind::SizeLimit => Error::Oversized {
+                len: options(usize::MAX)
+                    .serialized_size(&(PROTOCOL_VERSION, message))
+                    .ok()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(usize::MAX),
+                limit: T::MAX_SIZE,
+            },
+            other => Error::Malformed(other.to_string()),
+        })
+}
+
+/// Decodes a message, checking size, version and trailing bytes.
+pub fn decode<T: WireMessage>(bytes: &[u8]) -> Result<T> {
+    if bytes.len() > T::MAX_SIZE {
+        return Err(Error::Oversized {
+            len: bytes.len(),
+            limit: T::MAX_SIZE,
+        });
+    }
+    let malformed = |e: bincode::Error| Error::Malformed(e.to_string());
+    // The version is read alone first so that a newer peer gets a clear answer rather than
+    // a parse error on a layout this build does not know.
+    let version: u16 = bincode::DefaultOptions::new()
+        .with_limit(8)
+        .allow_trailing_bytes()
+        .deserialize(bytes)
+        .map_err(malformed)?;
+    if version != PROTOCOL_VERSION {
+        return Err(Error::UnsupportedVersion {
+            found: version,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    let (_, message): (u16, T) = options(T::MAX_SIZE).deserialize(bytes).map_err(malformed)?;
+    Ok(message)
+}
+
+/// Encodes a message as a stream frame: 4-byte big-endian length, then the message.
+pub fn encode_frame<T: WireMessage>(message: &T) -> Result<Vec<u8>> {
+    let payload = encode(message)?;
+    let len = u32::try_from(payload.len()).map_err(|_| Error::Oversized {
+        len: payload.len(),
+        limit: MAX_FRAME_LEN,
+    })?;
+    let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&payload);
+    Ok(frame)
+}
+
+/// Reads a frame header: the payload length, checked against `limit` before anything is
+/// allocated for it.
+pub fn frame_len(header: [u8; FRAME_HEADER_LEN], limit: usize) -> Result<usize> {
+    let len = usize::try_from(u32::from_be_bytes(header)).unwrap_or(usize::MAX);
+    if len > limit {
+        return Err(Error::Oversized { len, limit });
+    }
+    if len == 0 {
+        return Err(Error::Malformed("empty frame".into()));
+    }
+    Ok(len)
+}
+
+/// An incremental decoder of stream frames for byte-oriented transports: feed it bytes as they
+/// arrive, take complete messages out. A bad frame is an error and the stream should be
+/// dropped; the decoder never buffers more than one frame's limit.
+#[derive(Debug)]
+pub struct FrameDecoder<T> {
+    buffer: Vec<u8>,
+    limit: usize,
+    _message: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: WireMessage> Default for FrameDecoder<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: WireMessage> FrameDecoder<T> {
+    /// A decoder for frames of `T`, limited by `T::MAX_SIZE` and [`MAX_FRAME_LEN`].
+    pub fn new() -> Self {
+        Self {
+            buffer: Vec::new(),
+            limit: T::MAX_SIZE.min(MAX_FRAME_LEN),
+            _message: std::marker::PhantomData,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next complete message, `Ok(None)` if more bytes are needed, or an error for an
+    /// oversized or malformed frame.
+    pub fn next_message(&mut self) -> Result<Option<T>> {
+        let Some(header) = self.buffer.first_chunk::<FRAME_HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let len = frame_len(*header, self.limit)?;
+        let end = FRAME_HEADER_LEN + len;
+        if self.buffer.len() < end {
+            return Ok(None);
+        }
+        let message = decode(&self.buffer[FRAME_HEADER_LEN..end]);
+        self.buffer.drain(..end);
+        message.map(Some)
+    }
+
+    /// Bytes received but not yet decoded (a non-empty remainder at end of stream means the
+    /// last frame was truncated).
+    pub fn pending(&self) -> usize {
+        self.buffer.len()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /fabstir/capabilities/1.0.0
+
+/// Asks a host for its capabilities.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilitiesRequest {
+    /// Only report prices for this payment token (zero address for ETH), or all when `None`.
+    pub token: Option<Address>,
+}
+
+impl WireMessage for CapabilitiesRequest {
+    const MAX_SIZE: usize = 256;
+}
+
+/// A host's capabilities with its identity signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilitiesResponse {
+    /// What the host offers.
+    pub capabilities: NodeCapabilities,
+    /// The chain the identity signature is for.
+    pub chain_id: u64,
+    /// EIP-191 signature by `capabilities.eth_address` over
+    /// [`identity_message`](crate::auth::identity_message)`(chain_id, peer_id, eth_address)`.
+    pub identity_signature: Vec<u8>,
+}
+
+impl WireMessage for CapabilitiesResponse {
+    const MAX_SIZE: usize = 64 * 1024;
+}
+
+// ---------------------------------------------------------------------------------------------
+// /fabstir/job/1.0.0
+
+/// A client's job message to a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobRequest {
+    /// Asks for a quote before anything goes on chain.
+    Quote(QuoteRequest),
+    /// Tells the host a job naming it was posted; the host answers whether it will claim it.
+    Posted {
+        /// The posted job's id.
+        job: JobId,
+    },
+}
+
+impl WireMessage for JobRequest {
+    const MAX_SIZE: usize = 1024;
+}
+
+/// The terms a client proposes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuoteRequest {
+    /// The model to run.
+    pub model: ModelId,
+    /// Most tokens wanted.
+    pub max_tokens: u32,
+    /// The payment token (zero address for ETH).
+    pub token: Address,
+    /// The most the client offers per token, in base units.
+    pub offered_price_per_token: TokenAmount,
+    /// `keccak256(prompt)`; the prompt itself follows on the authenticated stream.
+    pub prompt_hash: H256,
+    /// The client's address (the job's poster).
+    pub client: Address,
+}
+
+/// A host's answer to a job message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobResponse {
+    /// The host's terms for a [`QuoteRequest`].
+    Quote(Quote),
+    /// The host will claim the posted job.
+    Accepted {
+        /// The job.
+        job: JobId,
+    },
+    /// The host declines.
+    Rejected {
+        /// Why, as a code.
+        reason: RejectReason,
+        /// Why, for people.
+        message: String,
+    },
+}
+
+impl WireMessage for JobResponse {
+    const MAX_SIZE: usize = 4 * 1024;
+}
+
+/// A host's quote: post the job on these terms, naming this host, before `valid_until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    /// The host's address, to name in the job.
+    pub host: Address,
+    /// The model.
+    pub model: ModelId,
+    /// Price per token in the payment token's base units.
+    pub price_per_token: TokenAmount,
+    /// The payment token.
+    pub token: Address,
+    /// Most tokens the host will generate.
+    pub max_tokens: u32,
+    /// Unix time (seconds) until which the host honours the quote.
+    pub valid_until: u64,
+}
+
+/// Why a host declines a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// The host does not serve the model.
+    UnknownModel,
+    /// The host does not accept the payment token.
+    TokenNotAccepted,
+    /// The offered price is below the host's.
+    PriceTooLow,
+    /// More tokens than the host generates per job.
+    TooManyTokens,
+    /// The host is at capacity.
+    Busy,
+    /// The posted job does not match the quote (terms, host or prompt hash).
+    TermsMismatch,
+    /// The posted job was not found on chain.
+    JobNotFound,
+}
+
+// ---------------------------------------------------------------------------------------------
+// /fabstir/stream/1.0.0
+
+/// Frames the client sends on a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// The answer to the host's [`AuthChallenge`].
+    Auth(AuthResponse),
+    /// The prompt, sent only after the host accepted the authentication.
+    Prompt(PromptFrame),
+    /// Stop generating; the host ends the stream.
+    Cancel,
+}
+
+impl WireMessage for ClientFrame {
+    const MAX_SIZE: usize = MAX_FRAME_LEN;
+}
+
+/// The client's signed answer to a challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthResponse {
+    /// The job the client wants served.
+    pub job: JobId,
+    /// The nonce being answered.
+    pub nonce: [u8; 32],
+    /// EIP-191 signature over
+    /// [`client_auth_message`](crate::auth::client_auth_message)`(chain, marketplace, job, host, nonce)`.
+    pub signature: Vec<u8>,
+}
+
+/// The prompt and sampling parameters. Sampling values are integers in thousandths so that the
+/// encoding is exact: `temperature_milli = 0` is greedy, `top_p_milli = 1000` disables top-p.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptFrame {
+    /// The prompt; its keccak256 must equal the job's on-chain prompt hash.
+    pub prompt: String,
+    /// Temperature x 1000.
+    pub temperature_milli: u32,
+    /// Top-p x 1000.
+    pub top_p_milli: u32,
+    /// Sampling seed.
+    pub seed: u64,
+}
+
+/// Frames the host sends on a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostFrame {
+    /// A fresh nonce the client must sign.
+    Challenge(AuthChallenge),
+    /// Authentication succeeded; the host now reads the prompt.
+    Authenticated,
+    /// Generated tokens.
+    Tokens(TokenBatch),
+    /// The job finished: the result is stored and will be submitted on chain.
+    Done(StreamDone),
+    /// The stream ends with an error.
+    Error(StreamError),
+}
+
+impl WireMessage for HostFrame {
+    const MAX_SIZE: usize = MAX_FRAME_LEN;
+}
+
+/// A host's authentication challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthChallenge {
+    /// 32 random bytes, single-use.
+    pub nonce: [u8; 32],
+    /// Unix time (seconds) after which the nonce is refused.
+    pub expires_at: u64,
+    /// The host's Ethereum address (part of the signed message).
+    pub host: Address,
+}
+
+/// A batch of consecutive tokens. Batches hold one token each while the client keeps up; the
+/// host coalesces tokens into bigger batches when the client reads slower than it generates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenBatch {
+    /// Index of the first token in the batch (0 for the first token of the job).
+    pub first_index: u64,
+    /// The tokens, in order.
+    pub tokens: Vec<StreamToken>,
+}
+
+impl TokenBatch {
+    /// The batch's text: the tokens' text concatenated.
+    pub fn text(&self) -> String {
+        self.tokens.iter().map(|t| t.text.as_str()).collect()
+    }
+}
+
+/// One generated token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamToken {
+    /// The token id in the model's vocabulary.
+    pub id: u32,
+    /// The decoded text (empty when the host has no vocabulary for the model).
+    pub text: String,
+}
+
+/// The end of a successful stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamDone {
+    /// CID (CIDv1, raw, sha2-256, base32) of the full result text.
+    pub result_cid: String,
+    /// Tokens generated (what the host will claim payment for).
+    pub tokens_used: u64,
+    /// EIP-191 signature by the host over
+    /// [`result_message`](crate::auth::result_message)`(chain, job, cid, tokens_used)`.
+    pub signature: Vec<u8>,
+}
+
+/// A stream error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamError {
+    /// What kind of error.
+    pub code: StreamErrorCode,
+    /// Details for people.
+    pub message: String,
+}
+
+/// Codes of stream errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StreamErrorCode {
+    /// The client's signature did not prove it is the job's client.
+    AuthFailed,
+    /// The challenge expired or was already used.
+    ChallengeExpired,
+    /// The prompt's hash is not the job's prompt hash.
+    PromptMismatch,
+    /// No such job, or not claimed by this host.
+    UnknownJob,
+    /// Inference failed.
+    InferenceFailed,
+    /// The client cancelled.
+    Cancelled,
+    /// A frame could not be decoded or came out of order.
+    Malformed,
+    /// The host is shutting down or overloaded.
+    Unavailable,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::tests::caps;
+    use proptest::prelude::*;
+
+    fn samples() -> (
+        Vec<JobRequest>,
+        Vec<JobResponse>,
+        Vec<ClientFrame>,
+        Vec<HostFrame>,
+    ) {
+        let quote_request = QuoteRequest {
+            model: ModelId::from_name("stories"),
+            max_tokens: 64,
+            token: Address::repeat_byte(1),
+            offered_price_per_token: TokenAmount::from_base_units(1_000u64),
+            prompt_hash: H256::repeat_byte(2),
+            client: Address::repeat_byte(3),
+        };
+        let jobs = vec![
+            JobRequest::Quote(quote_request),
+            JobRequest::Posted { job: JobId(9) },
+        ];
+        let responses = vec![
+            JobResponse::Quote(Quote {
+                host: Address::repeat_byte(4),
+                model: ModelId::from_name("stories"),
+                price_per_token: TokenAmount::from_base_units(900u64),
+                token: Address::repeat_byte(1),
+                max_tokens: 64,
+                valid_until: 1_700_000_000,
+            }),
+            JobResponse::Accepted { job: JobId(9) },
+            JobResponse::Rejected {
+                reason: RejectReason::PriceTooLow,
+                message: "need 1000".into(),
+            },
+        ];
+        let client = vec![
+            ClientFrame::Auth(AuthResponse {
+                job: JobId(9),
+                nonce: [5; 32],
+                signature: vec![1; 65],
+            }),
+            ClientFrame::Prompt(PromptFrame {
+                prompt: "Once upon a time".into(),
+                temperature_milli: 800,
+                top_p_milli: 900,
+                seed: 42,
+            }),
+            ClientFrame::Cancel,
+        ];
+        let host = vec![
+            HostFrame::Challenge(AuthChallenge {
+                nonce: [6; 32],
+                expires_at: 1,
+                host: Address::repeat_byte(4),
+            }),
+            HostFrame::Authenticated,
+            HostFrame::Tokens(TokenBatch {
+                first_index: 3,
+                tokens: vec![
+                    StreamToken {
+                        id: 1,
+                        text: "a".into(),
+                    },
+                    StreamToken {
+                        id: 2,
+                        text: "é".into(),
+                    },
+                ],
+            }),
+            HostFrame::Done(StreamDone {
+                result_cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".into(),
+                tokens_used: 5,
+                signature: vec![7; 65],
+            }),
+            HostFrame::Error(StreamError {
+                code: StreamErrorCode::PromptMismatch,
+                message: "hash differs".into(),
+            }),
+        ];
+        (jobs, responses, client, host)
+    }
+
+    fn round_trip<T: WireMessage + PartialEq + std::fmt::Debug>(message: &T) {
+        let bytes = encode(message).unwrap();
+        assert_eq!(&decode::<T>(&bytes).unwrap(), message);
+        let frame = encode_frame(message).unwrap();
+        let mut decoder = FrameDecoder::<T>::new();
+        // Byte by byte: the decoder must wait for the whole frame.
+        for (i, byte) in frame.iter().enumerate() {
+            decoder.extend(&[*byte]);
+            let next = decoder.next_message().unwrap();
+            assert_eq!(next.is_some(), i + 1 == frame.len());
+            if let Some(decoded) = next {
+                assert_eq!(&decoded, message);
+            }
+        }
+        assert_eq!(decoder.pending(), 0);
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let (jobs, responses, client, host) = samples();
+        jobs.iter().for_each(round_trip);
+        responses.iter().for_each(round_trip);
+        client.iter().for_each(round_trip);
+        host.iter().for_each(round_trip);
+        round_trip(&CapabilitiesRequest { token: None });
+        round_trip(&CapabilitiesResponse {
+            capabilities: caps("m", 5),
+            chain_id: 31_337,
+            identity_signature: vec![1; 65],
+        });
+    }
+
+    #[test]
+    fn several_frames_in_one_read() {
+        let (_, _, _, host) = samples();
+        let bytes: Vec<u8> = host.iter().flat_map(|m| encode_frame(m).unwrap()).collect();
+        let mut decoder = FrameDecoder::<HostFrame>::new();
+        decoder.extend(&bytes);
+        let mut decoded = Vec::new();
+        while let Some(m) = decoder.next_message().unwrap() {
+            decoded.push(m);
+        }
+        assert_eq!(decoded, host);
+    }
+
+    #[test]
+    fn truncated_messages_are_errors() {
+        let (jobs, ..) = samples();
+        let bytes = encode(&jobs[0]).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(decode::<JobRequest>(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(matches!(
+            decode::<JobRequest>(&extra),
+            Err(Error::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn oversized_messages_are_refused_both_ways() {
+        let huge = ClientFrame::Prompt(PromptFrame {
+            prompt: "x".repeat(MAX_FRAME_LEN),
+            temperature_milli: 0,
+            top_p_milli: 1000,
+            seed: 0,
+        });
+        assert!(matches!(encode(&huge), Err(Error::Oversized { .. })));
+        let big = vec![0u8; JobRequest::MAX_SIZE + 1];
+        assert!(matches!(
+            decode::<JobRequest>(&big),
+            Err(Error::Oversized { .. })
+        ));
+        // A frame header announcing more than the limit is refused before any allocation.
+        let mut decoder = FrameDecoder::<HostFrame>::new();
+        decoder.extend(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            decoder.next_message(),
+            Err(Error::Oversized { .. })
+        ));
+        assert!(matches!(frame_len([0; 4], 10), Err(Error::Malformed(_))));
+    }
+
+    #[test]
+    fn a_length_prefix_inside_a_message_cannot_force_allocation() {
+        // Version 1, `Tokens` variant, first_index 0, then a vector length of 2^60.
+        let mut bytes = encode(&HostFrame::Authenticated).unwrap();
+        bytes.truncate(1);
+        bytes.push(2); // HostFrame::Tokens
+        bytes.push(0); // first_index
+        bytes.push(0xfd); // varint u64 marker
+        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(decode::<HostFrame>(&bytes).is_err());
+    }
+
+    #[test]
+    fn other_versions_are_named() {
+        let mut bytes = encode(&ClientFrame::Cancel).unwrap();
+        bytes[0] = 2;
+        assert!(matches!(
+            decode::<ClientFrame>(&bytes),
+            Err(Error::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn batch_text_concatenates() {
+        let batch = TokenBatch {
+            first_index: 0,
+            tokens: vec![
+                StreamToken {
+                    id: 1,
+                    text: "Hel".into(),
+                },
+                StreamToken {
+                    id: 2,
+                    text: "lo".into(),
+                },
+            ],
+        };
+        assert_eq!(batch.text(), "Hello");
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode::<JobRequest>(&bytes);
+            let _ = decode::<JobResponse>(&bytes);
+            let _ = decode::<ClientFrame>(&bytes);
+            let _ = decode::<HostFrame>(&bytes);
+            let _ = decode::<CapabilitiesResponse>(&bytes);
+            let mut decoder = FrameDecoder::<HostFrame>::new();
+            decoder.extend(&bytes);
+            while let Ok(Some(_)) = decoder.next_message() {}
+        }
+
+        #[test]
+        fn token_batches_round_trip(first in any::<u64>(), tokens in prop::collection::vec((any::<u32>(), "\\PC{0,8}"), 0..64)) {
+            let batch = HostFrame::Tokens(TokenBatch {
+                first_index: first,
+                tokens: tokens.into_iter().map(|(id, text)| StreamToken { id, text }).collect(),
+            });
+            let frame = encode_frame(&batch).unwrap();
+            let mut decoder = FrameDecoder::<HostFrame>::new();
+            decoder.extend(&frame);
+            prop_assert_eq!(decoder.next_message().unwrap(), Some(batch));
+        }
+
+        #[test]
+        fn corrupted_frames_never_panic(flip in any::<usize>(), value in any::<u8>()) {
+            let (_, _, _, host) = samples();
+            let mut frame = encode_frame(&host[2]).unwrap();
+            let i = flip % frame.len();
+            frame[i] = value;
+            let mut decoder = FrameDecoder::<HostFrame>::new();
+            decoder.extend(&frame);
+            let _ = decoder.next_message();
+        }
+    }
+}
