@@ -21,6 +21,7 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
     ("fabstir-p2p", &["fabstir-core"]),
     ("fabstir-storage", &["fabstir-core"]),
     ("fabstir-inference", &["fabstir-core"]),
+    ("fabstir-train", &["fabstir-core", "fabstir-inference"]),
     (
         "fabstir-sdk",
         &[
@@ -76,7 +77,13 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
 /// Runs `cargo metadata` on the workspace and checks every edge between its packages.
 pub(crate) fn check_workspace(root: &Path) -> Result<()> {
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(root)
         .output()
         .context("running cargo metadata")?;
@@ -106,12 +113,13 @@ pub(crate) fn workspace_edges(metadata: &Value) -> Result<BTreeMap<String, Vec<S
     let mut edges = BTreeMap::new();
     for package in packages {
         let name = package["name"].as_str().context("package without a name")?;
+        // A crate may dev-depend on itself (to turn on a test feature); that is no edge.
         let deps = package["dependencies"]
             .as_array()
             .context("package without dependencies")?
             .iter()
             .filter_map(|d| d["name"].as_str())
-            .filter(|d| names.contains(d))
+            .filter(|d| names.contains(d) && *d != name)
             .map(str::to_owned)
             .collect();
         edges.insert(name.to_owned(), deps);
@@ -137,7 +145,11 @@ pub(crate) fn check(edges: &BTreeMap<String, Vec<String>>) -> Result<(), Vec<Str
             }
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -194,8 +206,14 @@ mod tests {
         });
         let found = workspace_edges(&metadata).unwrap();
         assert_eq!(found["fabstir-core"], Vec::<String>::new());
-        assert_eq!(found["fabstir-p2p"], vec!["fabstir-core", "fabstir-contracts"]);
-        assert!(check(&found).is_err(), "the wrong-direction edge must be caught");
+        assert_eq!(
+            found["fabstir-p2p"],
+            vec!["fabstir-core", "fabstir-contracts"]
+        );
+        assert!(
+            check(&found).is_err(),
+            "the wrong-direction edge must be caught"
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `cargo xtask <task>`: every developer task of the Fabstir workspace, in Rust, with few
 //! dependencies. Run `cargo xtask help` for the list.
 
+mod contracts;
 mod layers;
 mod tools;
+mod train;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,10 +16,13 @@ cargo xtask <task>
 
 Tasks:
   tools      install the pinned npm tools (anvil, solc, OpenZeppelin) into .tools/
+  contracts  compile contracts/*.sol with the pinned solc into contracts-abi/
+  gas        print the gas used per contract operation (measured on anvil)
   ci         everything CI checks: fmt, clippy, layer rules, tests, docs
   test       the test suite alone
   layers     check that crates depend on each other only in the allowed direction
   demo       the main job on a local embedded default
+  train-model  train the character-level Shakespeare model into models/shakespeare
   help       this text
 ";
 
@@ -27,10 +32,13 @@ fn main() -> Result<()> {
     let root = workspace_root()?;
     match task {
         "tools" => tools::install(&root).map(|_| ()),
+        "contracts" => tools::install(&root).and_then(|_| contracts::build(&root)),
+        "gas" => tools::install(&root).and_then(|_| gas(&root)),
         "ci" => ci(&root),
         "test" => test(&root),
         "layers" => layers::check_workspace(&root),
         "demo" => demo(&root),
+        "train-model" => train::train_model(&root, &args[1..]),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
@@ -50,14 +58,18 @@ fn workspace_root() -> Result<PathBuf> {
 
 /// Runs `cargo` with `args` in `root`, failing with the command line when it fails.
 fn cargo(root: &Path, args: &[&str]) -> Result<()> {
-    run(Command::new(env_or("CARGO", "cargo")).args(args).current_dir(root))
+    run(Command::new(env_or("CARGO", "cargo"))
+        .args(args)
+        .current_dir(root))
 }
 
 /// Runs a command to completion, inheriting stdio; a non-zero exit is an error.
 fn run(cmd: &mut Command) -> Result<()> {
     let line = format!("{cmd:?}");
     eprintln!("$ {line}");
-    let status = cmd.status().with_context(|| format!("could not start {line}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {line}"))?;
     if !status.success() {
         bail!("{line} failed with {status}");
     }
@@ -71,6 +83,7 @@ fn env_or(key: &str, default: &str) -> String {
 fn ci(root: &Path) -> Result<()> {
     let started = std::time::Instant::now();
     tools::install(root)?;
+    contracts::check_fresh(root)?;
     cargo(root, &["fmt", "--all", "--", "--check"])?;
     layers::check_workspace(root)?;
     cargo(
@@ -99,7 +112,24 @@ fn test(root: &Path) -> Result<()> {
     cargo(root, &["test", "--workspace", "--locked", "--no-fail-fast"])
 }
 
+/// Runs the gas measurement test of fabstir-contracts, which prints its table.
+fn gas(root: &Path) -> Result<()> {
+    let mut args = vec!["test", "-q", "-p", "fabstir-contracts", "--test", "it"];
+    args.extend(["gas", "--", "--nocapture"]);
+    cargo(root, &args)
+}
+
 fn demo(root: &Path) -> Result<()> {
     tools::install(root)?;
-    cargo(root, &["run", "--locked", "--package", "fabstir-core", "--example", "demo"])
+    cargo(
+        root,
+        &[
+            "run",
+            "--locked",
+            "--package",
+            "fabstir-core",
+            "--example",
+            "demo",
+        ],
+    )
 }

@@ -12,7 +12,8 @@
 
 use std::collections::HashMap;
 
-use ethers_core::k256::ecdsa::SigningKey;
+/// The secp256k1 key type of Ethereum accounts, re-exported for signing protocol messages.
+pub use ethers_core::k256::ecdsa::SigningKey;
 use ethers_core::types::{Address, Signature, U256};
 use ethers_core::utils::hash_message;
 

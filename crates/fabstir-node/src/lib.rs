@@ -1,3 +1,257 @@
 //! The Fabstir LLM host node: registers on the NodeRegistry, advertises its models in the
 //! DHT, claims jobs, runs inference, streams tokens to the client, stores the result by CID and
 //! submits it on chain to be paid.
+//!
+//! [`start`] brings a node up from a [`NodeConfig`] and the host's key and returns a
+//! [`RunningNode`]; [`run`] is the binary's loop (key from the environment or a file, runs
+//! until shutdown). The decisions live in [`Host`], which implements the network layer's
+//! `HostService`; [`chain`] registers the host and claims jobs announced on chain.
+
+pub mod chain;
+pub mod config;
+mod error;
+mod host;
+pub mod keys;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ethers::providers::Middleware as _;
+use ethers::signers::LocalWallet;
+use fabstir_contracts::{HeadlessContractManager, ManagerConfig};
+use fabstir_core::auth::SigningKey;
+use fabstir_core::{Deployment, ModelId, NodePeerId, TokenPrice};
+use fabstir_inference::{
+    EmbeddedEngine, EngineConfig, InferenceBackend, OpenAiBackend, OpenAiConfig,
+};
+use fabstir_p2p::{Multiaddr, Network, P2pConfig};
+use fabstir_payments::NonceBook;
+use fabstir_sdk::ChainPeerRegistry;
+use fabstir_storage::LocalStore;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{BackendConfig, ModelConfig, NodeConfig};
+pub use error::{Error, Result};
+pub use host::{Host, HostHandle, HostLimits, HostParts, ServedModel, VERSION};
+
+/// A node that is up: registered, listening, advertising and watching the chain.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The network handle.
+    pub network: Network,
+    /// The host's state.
+    pub host: Arc<Host>,
+    /// Where `/metrics` is served, if enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+}
+
+impl RunningNode {
+    /// The node's libp2p peer id.
+    pub fn peer_id(&self) -> fabstir_p2p::PeerId {
+        self.network.peer_id()
+    }
+
+    /// The addresses the node listens on, each with `/p2p/<peer id>` (what clients and other
+    /// nodes use as a bootstrap address).
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>> {
+        let peer = self.peer_id();
+        Ok(self
+            .network
+            .listen_addrs()
+            .await?
+            .into_iter()
+            .map(|a| a.with(fabstir_p2p::libp2p::multiaddr::Protocol::P2p(peer)))
+            .collect())
+    }
+
+    /// Stops the node: the chain watcher, the metrics endpoint and the network.
+    pub async fn stop(self) -> Result<()> {
+        self.shutdown.cancel();
+        self.network.shutdown().await?;
+        Ok(())
+    }
+}
+
+/// Starts a node with the given host key.
+pub async fn start(config: &NodeConfig, key: SigningKey) -> Result<RunningNode> {
+    config.validate()?;
+    let deployment = Deployment::load(&config.deployment)?;
+    let manager_config = ManagerConfig {
+        poll_interval: config.poll_interval,
+    };
+    let contracts =
+        HeadlessContractManager::connect(&config.rpc_url, &deployment, &manager_config).await?;
+    let address = fabstir_core::auth::address_of(&key);
+    let sender = NonceBook::new().wrap(contracts.signer(LocalWallet::from(key.clone())), address);
+
+    let keypair = keys::load_or_create_p2p_key(&config.storage)?;
+    let libp2p_peer = keypair.public().to_peer_id();
+    let peer_id = NodePeerId::from_bytes(libp2p_peer.to_bytes())?;
+
+    let models = config
+        .models
+        .iter()
+        .map(|m| served_model(m, &deployment))
+        .collect::<Result<Vec<_>>>()?;
+    let model_ids: Vec<ModelId> = models.iter().map(|m| ModelId::from_name(&m.name)).collect();
+    let mut prices: Vec<TokenPrice> = Vec::new();
+    for price in models.iter().flat_map(|m| &m.prices) {
+        if !prices.iter().any(|p| p.token == price.token) {
+            prices.push(*price);
+        }
+    }
+    let stake = match &config.stake {
+        Some(text) => Some(fabstir_core::TokenAmount::parse(text, 18)?),
+        None => None,
+    };
+    let outcome = chain::ensure_registered(
+        &contracts,
+        &sender,
+        address,
+        &chain::Registration {
+            peer_id: peer_id.clone(),
+            models: model_ids.clone(),
+            prices,
+            metadata: format!("{{\"version\":\"{VERSION}\"}}"),
+            stake,
+        },
+    )
+    .await?;
+    tracing::info!(%address, peer = %peer_id, ?outcome, "registration checked");
+
+    let store = Arc::new(LocalStore::open(config.storage.join("results")).await?);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let host = Arc::new(Host::new(HostParts {
+        key,
+        peer_id,
+        contracts: contracts.clone(),
+        sender,
+        models,
+        store,
+        limits: HostLimits {
+            max_concurrent: config.max_concurrent,
+            queue: config.queue,
+            max_tokens: config.max_tokens,
+            quote_validity: config.quote_validity,
+        },
+        metrics: metrics.clone(),
+    }));
+
+    let mut p2p = P2pConfig {
+        chain_id: deployment.chain_id,
+        marketplace: deployment.contracts.job_marketplace,
+        ..P2pConfig::default()
+    };
+    p2p.listen_addrs = parse_addrs(&config.listen)?;
+    p2p.bootstrap_peers = parse_addrs(&config.bootstrap_peers)?;
+    let network = Network::spawn(
+        p2p,
+        keypair,
+        Arc::new(ChainPeerRegistry::new(contracts.clone())),
+        Some(Arc::new(HostHandle(host.clone()))),
+    )
+    .await?;
+    for model in &model_ids {
+        if let Err(e) = network.advertise(model).await {
+            // With no peers yet the record is stored locally and spreads once peers connect.
+            tracing::debug!(%model, error = %e, "advertising");
+        }
+    }
+
+    let shutdown = CancellationToken::new();
+    let from_block = contracts
+        .provider()
+        .get_block_number()
+        .await
+        .map_err(|e| fabstir_contracts::Error::Rpc(e.to_string()))?
+        .as_u64();
+    tokio::spawn(chain::watch_jobs(
+        host.clone(),
+        from_block,
+        shutdown.child_token(),
+    ));
+    let metrics_addr = match config.metrics {
+        Some(addr) => Some(
+            metrics::serve(addr, metrics, shutdown.child_token())
+                .await
+                .map_err(|source| Error::Io {
+                    path: addr.to_string().into(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    Ok(RunningNode {
+        network,
+        host,
+        metrics_addr,
+        shutdown,
+    })
+}
+
+/// Runs a node until `shutdown` is cancelled: the key comes from `FABSTIR_HOST_KEY` or the
+/// configured key file.
+pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> {
+    let key = keys::load_host_key(
+        std::env::var("FABSTIR_HOST_KEY").ok(),
+        config.host_key_file.as_deref(),
+    )?;
+    let node = start(&config, key).await?;
+    for addr in node.listen_addrs().await? {
+        tracing::info!(%addr, "listening");
+    }
+    shutdown.cancelled().await;
+    node.stop().await
+}
+
+fn served_model(config: &ModelConfig, deployment: &Deployment) -> Result<ServedModel> {
+    let backend: Arc<dyn InferenceBackend> = match &config.backend {
+        BackendConfig::Embedded {
+            checkpoint,
+            tokenizer,
+        } => Arc::new(EmbeddedEngine::load(&EngineConfig {
+            name: config.name.clone(),
+            checkpoint: checkpoint.clone(),
+            tokenizer: tokenizer.clone(),
+            ..EngineConfig::default()
+        })?),
+        BackendConfig::Openai { url, model } => Arc::new(OpenAiBackend::new(OpenAiConfig {
+            base_url: url.clone(),
+            model: model.clone(),
+            ..OpenAiConfig::default()
+        })?),
+    };
+    let prices = config
+        .prices
+        .iter()
+        .map(|(symbol, human)| {
+            let token = deployment.token(symbol).ok_or_else(|| {
+                Error::Config(format!(
+                    "model {}: token {symbol} is not in the deployment",
+                    config.name
+                ))
+            })?;
+            Ok(TokenPrice {
+                token: token.address(),
+                price_per_token: token.parse_amount(human)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ServedModel {
+        name: config.name.clone(),
+        backend,
+        prices,
+    })
+}
+
+fn parse_addrs(addrs: &[String]) -> Result<Vec<Multiaddr>> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|e| Error::Config(format!("address {a:?}: {e}")))
+        })
+        .collect()
+}

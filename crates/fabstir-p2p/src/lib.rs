@@ -3,4 +3,52 @@
 //! streams.
 //!
 //! It depends on `fabstir-core` only. What it needs from the chain ("which address owns this
-//! peer id, and is it active?") it takes through a small trait, never from `fabstir-contracts`.
+//! peer id, and is it active?") it takes through a small trait, [`PeerRegistry`], never from
+//! `fabstir-contracts`.
+//!
+//! - [`Network`] is a `Clone` handle on one event loop task that owns the libp2p swarm
+//!   (TCP, QUIC, WebSocket; Noise; Yamux; Identify; Ping; Kademlia under
+//!   `/fabstir/kad/1.0.0`; the request-response protocols and `/fabstir/stream/1.0.0`).
+//!   Handles send commands with oneshot replies over a bounded channel.
+//! - A host passes a [`HostService`] to [`Network::spawn`]; the network layer does framing,
+//!   challenge-response authentication and token batching, the service decides.
+//! - A client calls [`Network::find_providers`] (DHT, verified capabilities, latency, cached),
+//!   [`rank`]s the result, [`Network::negotiate`]s, and [`Network::open_stream`]s with a
+//!   [`ClientSigner`].
+//! - [`ConnectionPool`] and [`rank`] are pure and tested without a swarm.
+//!
+//! The wire format is described in `docs/PROTOCOL.md`.
+
+mod behaviour;
+mod codec;
+mod config;
+mod dht;
+mod error;
+mod event_loop;
+mod frame;
+mod network;
+mod pool;
+mod ranking;
+mod registry;
+mod service;
+mod signer;
+mod stream;
+
+pub use behaviour::{IDENTIFY_PROTOCOL, agent_version};
+pub use codec::{ResultRequest, ResultResponse};
+pub use config::{P2pConfig, StreamConfig};
+pub use dht::{provider_key, provider_key_bytes};
+pub use error::{Error, Result};
+pub use network::{Network, NetworkEvent};
+pub use pool::{ConnectionPool, PoolLease, PoolStats};
+pub use ranking::{ScoredNode, rank, rank_scored, select_optimal};
+pub use registry::{
+    InMemoryRegistry, PeerRegistry, libp2p_peer_id, node_peer_id, sign_capabilities,
+    verify_capabilities,
+};
+pub use service::{HostService, TokenSink};
+pub use signer::ClientSigner;
+pub use stream::{StreamEvent, TokenStream};
+
+/// The libp2p types this crate's API uses, re-exported so that callers agree on one version.
+pub use libp2p::{self, Multiaddr, PeerId, identity::Keypair};

@@ -1,3 +1,29 @@
 //! The headless Fabstir SDK: a thin facade that wires discovery (`fabstir-p2p`), payments
 //! (`fabstir-payments`), contracts (`fabstir-contracts`) and storage (`fabstir-storage`) behind
 //! traits and runs the job lifecycle for an application that owns its own signer.
+//!
+//! - [`FabstirSdk`] is built with no signer ([`FabstirSdk::set_signer`],
+//!   [`FabstirSdk::clear_signer`], [`FabstirSdk::has_signer`]); read-only calls work without
+//!   one, spending calls fail with [`Error::NoSigner`]. The SDK never writes a key anywhere.
+//! - [`FabstirSdk::submit_job`] runs the seed's lifecycle (Negotiating -> Posted -> Claimed
+//!   -> Processing -> Streaming -> Completed -> PaymentReleased, or Failed) and returns a
+//!   [`JobHandle`] with the streamed text, the state and the result. A failed host costs the
+//!   client nothing: its escrow is recovered (cancel or expire) and the next host is tried.
+//! - The layers sit behind [`ChainLayer`] and [`NetworkLayer`]; [`ChainClient`] and
+//!   [`P2pNetwork`] are the real ones, [`ChainPeerRegistry`] gives the network layer its view
+//!   of the NodeRegistry.
+
+mod chain_registry;
+mod error;
+mod job;
+mod layers;
+mod sdk;
+
+pub use chain_registry::ChainPeerRegistry;
+pub use error::{Error, Result};
+pub use job::{JobHandle, JobRequest, JobResult};
+pub use layers::{ChainClient, ChainLayer, NetworkLayer, P2pNetwork};
+pub use sdk::{FabstirSdk, JobStatusReport};
+
+/// The wallet type the SDK signs with (re-exported so applications name the same version).
+pub use ethers::signers::LocalWallet;

@@ -1,0 +1,461 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {NodeRegistry} from "./NodeRegistry.sol";
+import {PaymentEscrow} from "./PaymentEscrow.sol";
+
+/// @title JobMarketplace
+/// @notice Clients post inference jobs with escrowed payment (ETH or an accepted ERC-20);
+/// registered hosts claim them and submit the result CID with the number of tokens used. The
+/// host is paid `min(tokensUsed * pricePerToken, escrow)` less the protocol fee, which goes to
+/// the treasury; the rest is refunded to the client in the same transaction. The prompt never
+/// goes on chain, only its keccak256 hash. Clients approve this contract (the spender) for
+/// ERC-20 payments; it moves the funds straight into the PaymentEscrow.
+contract JobMarketplace is Ownable, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
+    /// @notice Highest protocol fee, in basis points (10%).
+    uint16 public constant MAX_FEE_BPS = 1000;
+    /// @notice Longest result CID accepted, in bytes.
+    uint256 public constant MAX_CID_LENGTH = 128;
+
+    /// @notice Life cycle of a job.
+    enum JobStatus {
+        None,
+        Posted,
+        Claimed,
+        Completed,
+        Cancelled,
+        Expired,
+        Released
+    }
+
+    /// @notice What the client asks for and pays.
+    struct JobDetails {
+        bytes32 modelId;
+        bytes32 promptHash;
+        uint32 maxTokens;
+        uint256 pricePerToken;
+        uint64 deadline;
+    }
+
+    /// @notice Who may take the job: a named host, or address(0) for any registered host
+    /// serving the model.
+    struct JobRequirements {
+        address host;
+    }
+
+    /// @notice A job as returned by `getJob`. The prompt hash is not stored (it is in the
+    /// job's JobPosted event) to keep posting cheap.
+    struct Job {
+        address client;
+        address host;
+        address token;
+        uint256 amount;
+        bytes32 modelId;
+        uint32 maxTokens;
+        uint256 pricePerToken;
+        uint64 deadline;
+        JobStatus status;
+    }
+
+    // Packed into three slots; a claim writes only slot 2. The model id is stored as an index
+    // into `_models`; the prompt hash and the result CID live only in the JobPosted and
+    // JobCompleted events.
+    struct JobRecord {
+        // slot 0
+        address client;
+        uint40 deadline;
+        uint32 modelIndex;
+        // slot 1
+        address token;
+        uint96 amount;
+        // slot 2
+        address host;
+        JobStatus status;
+        uint24 maxTokens;
+        uint64 pricePerToken;
+    }
+
+    /// @notice Where hosts are registered.
+    NodeRegistry public immutable registry;
+    /// @notice Where job funds are held; clients approve this address.
+    PaymentEscrow public immutable escrow;
+
+    // One slot: read or written together on every post and submit.
+    address private _treasury;
+    uint16 private _feeBps;
+    uint64 private _nextJobId;
+
+    mapping(uint256 => JobRecord) private _jobs;
+    // Every model id ever posted, append-only, by 1-based index (0 = never seen).
+    mapping(uint32 => bytes32) private _models;
+    mapping(bytes32 => uint32) private _modelIndex;
+    uint32 private _modelCount;
+    address[] private _acceptedTokens;
+    mapping(address => uint256) private _tokenIndex; // 1-based; 0 = not accepted
+
+    /// @notice The payment token is not on the accepted list.
+    error TokenNotAccepted(address token);
+    /// @notice A job must escrow something.
+    error ZeroAmount();
+    /// @notice The escrow amount does not fit the packed storage (uint96).
+    error AmountTooLarge(uint256 amount);
+    /// @notice The price per token does not fit the packed storage (uint64).
+    error PriceTooLarge(uint256 pricePerToken);
+    /// @notice The job details are malformed (zero model id, or max tokens zero or above 2^24-1).
+    error InvalidJobDetails();
+    /// @notice The job's deadline is not in the future.
+    error InvalidDeadline(uint64 deadline, uint256 currentTime);
+    /// @notice No job with this id.
+    error JobNotFound(uint256 jobId);
+    /// @notice Another host has claimed the job already.
+    error JobAlreadyClaimed(uint256 jobId, address claimer);
+    /// @notice The job is not in a state that allows this call.
+    error InvalidJobStatus(uint256 jobId, JobStatus status);
+    /// @notice The job names another host.
+    error NotAssignedHost(uint256 jobId, address assigned, address caller);
+    /// @notice The host is not an active registered node serving the model.
+    error HostNotEligible(address host, bytes32 modelId);
+    /// @notice Only the claiming host may do this.
+    error NotClaimer(uint256 jobId, address claimer, address caller);
+    /// @notice Only the client may do this.
+    error NotClient(uint256 jobId, address client, address caller);
+    /// @notice The job's deadline has passed.
+    error DeadlinePassed(uint256 jobId, uint64 deadline);
+    /// @notice The job's deadline has not passed yet.
+    error DeadlineNotReached(uint256 jobId, uint64 deadline);
+    /// @notice More tokens reported than the job allows.
+    error TokensExceedMax(uint256 jobId, uint256 tokensUsed, uint32 maxTokens);
+    /// @notice The result CID is empty or too long.
+    error InvalidResultCid();
+    /// @notice The fee is above `MAX_FEE_BPS`.
+    error FeeTooHigh(uint16 feeBps);
+    /// @notice A zero address where one is required.
+    error ZeroAddress();
+
+    /// @notice A job was posted and its payment escrowed. `host` is address(0) for open jobs.
+    event JobPosted(
+        uint256 indexed jobId,
+        bytes32 indexed modelId,
+        address indexed host,
+        address client,
+        address token,
+        uint256 amount,
+        bytes32 promptHash,
+        uint32 maxTokens,
+        uint256 pricePerToken,
+        uint64 deadline
+    );
+    /// @notice A host claimed a job.
+    event JobClaimed(uint256 indexed jobId, address indexed host);
+    /// @notice A job finished and was settled.
+    event JobCompleted(
+        uint256 indexed jobId,
+        address indexed host,
+        bytes resultCid,
+        uint256 tokensUsed,
+        uint256 paid,
+        uint256 fee,
+        uint256 refund
+    );
+    /// @notice The client cancelled an unclaimed job and was refunded.
+    event JobCancelled(uint256 indexed jobId, address indexed client, uint256 refund);
+    /// @notice A job passed its deadline unfinished and the client was refunded.
+    event JobExpired(uint256 indexed jobId, address indexed caller, uint256 refund);
+    /// @notice The claiming host gave the job up and the client was refunded.
+    event JobReleased(uint256 indexed jobId, address indexed host, uint256 refund);
+    /// @notice The owner added or removed a payment token (address(0) is ETH).
+    event TokenAcceptanceChanged(address indexed token, bool accepted);
+    /// @notice The owner changed the protocol fee.
+    event FeeChanged(uint16 feeBps);
+    /// @notice The owner changed the treasury.
+    event TreasuryChanged(address treasury);
+
+    constructor(address owner_, NodeRegistry registry_, address treasury_, uint16 feeBps_) Ownable(owner_) {
+        if (treasury_ == address(0) || address(registry_) == address(0)) revert ZeroAddress();
+        if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_);
+        registry = registry_;
+        escrow = new PaymentEscrow(address(this));
+        _treasury = treasury_;
+        _feeBps = feeBps_;
+        _nextJobId = 1;
+    }
+
+    // ----- owner -----
+
+    /// @notice Adds or removes a payment token (address(0) is ETH).
+    function setTokenAccepted(address token, bool accepted) external onlyOwner {
+        uint256 index = _tokenIndex[token];
+        if (accepted && index == 0) {
+            _acceptedTokens.push(token);
+            _tokenIndex[token] = _acceptedTokens.length;
+        } else if (!accepted && index != 0) {
+            uint256 last = _acceptedTokens.length;
+            if (index != last) {
+                address moved = _acceptedTokens[last - 1];
+                _acceptedTokens[index - 1] = moved;
+                _tokenIndex[moved] = index;
+            }
+            _acceptedTokens.pop();
+            delete _tokenIndex[token];
+        } else {
+            return;
+        }
+        emit TokenAcceptanceChanged(token, accepted);
+    }
+
+    /// @notice Sets the protocol fee in basis points.
+    function setFeeBps(uint16 feeBps_) external onlyOwner {
+        if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_);
+        _feeBps = feeBps_;
+        emit FeeChanged(feeBps_);
+    }
+
+    /// @notice Sets the address receiving protocol fees.
+    function setTreasury(address treasury_) external onlyOwner {
+        if (treasury_ == address(0)) revert ZeroAddress();
+        _treasury = treasury_;
+        emit TreasuryChanged(treasury_);
+    }
+
+    // ----- client -----
+
+    /// @notice Posts a job paid in ETH; the escrow is `msg.value`.
+    function postJob(JobDetails calldata details, JobRequirements calldata requirements)
+        external
+        payable
+        nonReentrant
+        returns (uint256 jobId)
+    {
+        jobId = _post(details, requirements, address(0), msg.value);
+        escrow.lockEth{value: msg.value}();
+    }
+
+    /// @notice Posts a job paid with `amount` of an accepted ERC-20 (approve this contract first).
+    function postJobWithToken(
+        JobDetails calldata details,
+        JobRequirements calldata requirements,
+        address token,
+        uint256 amount
+    ) external nonReentrant returns (uint256 jobId) {
+        if (token == address(0)) revert TokenNotAccepted(token);
+        jobId = _post(details, requirements, token, amount);
+        IERC20(token).safeTransferFrom(msg.sender, address(escrow), amount);
+    }
+
+    /// @notice Posts a job paid with an EIP-2612 token: the permit (spender: this contract) and the
+    /// post happen in one transaction. A permit that was already used (front-run) is ignored
+    /// as long as the allowance suffices.
+    function postJobWithPermit(
+        JobDetails calldata details,
+        JobRequirements calldata requirements,
+        address token,
+        uint256 amount,
+        uint256 permitDeadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external nonReentrant returns (uint256 jobId) {
+        if (token == address(0)) revert TokenNotAccepted(token);
+        jobId = _post(details, requirements, token, amount);
+        try IERC20Permit(token).permit(msg.sender, address(this), amount, permitDeadline, v, r, s) {} catch {}
+        IERC20(token).safeTransferFrom(msg.sender, address(escrow), amount);
+    }
+
+    /// @notice Cancels an unclaimed job; only its client; refunds in full.
+    function cancelJob(uint256 jobId) external nonReentrant {
+        JobRecord storage job = _jobs[jobId];
+        _requireStatus(jobId, job, JobStatus.Posted);
+        address client = job.client;
+        if (msg.sender != client) revert NotClient(jobId, client, msg.sender);
+        job.status = JobStatus.Cancelled;
+        uint256 amount = job.amount;
+        escrow.refund(job.token, client, amount);
+        emit JobCancelled(jobId, client, amount);
+    }
+
+    /// @notice After the deadline, anyone may expire an unfinished job; refunds the client in full.
+    function expireJob(uint256 jobId) external nonReentrant {
+        JobRecord storage job = _jobs[jobId];
+        JobStatus status = job.status;
+        if (status == JobStatus.None) revert JobNotFound(jobId);
+        if (status != JobStatus.Posted && status != JobStatus.Claimed) revert InvalidJobStatus(jobId, status);
+        uint64 deadline = job.deadline;
+        if (block.timestamp <= deadline) revert DeadlineNotReached(jobId, deadline);
+        job.status = JobStatus.Expired;
+        uint256 amount = job.amount;
+        escrow.refund(job.token, job.client, amount);
+        emit JobExpired(jobId, msg.sender, amount);
+    }
+
+    // ----- host -----
+
+    /// @notice Claims a posted job; only an active registered host serving the model, and the
+    /// assigned host if the job names one.
+    function claimJob(uint256 jobId) external {
+        JobRecord storage job = _jobs[jobId];
+        JobStatus status = job.status;
+        if (status != JobStatus.Posted) {
+            if (status == JobStatus.Claimed) revert JobAlreadyClaimed(jobId, job.host);
+            if (status == JobStatus.None) revert JobNotFound(jobId);
+            revert InvalidJobStatus(jobId, status);
+        }
+        uint64 deadline = job.deadline;
+        if (block.timestamp > deadline) revert DeadlinePassed(jobId, deadline);
+        address assigned = job.host;
+        if (assigned != address(0) && assigned != msg.sender) revert NotAssignedHost(jobId, assigned, msg.sender);
+        // Only a static call to the registry follows, so no reentrancy guard is needed.
+        bytes32 modelId = _models[job.modelIndex];
+        if (!registry.canServe(msg.sender, modelId)) revert HostNotEligible(msg.sender, modelId);
+        job.host = msg.sender;
+        job.status = JobStatus.Claimed;
+        emit JobClaimed(jobId, msg.sender);
+    }
+
+    /// @notice Submits the result of a claimed job before its deadline and settles it.
+    function submitResult(uint256 jobId, bytes calldata resultCid, uint256 tokensUsed) external nonReentrant {
+        JobRecord storage job = _jobs[jobId];
+        _requireStatus(jobId, job, JobStatus.Claimed);
+        address host = job.host;
+        if (msg.sender != host) revert NotClaimer(jobId, host, msg.sender);
+        uint64 deadline = job.deadline;
+        if (block.timestamp > deadline) revert DeadlinePassed(jobId, deadline);
+        uint32 maxTokens = job.maxTokens;
+        if (tokensUsed > maxTokens) revert TokensExceedMax(jobId, tokensUsed, maxTokens);
+        if (resultCid.length == 0 || resultCid.length > MAX_CID_LENGTH) revert InvalidResultCid();
+
+        uint256 amount = job.amount;
+        uint256 cost = tokensUsed * job.pricePerToken;
+        if (cost > amount) cost = amount;
+        uint256 fee = (cost * _feeBps) / 10_000;
+        uint256 paid = cost - fee;
+        uint256 refundAmount = amount - cost;
+        job.status = JobStatus.Completed;
+        escrow.settle(job.token, host, paid, _treasury, fee, job.client, refundAmount);
+        emit JobCompleted(jobId, host, resultCid, tokensUsed, paid, fee, refundAmount);
+    }
+
+    /// @notice The claiming host gives a job up (for instance after a failed inference); the
+    /// client is refunded in full at once instead of waiting for the deadline.
+    function releaseJob(uint256 jobId) external nonReentrant {
+        JobRecord storage job = _jobs[jobId];
+        _requireStatus(jobId, job, JobStatus.Claimed);
+        address host = job.host;
+        if (msg.sender != host) revert NotClaimer(jobId, host, msg.sender);
+        job.status = JobStatus.Released;
+        uint256 amount = job.amount;
+        escrow.refund(job.token, job.client, amount);
+        emit JobReleased(jobId, host, amount);
+    }
+
+    // ----- views -----
+
+    /// @notice The job with id `jobId` (status None if there is none).
+    function getJob(uint256 jobId) external view returns (Job memory) {
+        JobRecord storage job = _jobs[jobId];
+        return Job({
+            client: job.client,
+            host: job.host,
+            token: job.token,
+            amount: job.amount,
+            modelId: _models[job.modelIndex],
+            maxTokens: job.maxTokens,
+            pricePerToken: job.pricePerToken,
+            deadline: job.deadline,
+            status: job.status
+        });
+    }
+
+    /// @notice How many jobs were ever posted; ids run from 1 to this number.
+    function jobCount() external view returns (uint256) {
+        return _nextJobId - 1;
+    }
+
+    /// @notice The accepted payment tokens (address(0) is ETH).
+    function acceptedTokens() external view returns (address[] memory) {
+        return _acceptedTokens;
+    }
+
+    /// @notice Whether `token` is accepted for payment.
+    function isTokenAccepted(address token) external view returns (bool) {
+        return _tokenIndex[token] != 0;
+    }
+
+    /// @notice The protocol fee in basis points.
+    function feeBps() external view returns (uint16) {
+        return _feeBps;
+    }
+
+    /// @notice The address receiving protocol fees.
+    function treasury() external view returns (address) {
+        return _treasury;
+    }
+
+    // ----- internal -----
+
+    function _post(JobDetails calldata details, JobRequirements calldata requirements, address token, uint256 amount)
+        private
+        returns (uint256 jobId)
+    {
+        if (_tokenIndex[token] == 0) revert TokenNotAccepted(token);
+        if (amount == 0) revert ZeroAmount();
+        if (amount > type(uint96).max) revert AmountTooLarge(amount);
+        if (details.pricePerToken > type(uint64).max) revert PriceTooLarge(details.pricePerToken);
+        if (details.modelId == bytes32(0) || details.maxTokens == 0 || details.maxTokens > type(uint24).max) {
+            revert InvalidJobDetails();
+        }
+        if (details.deadline <= block.timestamp || details.deadline > type(uint40).max) {
+            revert InvalidDeadline(details.deadline, block.timestamp);
+        }
+
+        jobId = _nextJobId;
+        _nextJobId = uint64(jobId + 1);
+        address host = requirements.host;
+        _jobs[jobId] = JobRecord({
+            client: msg.sender,
+            deadline: uint40(details.deadline),
+            modelIndex: _modelIndexOf(details.modelId),
+            token: token,
+            amount: uint96(amount),
+            host: host,
+            status: JobStatus.Posted,
+            maxTokens: uint24(details.maxTokens),
+            pricePerToken: uint64(details.pricePerToken)
+        });
+        emit JobPosted(
+            jobId,
+            details.modelId,
+            host,
+            msg.sender,
+            token,
+            amount,
+            details.promptHash,
+            details.maxTokens,
+            details.pricePerToken,
+            details.deadline
+        );
+    }
+
+    function _modelIndexOf(bytes32 modelId) private returns (uint32 index) {
+        index = _modelIndex[modelId];
+        if (index == 0) {
+            index = ++_modelCount;
+            _models[index] = modelId;
+            _modelIndex[modelId] = index;
+        }
+    }
+
+    function _requireStatus(uint256 jobId, JobRecord storage job, JobStatus expected) private view {
+        JobStatus status = job.status;
+        if (status == expected) return;
+        if (status == JobStatus.None) revert JobNotFound(jobId);
+        if (expected == JobStatus.Posted && status == JobStatus.Claimed) revert JobAlreadyClaimed(jobId, job.host);
+        revert InvalidJobStatus(jobId, status);
+    }
+}

@@ -1,0 +1,274 @@
+//! A complete local marketplace in one process: a real anvil chain, the contracts deployed and
+//! funded, and N host nodes with the embedded engine. Used by `fabstir devnet`, the demo and
+//! the end-to-end tests.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ethers::signers::{LocalWallet, Signer as _};
+use fabstir_contracts::anvil::Anvil;
+use fabstir_contracts::{LocalDeployConfig, deploy_local};
+use fabstir_core::config::Timeouts;
+use fabstir_core::{Deployment, SdkConfig};
+use fabstir_node::{BackendConfig, ModelConfig, NodeConfig, RunningNode};
+use fabstir_sdk::FabstirSdk;
+
+/// Dev account roles on the devnet's anvil.
+pub mod accounts {
+    /// Deploys and owns the contracts.
+    pub const OWNER: usize = 0;
+    /// The client the demo and tests pay from.
+    pub const CLIENT: usize = 1;
+    /// The first host; host `i` is `FIRST_HOST + i`.
+    pub const FIRST_HOST: usize = 2;
+    /// Receives protocol fees.
+    pub const TREASURY: usize = 9;
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct DevnetConfig {
+    /// Number of hosts (1 to 7).
+    pub hosts: usize,
+    /// The model served by every host.
+    pub model: ModelFiles,
+    /// Prices per token by symbol, in human units.
+    pub prices: BTreeMap<String, String>,
+    /// Where deployment, host storage and configuration go; a temporary folder when `None`.
+    pub dir: Option<PathBuf>,
+    /// Job deadline the client's SDK configuration uses.
+    pub job_deadline: Duration,
+    /// How long the client waits for a token before it calls a stream stalled.
+    pub stream_stall: Duration,
+}
+
+/// A model's files.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// Name the model is served under.
+    pub name: String,
+    /// llama2.c checkpoint.
+    pub checkpoint: PathBuf,
+    /// llama2.c tokenizer, if the model has one.
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl ModelFiles {
+    /// The model the project ships: `models/shakespeare` in the workspace when present
+    /// (readable text), else the shared `stories260K.bin` (token ids only).
+    pub fn default_for(workspace: &Path) -> Self {
+        let shakespeare = workspace.join("models/shakespeare");
+        if shakespeare.join("model.bin").exists() {
+            return Self {
+                name: "shakespeare".into(),
+                checkpoint: shakespeare.join("model.bin"),
+                tokenizer: Some(shakespeare.join("tokenizer.bin")),
+            };
+        }
+        let shared = std::env::var_os("FABSTIR_TEST_MODELS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace.join("../shared/models"));
+        Self {
+            name: "stories260K".into(),
+            checkpoint: shared.join("stories260K.bin"),
+            tokenizer: None,
+        }
+    }
+}
+
+impl DevnetConfig {
+    /// Three hosts serving the project's default model, priced 0.000001 USDC and 1 gwei per
+    /// token.
+    pub fn new(workspace: &Path) -> Self {
+        Self {
+            hosts: 3,
+            model: ModelFiles::default_for(workspace),
+            prices: BTreeMap::from([
+                ("USDC".to_owned(), "0.000001".to_owned()),
+                ("ETH".to_owned(), "0.000000001".to_owned()),
+                ("DAI".to_owned(), "0.000001".to_owned()),
+            ]),
+            dir: None,
+            job_deadline: Duration::from_secs(120),
+            stream_stall: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A running devnet. Dropping it stops the nodes' tasks with the runtime and kills anvil.
+pub struct Devnet {
+    /// The chain.
+    pub anvil: Anvil,
+    /// Contract and token addresses.
+    pub deployment: Deployment,
+    /// The hosts, in order; a stopped host leaves `None`.
+    pub nodes: Vec<Option<RunningNode>>,
+    /// Bootstrap addresses of the hosts.
+    pub bootstrap: Vec<String>,
+    /// The client configuration to connect an SDK with.
+    pub sdk_config: SdkConfig,
+    /// The folder holding deployment and host storage.
+    pub dir: PathBuf,
+    node_configs: Vec<NodeConfig>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Devnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devnet")
+            .field("rpc", &self.anvil.endpoint())
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Devnet {
+    /// Starts anvil, deploys and funds, and starts the hosts.
+    pub async fn start(config: DevnetConfig) -> Result<Self> {
+        anyhow::ensure!((1..=7).contains(&config.hosts), "1 to 7 hosts");
+        let (dir, temp) = match &config.dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                (dir.clone(), None)
+            }
+            None => {
+                let temp = tempfile::tempdir().context("creating a temporary folder")?;
+                (temp.path().to_owned(), Some(temp))
+            }
+        };
+        let anvil = Anvil::spawn().context("starting anvil")?;
+        let wallet = |i: usize| anvil.wallet(i).context("dev account");
+        let owner = wallet(accounts::OWNER)?;
+        let mut fund = vec![wallet(accounts::CLIENT)?.address()];
+        for i in 0..config.hosts {
+            fund.push(wallet(accounts::FIRST_HOST + i)?.address());
+        }
+        let deployer = Arc::new(ethers::middleware::SignerMiddleware::new(
+            anvil.provider()?,
+            owner.with_chain_id(anvil.chain_id()),
+        ));
+        let deployment = deploy_local(
+            &deployer,
+            &LocalDeployConfig {
+                treasury: Some(wallet(accounts::TREASURY)?.address()),
+                fund,
+                ..LocalDeployConfig::default()
+            },
+        )
+        .await
+        .context("deploying the contracts")?;
+        let deployment_path = dir.join("deployment.json");
+        deployment.save(&deployment_path)?;
+
+        let mut devnet = Self {
+            sdk_config: SdkConfig::default(),
+            anvil,
+            deployment,
+            nodes: Vec::new(),
+            bootstrap: Vec::new(),
+            dir,
+            node_configs: Vec::new(),
+            _temp: temp,
+        };
+        for i in 0..config.hosts {
+            let node_config = NodeConfig {
+                rpc_url: devnet.anvil.endpoint(),
+                deployment: deployment_path.clone(),
+                host_key_file: None,
+                listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+                bootstrap_peers: devnet.bootstrap.clone(),
+                storage: devnet.dir.join(format!("host-{i}")),
+                models: vec![ModelConfig {
+                    name: config.model.name.clone(),
+                    backend: BackendConfig::Embedded {
+                        checkpoint: config.model.checkpoint.clone(),
+                        tokenizer: config.model.tokenizer.clone(),
+                    },
+                    prices: config.prices.clone(),
+                }],
+                max_concurrent: 4,
+                queue: 64,
+                max_tokens: 1024,
+                metrics: None,
+                stake: None,
+                poll_interval: Duration::from_millis(50),
+                quote_validity: Duration::from_secs(120),
+            };
+            devnet.node_configs.push(node_config);
+            devnet.start_node(i).await?;
+        }
+        devnet.sdk_config = SdkConfig {
+            rpc_url: devnet.anvil.endpoint(),
+            chain_id: devnet.deployment.chain_id,
+            contracts: devnet.deployment.contracts,
+            bootstrap_peers: devnet.bootstrap.clone(),
+            timeouts: Timeouts {
+                claim: Duration::from_secs(30),
+                stream_stall: config.stream_stall,
+                job_deadline: config.job_deadline,
+                ..Timeouts::default()
+            },
+            ..SdkConfig::default()
+        };
+        Ok(devnet)
+    }
+
+    /// Starts (or restarts) host `i` with its configuration and storage.
+    pub async fn start_node(&mut self, i: usize) -> Result<()> {
+        let config = self.node_configs.get(i).context("no such host")?.clone();
+        let key = self
+            .anvil
+            .wallet(accounts::FIRST_HOST + i)?
+            .signer()
+            .clone();
+        let node = fabstir_node::start(&config, key)
+            .await
+            .with_context(|| format!("starting host {i}"))?;
+        let addrs = node.listen_addrs().await?;
+        for addr in addrs {
+            let addr = addr.to_string();
+            if !self.bootstrap.contains(&addr) {
+                self.bootstrap.push(addr);
+            }
+        }
+        if self.nodes.len() <= i {
+            self.nodes.resize_with(i + 1, || None);
+        }
+        self.nodes[i] = Some(node);
+        Ok(())
+    }
+
+    /// Stops host `i` (as if it crashed: its connections close at once).
+    pub async fn stop_node(&mut self, i: usize) -> Result<()> {
+        if let Some(node) = self.nodes.get_mut(i).and_then(Option::take) {
+            node.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// The dev account `index` as a wallet on this chain.
+    pub fn wallet(&self, index: usize) -> Result<LocalWallet> {
+        Ok(self
+            .anvil
+            .wallet(index)?
+            .with_chain_id(self.anvil.chain_id()))
+    }
+
+    /// An SDK connected to this devnet, with the client wallet set as signer.
+    pub async fn client_sdk(&self) -> Result<FabstirSdk> {
+        let sdk = self.sdk().await?;
+        sdk.set_signer(self.wallet(accounts::CLIENT)?)?;
+        Ok(sdk)
+    }
+
+    /// An SDK connected to this devnet, without a signer.
+    pub async fn sdk(&self) -> Result<FabstirSdk> {
+        let mut sdk = FabstirSdk::connect(self.sdk_config.clone(), &self.deployment).await?;
+        sdk.set_poll_interval(Duration::from_millis(50));
+        Ok(sdk)
+    }
+}

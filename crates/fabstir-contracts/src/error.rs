@@ -1,0 +1,453 @@
+//! One error type for the crate: contract reverts decoded into named causes carrying the
+//! values a user needs ("job 7 already claimed by 0x.."), plus transport and data errors.
+
+use ethers::contract::{ContractError, ContractRevert};
+use ethers::providers::Middleware;
+use ethers::types::{Address, H256, U256};
+use fabstir_core::{JobId, ModelId};
+
+use crate::bindings::{job_marketplace, node_registry, payment_escrow, test_usdc};
+use crate::types::JobStatus;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to the Fabstir contracts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ----- JobMarketplace -----
+    /// The payment token is not on the marketplace's accepted list.
+    #[error("token {0:#x} is not accepted for payment")]
+    TokenNotAccepted(Address),
+    /// A job must escrow a non-zero amount.
+    #[error("a job must escrow a non-zero amount")]
+    ZeroAmount,
+    /// The escrow amount is larger than the contract stores (96 bits).
+    #[error("escrow amount {0} is too large")]
+    AmountTooLarge(U256),
+    /// The price per token is larger than the contract stores (88 bits).
+    #[error("price per token {0} is too large")]
+    PriceTooLarge(U256),
+    /// The job details are malformed (zero model id or zero max tokens).
+    #[error("invalid job details: the model id and max tokens must be non-zero")]
+    InvalidJobDetails,
+    /// The deadline is not in the future.
+    #[error("deadline {deadline} is not after the chain's current time {now}")]
+    InvalidDeadline {
+        /// The requested deadline (unix seconds).
+        deadline: u64,
+        /// The chain's time when the call ran.
+        now: U256,
+    },
+    /// No job has this id.
+    #[error("job {0} not found")]
+    JobNotFound(JobId),
+    /// Another host claimed the job first.
+    #[error("job {job} already claimed by {claimer:#x}")]
+    JobAlreadyClaimed {
+        /// The job.
+        job: JobId,
+        /// The host that holds the claim.
+        claimer: Address,
+    },
+    /// The job is not in a state that allows the call.
+    #[error("job {job} is {status}, which does not allow this")]
+    InvalidJobStatus {
+        /// The job.
+        job: JobId,
+        /// Its current status.
+        status: JobStatus,
+    },
+    /// The job is assigned to another host.
+    #[error("job {job} is assigned to {assigned:#x}, not {caller:#x}")]
+    NotAssignedHost {
+        /// The job.
+        job: JobId,
+        /// The host named by the job.
+        assigned: Address,
+        /// Who tried to claim it.
+        caller: Address,
+    },
+    /// The host is not an active registered node serving the job's model.
+    #[error("host {host:#x} is not an active registered node serving model {model}")]
+    HostNotEligible {
+        /// The host.
+        host: Address,
+        /// The job's model.
+        model: ModelId,
+    },
+    /// Only the claiming host may do this.
+    #[error("job {job} was claimed by {claimer:#x}, not {caller:#x}")]
+    NotClaimer {
+        /// The job.
+        job: JobId,
+        /// The claiming host.
+        claimer: Address,
+        /// The caller.
+        caller: Address,
+    },
+    /// Only the job's client may do this.
+    #[error("job {job} belongs to client {client:#x}, not {caller:#x}")]
+    NotClient {
+        /// The job.
+        job: JobId,
+        /// The job's client.
+        client: Address,
+        /// The caller.
+        caller: Address,
+    },
+    /// The job's deadline has passed.
+    #[error("job {job}: deadline {deadline} has passed")]
+    DeadlinePassed {
+        /// The job.
+        job: JobId,
+        /// Its deadline (unix seconds).
+        deadline: u64,
+    },
+    /// The job's deadline has not passed yet.
+    #[error("job {job}: deadline {deadline} has not passed yet")]
+    DeadlineNotReached {
+        /// The job.
+        job: JobId,
+        /// Its deadline (unix seconds).
+        deadline: u64,
+    },
+    /// The host reported more tokens than the job allows.
+    #[error("job {job}: {tokens_used} tokens used exceeds the maximum of {max_tokens}")]
+    TokensExceedMax {
+        /// The job.
+        job: JobId,
+        /// Tokens reported.
+        tokens_used: U256,
+        /// The job's maximum.
+        max_tokens: u32,
+    },
+    /// The result CID is empty or too long.
+    #[error("the result CID is empty or longer than 128 bytes")]
+    InvalidResultCid,
+    /// The fee is above the contract's maximum.
+    #[error("fee of {0} basis points is above the maximum")]
+    FeeTooHigh(u16),
+    /// A zero address where one is required.
+    #[error("a zero address where one is required")]
+    ZeroAddress,
+
+    // ----- NodeRegistry -----
+    /// The address has a registration already (active or unbonding).
+    #[error("{0:#x} is already registered")]
+    AlreadyRegistered(Address),
+    /// The address has no active registration.
+    #[error("{0:#x} is not a registered, active node")]
+    NotRegistered(Address),
+    /// The stake is below the registry's minimum.
+    #[error("stake {stake} is below the minimum of {minimum}")]
+    StakeTooLow {
+        /// Offered stake (FAB base units).
+        stake: U256,
+        /// Required minimum.
+        minimum: U256,
+    },
+    /// The peer id is registered by another node.
+    #[error("peer id is already registered by {owner:#x}")]
+    PeerIdTaken {
+        /// The node owning it.
+        owner: Address,
+    },
+    /// The peer id is empty or too long.
+    #[error("invalid peer id: empty or too long")]
+    InvalidPeerId,
+    /// Too many models, or a duplicate or zero model id.
+    #[error("invalid model list: too many, duplicate or zero ids")]
+    InvalidModels,
+    /// Token and price lists differ, are too long or repeat a token.
+    #[error("invalid price list")]
+    InvalidPrices,
+    /// The metadata is too long.
+    #[error("metadata of {0} bytes is too long")]
+    MetadataTooLong(U256),
+    /// The stake is still unbonding.
+    #[error("stake is unbonding until {until}")]
+    StillUnbonding {
+        /// Unix time when the stake unlocks.
+        until: u64,
+    },
+    /// The node must unregister before withdrawing its stake.
+    #[error("{0:#x} must unregister before withdrawing")]
+    NotUnbonding(Address),
+
+    // ----- PaymentEscrow and tokens -----
+    /// Only the marketplace may move escrowed funds.
+    #[error("{0:#x} is not the marketplace")]
+    NotMarketplace(Address),
+    /// Sending ETH failed (the receiver rejected it).
+    #[error("sending {amount} wei to {to:#x} failed")]
+    EthTransferFailed {
+        /// Receiver.
+        to: Address,
+        /// Amount in wei.
+        amount: U256,
+    },
+    /// An ERC-20 transfer failed (returned false or reverted without a reason).
+    #[error("ERC-20 operation on token {0:#x} failed")]
+    TokenOperationFailed(Address),
+    /// The sender's token balance is too low.
+    #[error("insufficient token balance: have {balance}, need {needed}")]
+    InsufficientBalance {
+        /// Current balance (base units).
+        balance: U256,
+        /// Amount required.
+        needed: U256,
+    },
+    /// The spender's allowance is too low.
+    #[error("insufficient allowance: have {allowance}, need {needed}")]
+    InsufficientAllowance {
+        /// Current allowance (base units).
+        allowance: U256,
+        /// Amount required.
+        needed: U256,
+    },
+    /// The account is not the contract's owner.
+    #[error("{0:#x} is not the owner")]
+    NotOwner(Address),
+    /// A reverted call whose reason is a plain string or an error this crate does not name.
+    #[error("transaction reverted: {0}")]
+    Reverted(String),
+
+    // ----- transport and data -----
+    /// The RPC node or the middleware failed.
+    #[error("RPC error: {0}")]
+    Rpc(String),
+    /// The transaction disappeared from the node before it was mined.
+    #[error("transaction {0:#x} was dropped")]
+    TxDropped(H256),
+    /// The transaction was mined but failed.
+    #[error("transaction {0:#x} failed on chain")]
+    TxFailed(H256),
+    /// The signer has no address to send from.
+    #[error("the signer has no sender address")]
+    NoSender,
+    /// The signer failed to sign.
+    #[error("signing failed: {0}")]
+    Signing(String),
+    /// A value read from the chain is malformed.
+    #[error("invalid data from the chain: {0}")]
+    InvalidChainData(String),
+    /// A domain value is invalid (from `fabstir-core`).
+    #[error(transparent)]
+    Core(#[from] fabstir_core::Error),
+    /// The local anvil chain could not be started.
+    #[error("anvil: {0}")]
+    Anvil(String),
+}
+
+impl Error {
+    /// Converts an ethers contract error, decoding revert data into a named cause.
+    pub fn from_contract<M: Middleware>(error: ContractError<M>) -> Self {
+        match error.as_revert() {
+            Some(data) => Self::from_revert_data(data),
+            None => Self::Rpc(error.to_string()),
+        }
+    }
+
+    /// Decodes revert data returned by any Fabstir contract or token.
+    pub fn from_revert_data(data: &[u8]) -> Self {
+        if let Some(e) = job_marketplace::JobMarketplaceErrors::decode_with_selector(data) {
+            return from_marketplace(e);
+        }
+        if let Some(e) = node_registry::NodeRegistryErrors::decode_with_selector(data) {
+            return from_registry(e);
+        }
+        if let Some(e) = payment_escrow::PaymentEscrowErrors::decode_with_selector(data) {
+            return from_escrow(e);
+        }
+        if let Some(e) = test_usdc::TestUSDCErrors::decode_with_selector(data) {
+            return from_token(e);
+        }
+        if data.is_empty() {
+            return Self::Reverted("no reason given".to_owned());
+        }
+        let selector: String = data.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        Self::Reverted(format!("unknown error 0x{selector} ({} bytes)", data.len()))
+    }
+}
+
+/// Converts a contract `uint256` job id; an id beyond 64 bits cannot be ours.
+fn job(id: U256) -> JobId {
+    JobId(id.low_u64())
+}
+
+fn from_marketplace(e: job_marketplace::JobMarketplaceErrors) -> Error {
+    use job_marketplace::JobMarketplaceErrors as E;
+    match e {
+        E::TokenNotAccepted(e) => Error::TokenNotAccepted(e.token),
+        E::ZeroAmount(_) => Error::ZeroAmount,
+        E::AmountTooLarge(e) => Error::AmountTooLarge(e.amount),
+        E::PriceTooLarge(e) => Error::PriceTooLarge(e.price_per_token),
+        E::InvalidJobDetails(_) => Error::InvalidJobDetails,
+        E::InvalidDeadline(e) => Error::InvalidDeadline {
+            deadline: e.deadline,
+            now: e.current_time,
+        },
+        E::JobNotFound(e) => Error::JobNotFound(job(e.job_id)),
+        E::JobAlreadyClaimed(e) => Error::JobAlreadyClaimed {
+            job: job(e.job_id),
+            claimer: e.claimer,
+        },
+        E::InvalidJobStatus(e) => Error::InvalidJobStatus {
+            job: job(e.job_id),
+            status: JobStatus::from_u8(e.status),
+        },
+        E::NotAssignedHost(e) => Error::NotAssignedHost {
+            job: job(e.job_id),
+            assigned: e.assigned,
+            caller: e.caller,
+        },
+        E::HostNotEligible(e) => Error::HostNotEligible {
+            host: e.host,
+            model: ModelId(e.model_id),
+        },
+        E::NotClaimer(e) => Error::NotClaimer {
+            job: job(e.job_id),
+            claimer: e.claimer,
+            caller: e.caller,
+        },
+        E::NotClient(e) => Error::NotClient {
+            job: job(e.job_id),
+            client: e.client,
+            caller: e.caller,
+        },
+        E::DeadlinePassed(e) => Error::DeadlinePassed {
+            job: job(e.job_id),
+            deadline: e.deadline,
+        },
+        E::DeadlineNotReached(e) => Error::DeadlineNotReached {
+            job: job(e.job_id),
+            deadline: e.deadline,
+        },
+        E::TokensExceedMax(e) => Error::TokensExceedMax {
+            job: job(e.job_id),
+            tokens_used: e.tokens_used,
+            max_tokens: e.max_tokens,
+        },
+        E::InvalidResultCid(_) => Error::InvalidResultCid,
+        E::FeeTooHigh(e) => Error::FeeTooHigh(e.fee_bps),
+        E::ZeroAddress(_) => Error::ZeroAddress,
+        E::OwnableUnauthorizedAccount(e) => Error::NotOwner(e.account),
+        E::RevertString(s) => Error::Reverted(s),
+        other => Error::Reverted(format!("{other:?}")),
+    }
+}
+
+fn from_registry(e: node_registry::NodeRegistryErrors) -> Error {
+    use node_registry::NodeRegistryErrors as E;
+    match e {
+        E::AlreadyRegistered(e) => Error::AlreadyRegistered(e.node),
+        E::NotRegistered(e) => Error::NotRegistered(e.node),
+        E::StakeTooLow(e) => Error::StakeTooLow {
+            stake: e.stake,
+            minimum: e.minimum,
+        },
+        E::PeerIdTaken(e) => Error::PeerIdTaken { owner: e.owner },
+        E::InvalidPeerId(_) => Error::InvalidPeerId,
+        E::InvalidModels(_) => Error::InvalidModels,
+        E::InvalidPrices(_) => Error::InvalidPrices,
+        E::MetadataTooLong(e) => Error::MetadataTooLong(e.length),
+        E::StillUnbonding(e) => Error::StillUnbonding {
+            until: e.unbonding_end,
+        },
+        E::NotUnbonding(e) => Error::NotUnbonding(e.node),
+        E::OwnableUnauthorizedAccount(e) => Error::NotOwner(e.account),
+        E::SafeERC20FailedOperation(e) => Error::TokenOperationFailed(e.token),
+        E::RevertString(s) => Error::Reverted(s),
+        other => Error::Reverted(format!("{other:?}")),
+    }
+}
+
+fn from_escrow(e: payment_escrow::PaymentEscrowErrors) -> Error {
+    use payment_escrow::PaymentEscrowErrors as E;
+    match e {
+        E::NotMarketplace(e) => Error::NotMarketplace(e.caller),
+        E::EthTransferFailed(e) => Error::EthTransferFailed {
+            to: e.to,
+            amount: e.amount,
+        },
+        E::SafeERC20FailedOperation(e) => Error::TokenOperationFailed(e.token),
+        E::RevertString(s) => Error::Reverted(s),
+        other => Error::Reverted(format!("{other:?}")),
+    }
+}
+
+fn from_token(e: test_usdc::TestUSDCErrors) -> Error {
+    use test_usdc::TestUSDCErrors as E;
+    match e {
+        E::ERC20InsufficientBalance(e) => Error::InsufficientBalance {
+            balance: e.balance,
+            needed: e.needed,
+        },
+        E::ERC20InsufficientAllowance(e) => Error::InsufficientAllowance {
+            allowance: e.allowance,
+            needed: e.needed,
+        },
+        E::RevertString(s) => Error::Reverted(s),
+        other => Error::Reverted(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ethers::abi::AbiEncode;
+
+    use super::*;
+
+    #[test]
+    fn custom_errors_decode_into_named_causes() {
+        let claimer = Address::repeat_byte(0xab);
+        let data = job_marketplace::JobAlreadyClaimed {
+            job_id: U256::from(7u64),
+            claimer,
+        }
+        .encode();
+        let err = Error::from_revert_data(&data);
+        assert!(
+            matches!(err, Error::JobAlreadyClaimed { job: JobId(7), claimer: c } if c == claimer)
+        );
+        assert_eq!(
+            err.to_string(),
+            "job 7 already claimed by 0xabababababababababababababababababababab"
+        );
+        let token = Address::repeat_byte(1);
+        let data = job_marketplace::TokenNotAccepted { token }.encode();
+        assert_eq!(
+            Error::from_revert_data(&data).to_string(),
+            "token 0x0101010101010101010101010101010101010101 is not accepted for payment"
+        );
+        let data = node_registry::StakeTooLow {
+            stake: U256::from(1u64),
+            minimum: U256::from(2u64),
+        }
+        .encode();
+        assert!(matches!(
+            Error::from_revert_data(&data),
+            Error::StakeTooLow { .. }
+        ));
+    }
+
+    #[test]
+    fn strings_and_unknown_data_are_kept_readable() {
+        let data =
+            job_marketplace::JobMarketplaceErrors::RevertString("USDT: nope".into()).encode();
+        let mut with_selector = vec![0x08, 0xc3, 0x79, 0xa0];
+        with_selector.extend(data);
+        assert!(
+            matches!(Error::from_revert_data(&with_selector), Error::Reverted(m) if m == "USDT: nope")
+        );
+        assert!(
+            Error::from_revert_data(&[])
+                .to_string()
+                .contains("no reason")
+        );
+        let unknown = Error::from_revert_data(&[0xde, 0xad, 0xbe, 0xef, 0]);
+        assert!(unknown.to_string().contains("0xdeadbeef"), "{unknown}");
+    }
+}

@@ -1,0 +1,252 @@
+//! Job writes: post (ETH, ERC-20, permit), claim, submit, cancel, expire, release.
+
+use std::sync::Arc;
+
+use ethers::contract::parse_log;
+use ethers::middleware::SignerMiddleware;
+use ethers::providers::Middleware;
+use ethers::signers::Signer;
+use ethers::types::{Address, Bytes, Signature, TransactionReceipt, U256};
+use fabstir_core::{JobDetails, JobId, JobRequirements, TokenAmount};
+
+use crate::bindings::job_marketplace::{JobCompletedFilter, JobMarketplace, JobPostedFilter};
+use crate::convert;
+use crate::error::{Error, Result};
+use crate::manager::{HeadlessContractManager, send, tx_info};
+use crate::types::{PostedJob, Settlement, TxInfo};
+
+impl HeadlessContractManager {
+    fn marketplace<S: Middleware + 'static>(&self, signer: &Arc<S>) -> JobMarketplace<S> {
+        JobMarketplace::new(self.addresses().job_marketplace, signer.clone())
+    }
+
+    /// The address clients approve for ERC-20 payments (the marketplace, which moves the
+    /// funds into the escrow when a job is posted).
+    pub fn payment_spender(&self) -> Address {
+        self.addresses().job_marketplace
+    }
+
+    /// Posts a job paid in ETH: `value` wei go to the escrow with the transaction.
+    pub async fn post_job<S: Middleware + 'static>(
+        &self,
+        details: &JobDetails,
+        requirements: &JobRequirements,
+        value: TokenAmount,
+        signer: &Arc<S>,
+    ) -> Result<PostedJob> {
+        let call = self
+            .marketplace(signer)
+            .post_job(
+                convert::details_to_abi(details),
+                convert::requirements_to_abi(requirements),
+            )
+            .value(value.base_units());
+        posted(self, &send(call).await?)
+    }
+
+    /// Posts a job paid with `amount` of the ERC-20 `token`. The signer must have approved
+    /// the marketplace (`addresses().job_marketplace`, see [`Self::payment_spender`]) for at
+    /// least `amount`; the marketplace moves the funds into the escrow.
+    pub async fn post_job_with_token<S: Middleware + 'static>(
+        &self,
+        details: &JobDetails,
+        requirements: &JobRequirements,
+        token: Address,
+        amount: TokenAmount,
+        signer: &Arc<S>,
+    ) -> Result<PostedJob> {
+        let call = self.marketplace(signer).post_job_with_token(
+            convert::details_to_abi(details),
+            convert::requirements_to_abi(requirements),
+            token,
+            amount.base_units(),
+        );
+        posted(self, &send(call).await?)
+    }
+
+    /// Posts a job paid with an EIP-2612 token in one transaction: the signer's wallet signs
+    /// a permit for the marketplace (valid until `permit_deadline`, unix seconds) and the
+    /// marketplace uses it and pulls the funds in the same transaction. No separate approval
+    /// is sent.
+    pub async fn post_job_with_permit<M: Middleware + 'static, W: Signer + 'static>(
+        &self,
+        details: &JobDetails,
+        requirements: &JobRequirements,
+        token: Address,
+        amount: TokenAmount,
+        permit_deadline: u64,
+        signer: &Arc<SignerMiddleware<M, W>>,
+    ) -> Result<PostedJob> {
+        let spender = self.payment_spender();
+        let signature = self
+            .sign_permit(token, spender, amount, permit_deadline, signer.signer())
+            .await?;
+        self.post_job_with_permit_signature(
+            details,
+            requirements,
+            token,
+            amount,
+            permit_deadline,
+            &signature,
+            signer,
+        )
+        .await
+    }
+
+    /// Like [`Self::post_job_with_permit`] with a permit signed elsewhere (see
+    /// [`Self::sign_permit`]); `signer` may be any signing middleware (a nonce manager, say).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn post_job_with_permit_signature<S: Middleware + 'static>(
+        &self,
+        details: &JobDetails,
+        requirements: &JobRequirements,
+        token: Address,
+        amount: TokenAmount,
+        permit_deadline: u64,
+        signature: &Signature,
+        signer: &Arc<S>,
+    ) -> Result<PostedJob> {
+        let v = u8::try_from(signature.v)
+            .map_err(|_| Error::Signing(format!("unexpected recovery id {}", signature.v)))?;
+        let mut r = [0u8; 32];
+        let mut s = [0u8; 32];
+        signature.r.to_big_endian(&mut r);
+        signature.s.to_big_endian(&mut s);
+        let call = self.marketplace(signer).post_job_with_permit(
+            convert::details_to_abi(details),
+            convert::requirements_to_abi(requirements),
+            token,
+            amount.base_units(),
+            U256::from(permit_deadline),
+            v,
+            r,
+            s,
+        );
+        posted(self, &send(call).await?)
+    }
+
+    /// Claims a posted job for the signer (an active registered host serving its model).
+    pub async fn claim_job<S: Middleware + 'static>(
+        &self,
+        job: JobId,
+        signer: &Arc<S>,
+    ) -> Result<TxInfo> {
+        let receipt = send(self.marketplace(signer).claim_job(job.to_u256())).await?;
+        Ok(tx_info(&receipt))
+    }
+
+    /// Submits the result of a claimed job and settles it: the host is paid
+    /// `min(tokens_used x price, escrow)` less the fee, the rest goes back to the client.
+    pub async fn submit_result<S: Middleware + 'static>(
+        &self,
+        job: JobId,
+        result_cid: &[u8],
+        tokens_used: u64,
+        signer: &Arc<S>,
+    ) -> Result<Settlement> {
+        let call = self.marketplace(signer).submit_result(
+            job.to_u256(),
+            Bytes::from(result_cid.to_vec()),
+            U256::from(tokens_used),
+        );
+        let receipt = send(call).await?;
+        let completed = find_log::<JobCompletedFilter>(self, &receipt)?;
+        Ok(Settlement {
+            job: convert::job_id(completed.job_id)?,
+            tokens_used: completed.tokens_used,
+            paid: TokenAmount(completed.paid),
+            fee: TokenAmount(completed.fee),
+            refund: TokenAmount(completed.refund),
+            tx: tx_info(&receipt),
+        })
+    }
+
+    /// Cancels an unclaimed job; only its client. Refunds in full.
+    pub async fn cancel_job<S: Middleware + 'static>(
+        &self,
+        job: JobId,
+        signer: &Arc<S>,
+    ) -> Result<TxInfo> {
+        let receipt = send(self.marketplace(signer).cancel_job(job.to_u256())).await?;
+        Ok(tx_info(&receipt))
+    }
+
+    /// Expires an unfinished job after its deadline (anyone may); refunds the client in full.
+    pub async fn expire_job<S: Middleware + 'static>(
+        &self,
+        job: JobId,
+        signer: &Arc<S>,
+    ) -> Result<TxInfo> {
+        let receipt = send(self.marketplace(signer).expire_job(job.to_u256())).await?;
+        Ok(tx_info(&receipt))
+    }
+
+    /// The claiming host gives a job up; the client is refunded in full at once.
+    pub async fn release_job<S: Middleware + 'static>(
+        &self,
+        job: JobId,
+        signer: &Arc<S>,
+    ) -> Result<TxInfo> {
+        let receipt = send(self.marketplace(signer).release_job(job.to_u256())).await?;
+        Ok(tx_info(&receipt))
+    }
+
+    /// Owner only: adds or removes a payment token (the zero address is ETH).
+    pub async fn set_token_accepted<S: Middleware + 'static>(
+        &self,
+        token: Address,
+        accepted: bool,
+        signer: &Arc<S>,
+    ) -> Result<TxInfo> {
+        let receipt = send(self.marketplace(signer).set_token_accepted(token, accepted)).await?;
+        Ok(tx_info(&receipt))
+    }
+
+    /// Owner only: sets the protocol fee in basis points.
+    pub async fn set_fee_bps<S: Middleware + 'static>(
+        &self,
+        fee_bps: u16,
+        signer: &Arc<S>,
+    ) -> Result<TxInfo> {
+        let receipt = send(self.marketplace(signer).set_fee_bps(fee_bps)).await?;
+        Ok(tx_info(&receipt))
+    }
+
+    /// Owner only: sets where protocol fees go.
+    pub async fn set_treasury<S: Middleware + 'static>(
+        &self,
+        treasury: Address,
+        signer: &Arc<S>,
+    ) -> Result<TxInfo> {
+        let receipt = send(self.marketplace(signer).set_treasury(treasury)).await?;
+        Ok(tx_info(&receipt))
+    }
+}
+
+fn posted(manager: &HeadlessContractManager, receipt: &TransactionReceipt) -> Result<PostedJob> {
+    let event = find_log::<JobPostedFilter>(manager, receipt)?;
+    Ok(PostedJob {
+        job: convert::job_id(event.job_id)?,
+        tx: tx_info(receipt),
+    })
+}
+
+/// The first event of type `E` emitted by the marketplace in `receipt`.
+fn find_log<E: ethers::contract::EthEvent>(
+    manager: &HeadlessContractManager,
+    receipt: &TransactionReceipt,
+) -> Result<E> {
+    let marketplace = manager.addresses().job_marketplace;
+    receipt
+        .logs
+        .iter()
+        .filter(|log| log.address == marketplace)
+        .find_map(|log| parse_log::<E>(log.clone()).ok())
+        .ok_or_else(|| {
+            Error::InvalidChainData(format!(
+                "transaction {:#x} has no {} event",
+                receipt.transaction_hash,
+                E::name()
+            ))
+        })
+}

@@ -1,0 +1,395 @@
+//! [`HeadlessContractManager`]: addresses and a read-only provider; reads take no signer, and
+//! every state-changing call takes the signer for that call and keeps nothing of it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ethers::abi::Detokenize;
+use ethers::contract::{ContractCall, EthEvent, parse_log};
+use ethers::middleware::SignerMiddleware;
+use ethers::providers::{Http, Middleware, Provider};
+use ethers::signers::{LocalWallet, Signer as _};
+use ethers::types::{Address, Filter, H256, TransactionReceipt, U256};
+use fabstir_core::{ContractAddresses, Deployment, JobId, ModelId, NodePeerId, TokenAmount};
+
+use crate::bindings::job_marketplace::{JobMarketplace, JobPostedFilter};
+use crate::bindings::node_registry::NodeRegistry;
+use crate::bindings::payment_escrow::PaymentEscrow;
+use crate::bindings::test_usdc::TestUSDC;
+use crate::convert;
+use crate::error::{Error, Result};
+use crate::types::{OnChainJob, RegisteredNode, TxInfo};
+
+/// A signing middleware built from a local key: what [`HeadlessContractManager::signer`]
+/// returns. Any other `Middleware` that signs (a nonce manager around it, a remote signer)
+/// works with the write methods too.
+pub type WalletSigner = SignerMiddleware<Provider<Http>, LocalWallet>;
+
+/// How the manager talks to the node.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// How often pending transactions and event subscriptions poll the node.
+    pub poll_interval: Duration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+impl ManagerConfig {
+    /// Settings for a local chain such as anvil: poll every 20 ms.
+    pub fn local() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Stateless access to the Fabstir contracts on one chain.
+///
+/// It holds the contract addresses, the chain id and a read-only HTTP provider. Reads take no
+/// signer; every state-changing method takes `signer: &Arc<S>` for that one call, where `S` is
+/// any signing [`Middleware`] (for example [`WalletSigner`] from [`Self::signer`]).
+#[derive(Debug, Clone)]
+pub struct HeadlessContractManager {
+    provider: Arc<Provider<Http>>,
+    addresses: ContractAddresses,
+    chain_id: u64,
+}
+
+impl HeadlessContractManager {
+    /// Connects to `rpc_url` and checks that the node serves `deployment.chain_id`.
+    pub async fn connect(
+        rpc_url: &str,
+        deployment: &Deployment,
+        config: &ManagerConfig,
+    ) -> Result<Self> {
+        let manager = Self::connect_addresses(rpc_url, deployment.contracts, config).await?;
+        if manager.chain_id != deployment.chain_id {
+            return Err(Error::InvalidChainData(format!(
+                "the node at {rpc_url} serves chain {}, the deployment is for chain {}",
+                manager.chain_id, deployment.chain_id
+            )));
+        }
+        Ok(manager)
+    }
+
+    /// Connects to `rpc_url` with explicit contract addresses, reading the chain id.
+    pub async fn connect_addresses(
+        rpc_url: &str,
+        addresses: ContractAddresses,
+        config: &ManagerConfig,
+    ) -> Result<Self> {
+        let provider = Provider::<Http>::try_from(rpc_url)
+            .map_err(|e| Error::Rpc(format!("invalid RPC URL {rpc_url}: {e}")))?
+            .interval(config.poll_interval);
+        let chain_id = provider
+            .get_chainid()
+            .await
+            .map_err(|e| Error::Rpc(format!("{rpc_url}: {e}")))?;
+        Ok(Self::from_provider(
+            Arc::new(provider),
+            addresses,
+            chain_id.low_u64(),
+        ))
+    }
+
+    /// Builds a manager from an existing provider (no network call).
+    pub fn from_provider(
+        provider: Arc<Provider<Http>>,
+        addresses: ContractAddresses,
+        chain_id: u64,
+    ) -> Self {
+        Self {
+            provider,
+            addresses,
+            chain_id,
+        }
+    }
+
+    /// The read-only provider.
+    pub fn provider(&self) -> &Arc<Provider<Http>> {
+        &self.provider
+    }
+
+    /// The contract addresses.
+    pub fn addresses(&self) -> &ContractAddresses {
+        &self.addresses
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// Wraps `wallet` (with this chain's id) in a signing middleware over this manager's
+    /// provider, for the caller to pass to write methods. The manager keeps nothing of it.
+    pub fn signer(&self, wallet: LocalWallet) -> Arc<WalletSigner> {
+        Arc::new(SignerMiddleware::new(
+            self.provider.as_ref().clone(),
+            wallet.with_chain_id(self.chain_id),
+        ))
+    }
+
+    pub(crate) fn marketplace_read(&self) -> JobMarketplace<Provider<Http>> {
+        JobMarketplace::new(self.addresses.job_marketplace, self.provider.clone())
+    }
+
+    pub(crate) fn registry_read(&self) -> NodeRegistry<Provider<Http>> {
+        NodeRegistry::new(self.addresses.node_registry, self.provider.clone())
+    }
+
+    pub(crate) fn token_read(&self, token: Address) -> TestUSDC<Provider<Http>> {
+        TestUSDC::new(token, self.provider.clone())
+    }
+
+    // ----- job reads -----
+
+    /// The job with this id; [`Error::JobNotFound`] when there is none. The prompt hash is
+    /// read from the job's JobPosted event (the contract does not store it, to save gas).
+    pub async fn job(&self, id: JobId) -> Result<OnChainJob> {
+        let raw = self.job_record(id).await?;
+        let prompt_hash = self.posted_prompt_hash(id).await?;
+        Ok(convert::job_from_abi(id, raw, prompt_hash))
+    }
+
+    /// The stored job without the prompt hash lookup.
+    async fn job_record(&self, id: JobId) -> Result<crate::bindings::job_marketplace::Job> {
+        let raw = call(self.marketplace_read().get_job(id.to_u256())).await?;
+        if raw.status == 0 {
+            return Err(Error::JobNotFound(id));
+        }
+        Ok(raw)
+    }
+
+    /// The prompt hash from the job's JobPosted event.
+    async fn posted_prompt_hash(&self, id: JobId) -> Result<H256> {
+        let mut topic = [0u8; 32];
+        id.to_u256().to_big_endian(&mut topic);
+        let filter = Filter::new()
+            .address(self.addresses.job_marketplace)
+            .topic0(JobPostedFilter::signature())
+            .topic1(H256(topic))
+            .from_block(0u64);
+        let logs = self
+            .provider
+            .get_logs(&filter)
+            .await
+            .map_err(|e| Error::Rpc(e.to_string()))?;
+        let log = logs
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::InvalidChainData(format!("job {id} has no JobPosted event")))?;
+        let event: JobPostedFilter = parse_log(log)
+            .map_err(|e| Error::InvalidChainData(format!("JobPosted of job {id}: {e}")))?;
+        Ok(H256(event.prompt_hash))
+    }
+
+    /// How many jobs were ever posted (ids run from 1 to this number).
+    pub async fn job_count(&self) -> Result<u64> {
+        let count = call(self.marketplace_read().job_count()).await?;
+        Ok(convert::job_id(count)?.0)
+    }
+
+    /// The accepted payment tokens (the zero address is ETH).
+    pub async fn accepted_tokens(&self) -> Result<Vec<Address>> {
+        call(self.marketplace_read().accepted_tokens()).await
+    }
+
+    /// Whether `token` is accepted for payment (the zero address is ETH).
+    pub async fn is_token_accepted(&self, token: Address) -> Result<bool> {
+        call(self.marketplace_read().is_token_accepted(token)).await
+    }
+
+    /// The protocol fee in basis points.
+    pub async fn fee_bps(&self) -> Result<u16> {
+        call(self.marketplace_read().fee_bps()).await
+    }
+
+    /// Where protocol fees go.
+    pub async fn treasury(&self) -> Result<Address> {
+        call(self.marketplace_read().treasury()).await
+    }
+
+    /// What the escrow holds in `token` (the zero address is ETH).
+    pub async fn escrow_balance(&self, token: Address) -> Result<TokenAmount> {
+        self.balance_of(token, self.addresses.payment_escrow).await
+    }
+
+    /// For every token, what the escrow must hold: the amounts of open (posted or claimed)
+    /// jobs plus refunds credited because they could not be delivered. Reads every job, so it
+    /// is meant for tests and audits.
+    pub async fn open_escrow_totals(&self) -> Result<BTreeMap<Address, TokenAmount>> {
+        let mut totals: BTreeMap<Address, TokenAmount> = BTreeMap::new();
+        for id in 1..=self.job_count().await? {
+            let job = self.job_record(JobId(id)).await?;
+            let entry = totals.entry(job.token).or_default();
+            if crate::JobStatus::from_u8(job.status).is_open() {
+                *entry = add(*entry, TokenAmount(job.amount))?;
+            }
+        }
+        let escrow = PaymentEscrow::new(self.addresses.payment_escrow, self.provider.clone());
+        for (token, total) in totals.iter_mut() {
+            let credited = call(escrow.total_credit(*token)).await?;
+            *total = add(*total, TokenAmount(credited))?;
+        }
+        Ok(totals)
+    }
+
+    /// A refund of `token` credited to `account` because it could not be delivered; the
+    /// account withdraws it with [`Self::withdraw_credit`].
+    pub async fn escrow_credit(&self, token: Address, account: Address) -> Result<TokenAmount> {
+        let escrow = PaymentEscrow::new(self.addresses.payment_escrow, self.provider.clone());
+        Ok(TokenAmount(call(escrow.credit(token, account)).await?))
+    }
+
+    /// Sends the signer's credited refunds in `token` to `to`.
+    pub async fn withdraw_credit<S: Middleware + 'static>(
+        &self,
+        token: Address,
+        to: Address,
+        signer: &Arc<S>,
+    ) -> Result<TxInfo> {
+        let escrow = PaymentEscrow::new(self.addresses.payment_escrow, signer.clone());
+        Ok(tx_info(&send(escrow.withdraw_credit(token, to)).await?))
+    }
+
+    // ----- registry reads -----
+
+    /// The node registered by `address`, or `None`.
+    pub async fn node(&self, address: Address) -> Result<Option<RegisteredNode>> {
+        let raw = call(self.registry_read().get_node(address)).await?;
+        convert::node_from_abi(raw)
+    }
+
+    /// The active node owning `peer_id`, if any.
+    pub async fn node_by_peer_id(&self, peer_id: &NodePeerId) -> Result<Option<Address>> {
+        let owner = call(
+            self.registry_read()
+                .node_by_peer_id(peer_id.as_bytes().to_vec().into()),
+        )
+        .await?;
+        Ok(convert::non_zero(owner))
+    }
+
+    /// Whether `address` is registered and active.
+    pub async fn is_active(&self, address: Address) -> Result<bool> {
+        call(self.registry_read().is_active(address)).await
+    }
+
+    /// Whether `address` is active and serves `model` (what `claimJob` requires).
+    pub async fn can_serve(&self, address: Address, model: ModelId) -> Result<bool> {
+        call(self.registry_read().can_serve(address, model.0)).await
+    }
+
+    /// The price per token `host` asks in `token`, or zero.
+    pub async fn price_of(&self, host: Address, token: Address) -> Result<TokenAmount> {
+        Ok(TokenAmount(
+            call(self.registry_read().price_of(host, token)).await?,
+        ))
+    }
+
+    /// One page of the active nodes serving `model`, and how many there are in all.
+    pub async fn nodes_for_model(
+        &self,
+        model: ModelId,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<Address>, u64)> {
+        let (page, total) = call(self.registry_read().nodes_for_model(
+            model.0,
+            U256::from(offset),
+            U256::from(limit),
+        ))
+        .await?;
+        Ok((page, total.low_u64()))
+    }
+
+    /// The registry's minimum stake, in FAB base units.
+    pub async fn min_stake(&self) -> Result<TokenAmount> {
+        Ok(TokenAmount(call(self.registry_read().min_stake()).await?))
+    }
+
+    /// The FAB token staked in the registry.
+    pub async fn stake_token(&self) -> Result<Address> {
+        call(self.registry_read().stake_token()).await
+    }
+
+    // ----- token reads -----
+
+    /// `owner`'s balance of `token` (the zero address is ETH).
+    pub async fn balance_of(&self, token: Address, owner: Address) -> Result<TokenAmount> {
+        if token.is_zero() {
+            let wei = self
+                .provider
+                .get_balance(owner, None)
+                .await
+                .map_err(|e| Error::Rpc(e.to_string()))?;
+            return Ok(TokenAmount(wei));
+        }
+        Ok(TokenAmount(
+            call(self.token_read(token).balance_of(owner)).await?,
+        ))
+    }
+
+    /// How much `spender` may move of `owner`'s `token`.
+    pub async fn allowance(
+        &self,
+        token: Address,
+        owner: Address,
+        spender: Address,
+    ) -> Result<TokenAmount> {
+        Ok(TokenAmount(
+            call(self.token_read(token).allowance(owner, spender)).await?,
+        ))
+    }
+}
+
+fn add(a: TokenAmount, b: TokenAmount) -> Result<TokenAmount> {
+    a.checked_add(b)
+        .ok_or_else(|| Error::InvalidChainData("escrow total overflows".into()))
+}
+
+/// Runs a read-only call, decoding reverts.
+pub(crate) async fn call<M: Middleware + 'static, D: Detokenize>(
+    call: ContractCall<M, D>,
+) -> Result<D> {
+    call.call().await.map_err(Error::from_contract)
+}
+
+/// Sends a transaction and waits for its receipt; a revert (caught when estimating gas) is
+/// decoded into a named error.
+pub(crate) async fn send<M: Middleware + 'static, D: Detokenize>(
+    call: ContractCall<M, D>,
+) -> Result<TransactionReceipt> {
+    let pending = call.send().await.map_err(Error::from_contract)?;
+    let hash = pending.tx_hash();
+    let receipt = pending
+        .await
+        .map_err(|e| Error::Rpc(e.to_string()))?
+        .ok_or(Error::TxDropped(hash))?;
+    if receipt.status != Some(1u64.into()) {
+        return Err(Error::TxFailed(hash));
+    }
+    Ok(receipt)
+}
+
+/// The sender address of a signing middleware.
+pub(crate) fn sender<M: Middleware>(signer: &M) -> Result<Address> {
+    signer.default_sender().ok_or(Error::NoSender)
+}
+
+/// Hash, block and gas of a receipt.
+pub(crate) fn tx_info(receipt: &TransactionReceipt) -> TxInfo {
+    TxInfo {
+        hash: receipt.transaction_hash,
+        block: receipt.block_number.map(|b| b.as_u64()).unwrap_or_default(),
+        gas_used: receipt.gas_used.unwrap_or_default(),
+        effective_gas_price: receipt.effective_gas_price.unwrap_or_default(),
+    }
+}

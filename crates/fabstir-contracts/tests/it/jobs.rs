@@ -1,0 +1,699 @@
+//! The job flow end to end and every revert path of the marketplace.
+
+use ethers::providers::Middleware as _;
+use ethers::types::{Address, U256};
+use fabstir_contracts::anvil::advance_time;
+use fabstir_contracts::{Error, JobStatus, MarketplaceEvent};
+use fabstir_core::{JobId, ModelId, TokenAmount};
+use futures::StreamExt;
+
+use crate::common::{Env, MODEL, OTHER_MODEL};
+
+const CID: &[u8] = b"bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+
+#[tokio::test]
+async fn eth_job_end_to_end_with_exact_balances() {
+    let env = Env::new().await;
+    env.register(&env.host, 1, &[MODEL]).await;
+    let eth = Address::zero();
+    let (client, host, treasury) = (env.client.address(), env.host.address(), env.treasury);
+    let before = (
+        env.balance(eth, client).await,
+        env.balance(eth, host).await,
+        env.balance(eth, treasury).await,
+    );
+
+    // 100 tokens at 1 gwei each: 1e11 wei escrowed.
+    let details = env.details(100, 1_000_000_000).await;
+    let escrow = details.escrow_amount().expect("no overflow");
+    let posted = env
+        .manager
+        .post_job(&details, &Env::assigned(&env.host), escrow, &env.client)
+        .await
+        .expect("posts");
+    assert_eq!(posted.job, JobId(1));
+    let job = env.manager.job(posted.job).await.expect("job");
+    assert_eq!(job.status, JobStatus::Posted);
+    assert_eq!(job.amount, escrow);
+    assert_eq!(job.details, details);
+    assert_eq!(job.host, Some(host));
+    assert_eq!(
+        env.manager.escrow_balance(eth).await.expect("escrow"),
+        escrow
+    );
+
+    let claim = env
+        .manager
+        .claim_job(posted.job, &env.host)
+        .await
+        .expect("claims");
+    assert_eq!(
+        env.manager.job(posted.job).await.expect("job").status,
+        JobStatus::Claimed
+    );
+    let settled = env
+        .manager
+        .submit_result(posted.job, CID, 60, &env.host)
+        .await
+        .expect("submits");
+
+    // 60 tokens x 1 gwei = 6e10; fee 1% = 6e8; the host gets the rest; 4e10 goes back.
+    let cost = U256::from(60u64) * U256::from(1_000_000_000u64);
+    let fee = cost / 100;
+    assert_eq!(settled.fee.base_units(), fee);
+    assert_eq!(settled.paid.base_units(), cost - fee);
+    assert_eq!(settled.refund.base_units(), escrow.base_units() - cost);
+    let job = env.manager.job(posted.job).await.expect("job");
+    assert_eq!(job.status, JobStatus::Completed);
+
+    let after = (
+        env.balance(eth, client).await,
+        env.balance(eth, host).await,
+        env.balance(eth, treasury).await,
+    );
+    assert_eq!(
+        after.0,
+        before.0 - cost - posted.tx.fee_wei(),
+        "client pays cost + gas"
+    );
+    assert_eq!(
+        after.1,
+        before.1 + (cost - fee) - claim.fee_wei() - settled.tx.fee_wei(),
+        "host gets cost - fee, minus its gas"
+    );
+    assert_eq!(after.2, before.2 + fee, "treasury gets the fee exactly");
+
+    // The events tell the same story.
+    let events = env.manager.job_events(posted.job, 0).await.expect("events");
+    let kinds: Vec<&MarketplaceEvent> = events.iter().map(|e| &e.event).collect();
+    assert!(
+        matches!(kinds[0], MarketplaceEvent::JobPosted { host: Some(h), amount, .. } if *h == host && *amount == escrow)
+    );
+    assert!(matches!(kinds[1], MarketplaceEvent::JobClaimed { host: h, .. } if *h == host));
+    assert!(matches!(
+        kinds[2],
+        MarketplaceEvent::JobCompleted { result_cid, paid, .. } if result_cid == CID && *paid == settled.paid
+    ));
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn usdc_job_end_to_end_with_exact_balances() {
+    let env = Env::new().await;
+    env.register(&env.host, 1, &[MODEL]).await;
+    let usdc = env.token("USDC");
+    let (client, host, treasury) = (env.client.address(), env.host.address(), env.treasury);
+    let before = (
+        env.balance(usdc, client).await,
+        env.balance(usdc, host).await,
+        env.balance(usdc, treasury).await,
+    );
+    // 500 tokens at 0.000013 USDC each = 0.0065 USDC.
+    let details = env.details(500, 13).await;
+    let amount = details.escrow_amount().expect("no overflow");
+    env.approve_spender(&env.client, usdc, amount.base_units())
+        .await;
+    let posted = env
+        .manager
+        .post_job_with_token(&details, &Env::open(), usdc, amount, &env.client)
+        .await
+        .expect("posts");
+    assert_eq!(env.manager.job(posted.job).await.expect("job").host, None);
+    env.manager
+        .claim_job(posted.job, &env.host)
+        .await
+        .expect("claims");
+    let settled = env
+        .manager
+        .submit_result(posted.job, CID, 333, &env.host)
+        .await
+        .expect("submits");
+    let cost = U256::from(333u64 * 13);
+    let fee = cost / 100; // 43.29 -> 43 base units
+    assert_eq!(fee, U256::from(43u64));
+    assert_eq!(settled.paid.base_units(), cost - fee);
+    assert_eq!(settled.refund.base_units(), amount.base_units() - cost);
+    assert_eq!(env.balance(usdc, client).await, before.0 - cost);
+    assert_eq!(env.balance(usdc, host).await, before.1 + cost - fee);
+    assert_eq!(env.balance(usdc, treasury).await, before.2 + fee);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn payment_is_capped_at_the_escrow() {
+    let env = Env::new().await;
+    env.register(&env.host, 1, &[MODEL]).await;
+    let usdc = env.token("USDC");
+    // Escrow less than max_tokens x price: the host is paid at most the escrow.
+    let details = env.details(1_000, 10).await;
+    let amount = TokenAmount::from_base_units(5_000u64);
+    env.approve_spender(&env.client, usdc, amount.base_units())
+        .await;
+    let posted = env
+        .manager
+        .post_job_with_token(&details, &Env::open(), usdc, amount, &env.client)
+        .await
+        .expect("posts");
+    env.manager
+        .claim_job(posted.job, &env.host)
+        .await
+        .expect("claims");
+    let settled = env
+        .manager
+        .submit_result(posted.job, CID, 900, &env.host)
+        .await
+        .expect("submits");
+    assert_eq!(
+        settled.paid.base_units() + settled.fee.base_units(),
+        U256::from(5_000u64)
+    );
+    assert_eq!(settled.refund, TokenAmount::ZERO);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn permit_posting_is_one_transaction() {
+    let env = Env::new().await;
+    let usdc = env.token("USDC");
+    let client = env.client.address();
+    let nonce_before = env
+        .manager
+        .provider()
+        .get_transaction_count(client, None)
+        .await
+        .expect("nonce");
+    let balance_before = env.balance(usdc, client).await;
+    let details = env.details(100, 25).await;
+    let amount = details.escrow_amount().expect("no overflow");
+    let posted = env
+        .manager
+        .post_job_with_permit(
+            &details,
+            &Env::open(),
+            usdc,
+            amount,
+            details.deadline,
+            &env.client,
+        )
+        .await
+        .expect("posts with permit");
+    let nonce_after = env
+        .manager
+        .provider()
+        .get_transaction_count(client, None)
+        .await
+        .expect("nonce");
+    assert_eq!(nonce_after, nonce_before + 1, "exactly one transaction");
+    assert_eq!(
+        env.balance(usdc, client).await,
+        balance_before - amount.base_units()
+    );
+    let spender = env.manager.payment_spender();
+    assert_eq!(
+        env.manager
+            .allowance(usdc, client, spender)
+            .await
+            .expect("allowance"),
+        TokenAmount::ZERO,
+        "the permit's allowance was used up"
+    );
+    assert_eq!(
+        env.manager.job(posted.job).await.expect("job").amount,
+        amount
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn cancel_refunds_in_full_and_only_the_client_may_cancel() {
+    let env = Env::new().await;
+    env.register(&env.host, 1, &[MODEL]).await;
+    let usdc = env.token("USDC");
+    let client = env.client.address();
+    let before = env.balance(usdc, client).await;
+    let details = env.details(100, 7).await;
+    let amount = details.escrow_amount().expect("no overflow");
+    env.approve_spender(&env.client, usdc, amount.base_units())
+        .await;
+    let posted = env
+        .manager
+        .post_job_with_token(&details, &Env::open(), usdc, amount, &env.client)
+        .await
+        .expect("posts");
+    let err = env
+        .manager
+        .cancel_job(posted.job, &env.other)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotClient { job, client: c, caller } if job == posted.job && c == client && caller == env.other.address()),
+        "{err}"
+    );
+    env.manager
+        .cancel_job(posted.job, &env.client)
+        .await
+        .expect("cancels");
+    assert_eq!(env.balance(usdc, client).await, before, "refunded in full");
+    assert_eq!(
+        env.manager.job(posted.job).await.expect("job").status,
+        JobStatus::Cancelled
+    );
+    let err = env
+        .manager
+        .cancel_job(posted.job, &env.client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidJobStatus {
+                status: JobStatus::Cancelled,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = env
+        .manager
+        .claim_job(posted.job, &env.host)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidJobStatus { .. }), "{err}");
+
+    // ETH: the refund is exact too, the client only pays gas.
+    let eth = Address::zero();
+    let before = env.balance(eth, client).await;
+    let details = env.details(10, 1_000).await;
+    let value = details.escrow_amount().expect("no overflow");
+    let posted = env
+        .manager
+        .post_job(&details, &Env::open(), value, &env.client)
+        .await
+        .expect("posts");
+    // A claimed job cannot be cancelled.
+    env.manager
+        .claim_job(posted.job, &env.host)
+        .await
+        .expect("claims");
+    let err = env
+        .manager
+        .cancel_job(posted.job, &env.client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::JobAlreadyClaimed { claimer, .. } if claimer == env.host.address()),
+        "{err}"
+    );
+    env.manager
+        .release_job(posted.job, &env.host)
+        .await
+        .expect("host releases");
+    assert_eq!(
+        env.manager.job(posted.job).await.expect("job").status,
+        JobStatus::Released
+    );
+    let spent_gas = posted.tx.fee_wei();
+    // The failed cancel was rejected at estimation and cost nothing.
+    assert_eq!(
+        env.balance(eth, client).await,
+        before - spent_gas,
+        "refunded in full"
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn expiry_refunds_in_full_and_late_submit_reverts() {
+    let env = Env::new().await;
+    env.register(&env.host, 1, &[MODEL]).await;
+    let usdc = env.token("USDC");
+    let client = env.client.address();
+    let before = env.balance(usdc, client).await;
+    let details = env.details(100, 9).await;
+    let amount = details.escrow_amount().expect("no overflow");
+    env.approve_spender(&env.client, usdc, amount.base_units())
+        .await;
+    let posted = env
+        .manager
+        .post_job_with_token(&details, &Env::open(), usdc, amount, &env.client)
+        .await
+        .expect("posts");
+    env.manager
+        .claim_job(posted.job, &env.host)
+        .await
+        .expect("claims");
+    let err = env
+        .manager
+        .expire_job(posted.job, &env.other)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::DeadlineNotReached { deadline, .. } if deadline == details.deadline),
+        "{err}"
+    );
+
+    advance_time(env.manager.provider().as_ref(), 3_601)
+        .await
+        .expect("time passes");
+    let err = env
+        .manager
+        .submit_result(posted.job, CID, 10, &env.host)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::DeadlinePassed { job, .. } if job == posted.job),
+        "{err}"
+    );
+    assert!(err.to_string().contains("has passed"), "{err}");
+
+    // Anyone may expire it; the client gets everything back.
+    env.manager
+        .expire_job(posted.job, &env.other)
+        .await
+        .expect("expires");
+    assert_eq!(env.balance(usdc, client).await, before);
+    assert_eq!(
+        env.manager.job(posted.job).await.expect("job").status,
+        JobStatus::Expired
+    );
+    let err = env
+        .manager
+        .expire_job(posted.job, &env.other)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidJobStatus {
+                status: JobStatus::Expired,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // An unclaimed job past its deadline can be expired too, and no longer claimed.
+    let details = env.details(100, 9).await;
+    env.approve_spender(&env.client, usdc, amount.base_units())
+        .await;
+    let posted = env
+        .manager
+        .post_job_with_token(&details, &Env::open(), usdc, amount, &env.client)
+        .await
+        .expect("posts");
+    advance_time(env.manager.provider().as_ref(), 3_601)
+        .await
+        .expect("time passes");
+    let err = env
+        .manager
+        .claim_job(posted.job, &env.host)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DeadlinePassed { .. }), "{err}");
+    env.manager
+        .expire_job(posted.job, &env.client)
+        .await
+        .expect("expires");
+    assert_eq!(env.balance(usdc, client).await, before);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn unregistered_or_wrong_host_cannot_claim() {
+    let env = Env::new().await;
+    env.register(&env.host, 1, &[MODEL]).await;
+    env.register(&env.host2, 2, &[OTHER_MODEL]).await;
+    let details = env.details(10, 1_000).await;
+    let value = details.escrow_amount().expect("no overflow");
+
+    // Unregistered.
+    let open = env
+        .manager
+        .post_job(&details, &Env::open(), value, &env.client)
+        .await
+        .expect("posts");
+    let err = env
+        .manager
+        .claim_job(open.job, &env.other)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::HostNotEligible { host, model } if host == env.other.address() && model == ModelId::from_name(MODEL)),
+        "{err}"
+    );
+    // Registered, but not serving the model.
+    let err = env
+        .manager
+        .claim_job(open.job, &env.host2)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::HostNotEligible { .. }), "{err}");
+
+    // Assigned to another host.
+    let assigned = env
+        .manager
+        .post_job(&details, &Env::assigned(&env.host), value, &env.client)
+        .await
+        .expect("posts");
+    env.manager
+        .update_models(&[ModelId::from_name(MODEL)], &env.host2)
+        .await
+        .expect("host2 now serves the model");
+    let err = env
+        .manager
+        .claim_job(assigned.job, &env.host2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotAssignedHost { assigned: a, caller, .. } if a == env.host.address() && caller == env.host2.address()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("is assigned to"), "{err}");
+    // Unknown job.
+    let err = env
+        .manager
+        .claim_job(JobId(99), &env.host)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::JobNotFound(JobId(99))), "{err}");
+    assert!(matches!(
+        env.manager.job(JobId(99)).await,
+        Err(Error::JobNotFound(JobId(99)))
+    ));
+    // An unregistered host cannot claim even its own assigned job.
+    env.manager
+        .unregister_node(&env.host)
+        .await
+        .expect("unregisters");
+    let err = env
+        .manager
+        .claim_job(assigned.job, &env.host)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::HostNotEligible { .. }), "{err}");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn double_claim_and_bad_submits_revert() {
+    let env = Env::new().await;
+    env.register(&env.host, 1, &[MODEL]).await;
+    env.register(&env.host2, 2, &[MODEL]).await;
+    let details = env.details(50, 1_000).await;
+    let value = details.escrow_amount().expect("no overflow");
+    let posted = env
+        .manager
+        .post_job(&details, &Env::open(), value, &env.client)
+        .await
+        .expect("posts");
+    env.manager
+        .claim_job(posted.job, &env.host)
+        .await
+        .expect("claims");
+    let err = env
+        .manager
+        .claim_job(posted.job, &env.host2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::JobAlreadyClaimed { job, claimer } if job == posted.job && claimer == env.host.address()),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("job {} already claimed by 0x", posted.job)),
+        "{message}"
+    );
+    let err = env
+        .manager
+        .claim_job(posted.job, &env.host)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::JobAlreadyClaimed { .. }), "{err}");
+
+    let err = env
+        .manager
+        .submit_result(posted.job, CID, 10, &env.host2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotClaimer { claimer, .. } if claimer == env.host.address()),
+        "{err}"
+    );
+    let err = env
+        .manager
+        .submit_result(posted.job, CID, 51, &env.host)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TokensExceedMax { max_tokens: 50, .. }),
+        "{err}"
+    );
+    let err = env
+        .manager
+        .submit_result(posted.job, b"", 10, &env.host)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidResultCid), "{err}");
+    env.manager
+        .submit_result(posted.job, CID, 50, &env.host)
+        .await
+        .expect("submits");
+    let err = env
+        .manager
+        .submit_result(posted.job, CID, 50, &env.host)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidJobStatus {
+                status: JobStatus::Completed,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn invalid_posts_revert_with_named_errors() {
+    let env = Env::new().await;
+    let details = env.details(10, 1_000).await;
+    let value = details.escrow_amount().expect("no overflow");
+    let unknown = Address::repeat_byte(0x42);
+    let err = env
+        .manager
+        .post_job_with_token(&details, &Env::open(), unknown, value, &env.client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TokenNotAccepted(t) if t == unknown),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not accepted"), "{err}");
+    let err = env
+        .manager
+        .post_job(&details, &Env::open(), TokenAmount::ZERO, &env.client)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ZeroAmount), "{err}");
+    let mut late = details.clone();
+    late.deadline = env.now().await;
+    let err = env
+        .manager
+        .post_job(&late, &Env::open(), value, &env.client)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidDeadline { .. }), "{err}");
+    let mut empty = details.clone();
+    empty.max_tokens = 0;
+    let err = env
+        .manager
+        .post_job(&empty, &Env::open(), value, &env.client)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidJobDetails), "{err}");
+
+    // The owner manages the accepted list; others cannot.
+    let dai = env.token("DAI");
+    let err = env
+        .manager
+        .set_token_accepted(dai, false, &env.client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotOwner(a) if a == env.client.address()),
+        "{err}"
+    );
+    env.manager
+        .set_token_accepted(dai, false, &env.owner)
+        .await
+        .expect("owner removes DAI");
+    assert!(!env.manager.is_token_accepted(dai).await.expect("read"));
+    let accepted = env.manager.accepted_tokens().await.expect("list");
+    assert_eq!(accepted.len(), 4);
+    assert!(accepted.contains(&Address::zero()));
+    let err = env
+        .manager
+        .post_job_with_token(&details, &Env::open(), dai, value, &env.client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TokenNotAccepted(t) if t == dai),
+        "{err}"
+    );
+    let err = env
+        .manager
+        .set_fee_bps(5_000, &env.owner)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::FeeTooHigh(5_000)), "{err}");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn events_stream_as_they_happen() {
+    let env = Env::new().await;
+    env.register(&env.host, 1, &[MODEL]).await;
+    let from = env
+        .manager
+        .provider()
+        .get_block_number()
+        .await
+        .expect("block")
+        .as_u64()
+        + 1;
+    let mut events = Box::pin(env.manager.watch_events(from));
+    let details = env.details(10, 1_000).await;
+    let value = details.escrow_amount().expect("no overflow");
+    let posted = env
+        .manager
+        .post_job(&details, &Env::open(), value, &env.client)
+        .await
+        .expect("posts");
+    env.manager
+        .claim_job(posted.job, &env.host)
+        .await
+        .expect("claims");
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+        .await
+        .expect("in time")
+        .expect("stream open")
+        .expect("no error");
+    assert!(
+        matches!(first.event, MarketplaceEvent::JobPosted { job, client, .. } if job == posted.job && client == env.client.address()),
+        "{first:?}"
+    );
+    let second = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+        .await
+        .expect("in time")
+        .expect("stream open")
+        .expect("no error");
+    assert_eq!(second.event.job(), Some(posted.job));
+    assert!(matches!(second.event, MarketplaceEvent::JobClaimed { .. }));
+    let past = env.manager.past_events(from, None).await.expect("past");
+    assert_eq!(past.len(), 2);
+    env.finish().await;
+}

@@ -1,0 +1,11 @@
+//! Integration tests of fabstir-contracts against a real anvil chain: one binary, one module
+//! per area. Every test ends with `Env::finish`, which checks conservation of funds.
+
+mod admin;
+mod common;
+mod credit;
+mod gas;
+mod jobs;
+mod reentrancy;
+mod registry;
+mod tokens;

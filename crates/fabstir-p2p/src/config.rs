@@ -1,0 +1,155 @@
+//! Configuration of a network node: where to listen, whom to bootstrap from, limits and
+//! timeouts. Every field has a default; tests and the node override what they need.
+
+use std::time::Duration;
+
+use fabstir_core::SdkConfig;
+use fabstir_core::config::PoolConfig;
+use fabstir_core::primitives::Address;
+use libp2p::Multiaddr;
+
+use crate::{Error, Result};
+
+/// Configuration of a [`Network`](crate::Network).
+#[derive(Debug, Clone)]
+pub struct P2pConfig {
+    /// Addresses to listen on (TCP, QUIC and WebSocket by default, all interfaces, any port).
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Multiaddresses of bootstrap nodes, each ending in `/p2p/<peer id>`.
+    pub bootstrap_peers: Vec<Multiaddr>,
+    /// Chain id covered by identity and client-auth signatures.
+    pub chain_id: u64,
+    /// The JobMarketplace address covered by client-auth signatures.
+    pub marketplace: Address,
+    /// Connection pool limits.
+    pub pool: PoolConfig,
+    /// How long verified providers are cached.
+    pub discovery_ttl: Duration,
+    /// Timeout of one request-response exchange (capabilities, job, result).
+    pub request_timeout: Duration,
+    /// Timeout of a dial.
+    pub connect_timeout: Duration,
+    /// Timeout of one DHT query.
+    pub query_timeout: Duration,
+    /// Token stream settings.
+    pub stream: StreamConfig,
+    /// Capacity of the command channel from handles to the event loop.
+    pub command_buffer: usize,
+    /// Capacity of the event broadcast channel (slow subscribers skip events).
+    pub event_buffer: usize,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        let parse = |s: &str| s.parse::<Multiaddr>().ok();
+        Self {
+            listen_addrs: [
+                "/ip4/0.0.0.0/tcp/0",
+                "/ip4/0.0.0.0/udp/0/quic-v1",
+                "/ip4/0.0.0.0/tcp/0/ws",
+            ]
+            .into_iter()
+            .filter_map(parse)
+            .collect(),
+            bootstrap_peers: Vec::new(),
+            chain_id: 31_337,
+            marketplace: Address::zero(),
+            pool: PoolConfig::default(),
+            discovery_ttl: Duration::from_secs(5 * 60),
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            query_timeout: Duration::from_secs(30),
+            stream: StreamConfig::default(),
+            command_buffer: 256,
+            event_buffer: 256,
+        }
+    }
+}
+
+impl P2pConfig {
+    /// A configuration listening on one loopback TCP port chosen by the OS: what tests use.
+    pub fn loopback() -> Self {
+        Self {
+            listen_addrs: "/ip4/127.0.0.1/tcp/0".parse().into_iter().collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Takes chain id, marketplace, bootstrap peers, pool, discovery TTL and timeouts from the
+    /// SDK configuration; a bootstrap address that does not parse is an error.
+    pub fn from_sdk(sdk: &SdkConfig) -> Result<Self> {
+        let bootstrap_peers = sdk
+            .bootstrap_peers
+            .iter()
+            .map(|s| {
+                s.parse::<Multiaddr>()
+                    .map_err(|e| Error::Config(format!("bootstrap peer {s:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            bootstrap_peers,
+            chain_id: sdk.chain_id,
+            marketplace: sdk.contracts.job_marketplace,
+            pool: sdk.pool,
+            discovery_ttl: sdk.discovery_ttl,
+            request_timeout: sdk.timeouts.request,
+            connect_timeout: sdk.timeouts.connect,
+            ..Self::default()
+        })
+    }
+}
+
+/// Settings of `/fabstir/stream/1.0.0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// Tokens the producer may run ahead of the writer before it waits (the coalescing
+    /// window: a slow reader gets batches of up to this many tokens).
+    pub token_buffer: usize,
+    /// Most tokens in one frame; 1 disables coalescing.
+    pub max_batch_tokens: usize,
+    /// Streams a host serves at once; further ones get an `Unavailable` error frame.
+    pub max_concurrent: usize,
+    /// How long a challenge nonce stays valid.
+    pub challenge_ttl: Duration,
+    /// Outstanding challenges kept at most.
+    pub challenge_capacity: usize,
+    /// How long either side waits for the other's next handshake frame.
+    pub handshake_timeout: Duration,
+    /// How long a client waits for the next frame once tokens flow (a stalled stream), and
+    /// how long a host waits for a client that stopped reading.
+    pub stall_timeout: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            token_buffer: 256,
+            max_batch_tokens: 256,
+            max_concurrent: 64,
+            challenge_ttl: Duration::from_secs(30),
+            challenge_capacity: 4096,
+            handshake_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_config_maps_over() {
+        let mut sdk = SdkConfig {
+            bootstrap_peers: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+            ..SdkConfig::default()
+        };
+        let config = P2pConfig::from_sdk(&sdk).unwrap();
+        assert_eq!(config.bootstrap_peers.len(), 1);
+        assert_eq!(config.discovery_ttl, Duration::from_secs(300));
+        assert_eq!(config.pool.max_connections, 50);
+        assert_eq!(P2pConfig::default().listen_addrs.len(), 3);
+        sdk.bootstrap_peers = vec!["not an address".into()];
+        assert!(P2pConfig::from_sdk(&sdk).is_err());
+    }
+}

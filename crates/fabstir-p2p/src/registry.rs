@@ -1,0 +1,231 @@
+//! What the network layer needs from the chain: which Ethereum address owns a peer id, whether
+//! it is active and which models it registered. The SDK implements [`PeerRegistry`] over the
+//! NodeRegistry contract; [`InMemoryRegistry`] serves tests.
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use fabstir_core::auth;
+use fabstir_core::wire::CapabilitiesResponse;
+use fabstir_core::{ModelId, NodeInfo, NodePeerId};
+use libp2p::PeerId;
+
+use crate::{Error, Result};
+
+/// The registry of hosts as the network layer sees it.
+#[async_trait]
+pub trait PeerRegistry: Send + Sync {
+    /// The registered host whose peer id is `peer`, or `None` if there is none.
+    async fn node_by_peer(&self, peer: &NodePeerId) -> Result<Option<NodeInfo>>;
+}
+
+/// A [`PeerRegistry`] held in memory, for tests and local setups.
+#[derive(Debug, Default)]
+pub struct InMemoryRegistry {
+    nodes: DashMap<NodePeerId, NodeInfo>,
+}
+
+impl InMemoryRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers (or replaces) a host under its `peer_id`.
+    pub fn insert(&self, node: NodeInfo) {
+        self.nodes.insert(node.peer_id.clone(), node);
+    }
+
+    /// Removes a host.
+    pub fn remove(&self, peer: &NodePeerId) -> Option<NodeInfo> {
+        self.nodes.remove(peer).map(|(_, n)| n)
+    }
+}
+
+#[async_trait]
+impl PeerRegistry for InMemoryRegistry {
+    async fn node_by_peer(&self, peer: &NodePeerId) -> Result<Option<NodeInfo>> {
+        Ok(self.nodes.get(peer).map(|n| n.clone()))
+    }
+}
+
+/// The core peer id of a libp2p peer id (the same multihash bytes).
+pub fn node_peer_id(peer: &PeerId) -> Result<NodePeerId> {
+    Ok(NodePeerId::from_bytes(peer.to_bytes())?)
+}
+
+/// The libp2p peer id of a core peer id.
+pub fn libp2p_peer_id(peer: &NodePeerId) -> Result<PeerId> {
+    PeerId::from_bytes(peer.as_bytes()).map_err(|e| {
+        Error::Wire(fabstir_core::Error::InvalidId {
+            kind: "peer id",
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// Signs a host's capabilities: the identity signature over
+/// [`auth::identity_message`]`(chain_id, capabilities.peer_id, key's address)`. The
+/// capabilities' `eth_address` is set to the key's address.
+pub fn sign_capabilities(
+    key: &ethers_core::k256::ecdsa::SigningKey,
+    chain_id: u64,
+    mut capabilities: fabstir_core::NodeCapabilities,
+) -> Result<CapabilitiesResponse> {
+    capabilities.eth_address = auth::address_of(key);
+    let message = auth::identity_message(chain_id, &capabilities.peer_id, capabilities.eth_address);
+    let signature = auth::sign_message(key, &message)?;
+    Ok(CapabilitiesResponse {
+        capabilities,
+        chain_id,
+        identity_signature: signature.to_vec(),
+    })
+}
+
+/// Checks a capabilities answer received from `peer` over an authenticated connection:
+/// the claimed peer id is the connection's, the chain is ours, the identity signature
+/// recovers to the claimed address, and the registry records that address as the active
+/// owner of the peer id. With `model`, the host must also serve it (in its answer and in the
+/// registry).
+pub async fn verify_capabilities(
+    response: &CapabilitiesResponse,
+    peer: &PeerId,
+    chain_id: u64,
+    registry: &dyn PeerRegistry,
+    model: Option<&ModelId>,
+) -> Result<()> {
+    let unverified = |reason: String| Error::Unverified {
+        peer: peer.to_string(),
+        reason,
+    };
+    let caps = &response.capabilities;
+    let expected = node_peer_id(peer)?;
+    if caps.peer_id != expected {
+        return Err(unverified(format!("claims peer id {}", caps.peer_id)));
+    }
+    if response.chain_id != chain_id {
+        return Err(unverified(format!(
+            "signed for chain {}, expected {chain_id}",
+            response.chain_id
+        )));
+    }
+    let message = auth::identity_message(chain_id, &caps.peer_id, caps.eth_address);
+    auth::verify_signer(&message, &response.identity_signature, caps.eth_address)
+        .map_err(|e| unverified(format!("identity signature: {e}")))?;
+    let node = registry
+        .node_by_peer(&expected)
+        .await?
+        .ok_or_else(|| unverified("not in the registry".into()))?;
+    if node.address != caps.eth_address {
+        return Err(unverified(format!(
+            "registry owner is {:#x}, capabilities name {:#x}",
+            node.address, caps.eth_address
+        )));
+    }
+    if !node.active {
+        return Err(unverified("not active in the registry".into()));
+    }
+    if let Some(model) = model
+        && (!caps.serves(model) || !node.models.contains(model))
+    {
+        return Err(unverified(format!("does not serve model {model}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use ethers_core::k256::ecdsa::SigningKey;
+    use fabstir_core::TokenAmount;
+    use fabstir_core::node::NodeCapabilities;
+    use fabstir_core::primitives::Address;
+
+    use super::*;
+
+    fn caps(peer: &PeerId, model: ModelId) -> NodeCapabilities {
+        NodeCapabilities {
+            peer_id: node_peer_id(peer).unwrap(),
+            eth_address: Address::zero(),
+            models: vec![model],
+            prices: vec![],
+            max_tokens: 10,
+            current_load: 0,
+            max_concurrent: 1,
+            queue_depth: 0,
+            version: "t".into(),
+        }
+    }
+
+    fn info(peer: &PeerId, address: Address, model: ModelId, active: bool) -> NodeInfo {
+        NodeInfo {
+            address,
+            peer_id: node_peer_id(peer).unwrap(),
+            models: vec![model],
+            prices: vec![],
+            metadata: String::new(),
+            stake: TokenAmount::default(),
+            active,
+        }
+    }
+
+    #[tokio::test]
+    async fn verification_checks_every_binding() {
+        let key = SigningKey::from_bytes(&[7u8; 32].into()).unwrap();
+        let addr = auth::address_of(&key);
+        let peer = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        let model = ModelId::from_name("m");
+        let registry = InMemoryRegistry::new();
+        let resp = sign_capabilities(&key, 5, caps(&peer, model)).unwrap();
+        // Not registered yet.
+        assert!(
+            verify_capabilities(&resp, &peer, 5, &registry, Some(&model))
+                .await
+                .is_err()
+        );
+        registry.insert(info(&peer, addr, model, true));
+        verify_capabilities(&resp, &peer, 5, &registry, Some(&model))
+            .await
+            .unwrap();
+        // Wrong chain, other connection peer, other model.
+        assert!(
+            verify_capabilities(&resp, &peer, 6, &registry, None)
+                .await
+                .is_err()
+        );
+        let other = PeerId::random();
+        assert!(
+            verify_capabilities(&resp, &other, 5, &registry, None)
+                .await
+                .is_err()
+        );
+        let m2 = ModelId::from_name("m2");
+        assert!(
+            verify_capabilities(&resp, &peer, 5, &registry, Some(&m2))
+                .await
+                .is_err()
+        );
+        // Tampered capabilities: the address no longer matches the signature.
+        let mut forged = resp.clone();
+        forged.capabilities.eth_address = Address::repeat_byte(1);
+        registry.insert(info(&peer, Address::repeat_byte(1), model, true));
+        assert!(
+            verify_capabilities(&forged, &peer, 5, &registry, None)
+                .await
+                .is_err()
+        );
+        // Registry owner differs, or inactive.
+        assert!(
+            verify_capabilities(&resp, &peer, 5, &registry, None)
+                .await
+                .is_err()
+        );
+        registry.insert(info(&peer, addr, model, false));
+        assert!(
+            verify_capabilities(&resp, &peer, 5, &registry, None)
+                .await
+                .is_err()
+        );
+        assert_eq!(libp2p_peer_id(&node_peer_id(&peer).unwrap()).unwrap(), peer);
+    }
+}

@@ -1,0 +1,85 @@
+//! The host's side of the protocols: the network layer handles framing, authentication and
+//! batching, and asks a [`HostService`] (implemented by the node) for every decision.
+
+use async_trait::async_trait;
+use fabstir_core::JobId;
+use fabstir_core::primitives::Address;
+use fabstir_core::wire::{
+    CapabilitiesResponse, JobRequest, JobResponse, PromptFrame, StreamDone, StreamError,
+    StreamToken,
+};
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use crate::{Error, Result};
+
+/// What a host node decides; the network layer calls it for each request.
+#[async_trait]
+pub trait HostService: Send + Sync + 'static {
+    /// The host's Ethereum address: named in challenges, it must be the one that signs the
+    /// capabilities and results.
+    fn address(&self) -> Address;
+
+    /// The host's signed capabilities (see [`sign_capabilities`](crate::sign_capabilities)).
+    async fn capabilities(&self) -> CapabilitiesResponse;
+
+    /// Answers a job message from `peer`: a quote, an acceptance or a rejection.
+    async fn job(&self, peer: PeerId, request: JobRequest) -> JobResponse;
+
+    /// Decides whether `client` (recovered from its challenge answer) may be served `job`:
+    /// it must be the job's client on chain and the job claimed by this host. Called before
+    /// any prompt is read.
+    async fn authorize(&self, job: JobId, client: Address) -> Result<(), StreamError>;
+
+    /// Runs an authorized job: checks the prompt against the job's prompt hash, generates,
+    /// sends each token to `sink` as it is produced, and returns the final frame. When
+    /// [`TokenSink::send`] fails the client has gone or cancelled: stop and return.
+    async fn run(
+        &self,
+        job: JobId,
+        client: Address,
+        prompt: PromptFrame,
+        sink: TokenSink,
+    ) -> Result<StreamDone, StreamError>;
+
+    /// The stored result with this CID, for `/fabstir/result/1.0.0`; `None` if unknown.
+    async fn result(&self, cid: &str) -> Option<Vec<u8>> {
+        let _ = cid;
+        None
+    }
+}
+
+/// Where a running job puts its tokens. Bounded: when the client reads slower than the job
+/// produces, `send` waits and the writer coalesces what is queued into one frame.
+#[derive(Debug, Clone)]
+pub struct TokenSink {
+    tx: mpsc::Sender<StreamToken>,
+}
+
+impl TokenSink {
+    pub(crate) fn new(tx: mpsc::Sender<StreamToken>) -> Self {
+        Self { tx }
+    }
+
+    /// Queues a token for the client; [`Error::Cancelled`] once the client cancelled or the
+    /// stream broke.
+    pub async fn send(&self, token: StreamToken) -> Result<()> {
+        self.tx.send(token).await.map_err(|_| Error::Cancelled)
+    }
+
+    /// Like [`TokenSink::send`] for a producer on a blocking thread (e.g. an inference engine
+    /// in `spawn_blocking`); must not be called from async code.
+    pub fn blocking_send(&self, token: StreamToken) -> Result<()> {
+        self.tx.blocking_send(token).map_err(|_| Error::Cancelled)
+    }
+
+    /// Whether the client cancelled or the stream broke.
+    pub fn is_cancelled(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Completes when the client cancels or the stream breaks.
+    pub async fn cancelled(&self) {
+        self.tx.closed().await;
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of fabstir-p2p: real swarms on 127.0.0.1.
+
+// Test helpers panic on anything unexpected.
+#![allow(clippy::unwrap_used)]
+
+mod discovery;
+mod harness;
+mod pool;
+mod stream;
+mod transport;

@@ -1,0 +1,93 @@
+//! The SDK's error: its own causes plus those of the layers it wires.
+
+use fabstir_core::{JobId, NodePeerId};
+
+/// Everything that can go wrong in the SDK.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A spending call was made with no signer set (see `FabstirSdk::set_signer`).
+    #[error("no signer set: call set_signer first")]
+    NoSigner,
+    /// The signer is for another chain than the SDK's configuration.
+    #[error("signer is for chain {signer}, the SDK is configured for chain {sdk}")]
+    WrongChain {
+        /// The signer's chain id.
+        signer: u64,
+        /// The configured chain id.
+        sdk: u64,
+    },
+    /// Discovery found no host for the model at acceptable terms.
+    #[error("no host serves model {0} at acceptable terms")]
+    NoProviders(String),
+    /// Every host tried failed; the last failure is given.
+    #[error("job failed on {attempts} host(s); last: {last}")]
+    AllAttemptsFailed {
+        /// How many hosts were tried.
+        attempts: u32,
+        /// What went wrong last.
+        last: String,
+    },
+    /// A host did not claim the posted job in time.
+    #[error("host {host} did not claim job {job} in time")]
+    ClaimTimeout {
+        /// The job.
+        job: JobId,
+        /// The host.
+        host: NodePeerId,
+    },
+    /// The stream stalled or broke before its final frame.
+    #[error("stream of job {job} from {host} failed: {reason}")]
+    StreamFailed {
+        /// The job.
+        job: JobId,
+        /// The host.
+        host: NodePeerId,
+        /// What happened.
+        reason: String,
+    },
+    /// The streamed text does not hash to the CID the host signed or submitted.
+    #[error(
+        "job {job}: result CID mismatch: streamed text is {streamed}, host reported {reported}"
+    )]
+    ResultMismatch {
+        /// The job.
+        job: JobId,
+        /// CID of what the client received.
+        streamed: String,
+        /// CID the host signed or submitted.
+        reported: String,
+    },
+    /// The job's budget does not cover the host's quote.
+    #[error("budget of {budget} does not cover {needed}")]
+    OverBudget {
+        /// The budget, formatted.
+        budget: String,
+        /// What the quote costs, formatted.
+        needed: String,
+    },
+    /// The job is unknown.
+    #[error("job {0} not found")]
+    JobNotFound(JobId),
+    /// The job was cancelled by the application.
+    #[error("job cancelled")]
+    Cancelled,
+    /// A payment failed (insufficient balance, token not accepted...).
+    #[error(transparent)]
+    Payments(#[from] fabstir_payments::Error),
+    /// A contract call failed.
+    #[error(transparent)]
+    Contracts(#[from] fabstir_contracts::Error),
+    /// The network failed.
+    #[error(transparent)]
+    P2p(#[from] fabstir_p2p::Error),
+    /// A domain value was invalid.
+    #[error(transparent)]
+    Core(#[from] fabstir_core::Error),
+    /// Result storage failed.
+    #[error(transparent)]
+    Storage(#[from] fabstir_storage::Error),
+}
+
+/// `Result` with the SDK's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
