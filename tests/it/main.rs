@@ -4,6 +4,7 @@
 #![allow(unreachable_pub, clippy::unwrap_used)] // Test helpers: `pub` for sibling modules; panics are failures.
 
 mod common;
+mod failover;
 mod flow;
 mod headless;
 mod workspace;

@@ -103,6 +103,8 @@ fn ci(root: &Path) -> Result<()> {
         .args(["doc", "--workspace", "--no-deps", "--locked"])
         .env("RUSTDOCFLAGS", "-D warnings")
         .current_dir(root))?;
+    // The README's main job must keep working: run it as a newcomer would.
+    demo(root)?;
     eprintln!("ci passed in {:.0?}", started.elapsed());
     Ok(())
 }
@@ -121,14 +123,18 @@ fn gas(root: &Path) -> Result<()> {
 
 fn demo(root: &Path) -> Result<()> {
     tools::install(root)?;
+    // The whole marketplace on a local devnet: anvil, contracts, three hosts, one USDC and
+    // one ETH job; it stops everything it started.
     cargo(
         root,
         &[
             "run",
             "--locked",
             "--package",
-            "fabstir-core",
-            "--example",
+            "fabstir-cli",
+            "--bin",
+            "fabstir",
+            "--",
             "demo",
         ],
     )

@@ -43,6 +43,8 @@ pub struct DevnetConfig {
     pub job_deadline: Duration,
     /// How long the client waits for a token before it calls a stream stalled.
     pub stream_stall: Duration,
+    /// Paces every host to one token per this delay (simulates slower hardware).
+    pub token_delay: Option<Duration>,
 }
 
 /// A model's files.
@@ -94,6 +96,7 @@ impl DevnetConfig {
             dir: None,
             job_deadline: Duration::from_secs(120),
             stream_stall: Duration::from_secs(5),
+            token_delay: None,
         }
     }
 }
@@ -113,6 +116,7 @@ pub struct Devnet {
     /// The folder holding deployment and host storage.
     pub dir: PathBuf,
     node_configs: Vec<NodeConfig>,
+    token_delay: Option<Duration>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -172,6 +176,7 @@ impl Devnet {
             bootstrap: Vec::new(),
             dir,
             node_configs: Vec::new(),
+            token_delay: config.token_delay,
             _temp: temp,
         };
         for i in 0..config.hosts {
@@ -225,7 +230,13 @@ impl Devnet {
             .wallet(accounts::FIRST_HOST + i)?
             .signer()
             .clone();
-        let node = fabstir_node::start(&config, key)
+        let wrap: Option<fabstir_node::BackendWrapper> = self.token_delay.map(|delay| {
+            Arc::new(move |inner| {
+                Arc::new(fabstir_inference::Throttled::new(inner, delay))
+                    as Arc<dyn fabstir_inference::InferenceBackend>
+            }) as fabstir_node::BackendWrapper
+        });
+        let node = fabstir_node::start_with(&config, key, wrap)
             .await
             .with_context(|| format!("starting host {i}"))?;
         let addrs = node.listen_addrs().await?;

@@ -19,6 +19,7 @@ mod error;
 pub mod llama2c;
 mod openai;
 mod stream;
+mod throttled;
 
 pub use backend::{
     FinishReason, GenerateRequest, GeneratedToken, InferenceBackend, ModelInfo, Usage,
@@ -27,4 +28,5 @@ pub use embedded::{Completion, EmbeddedEngine, EngineConfig};
 pub use error::{Error, Result};
 pub use openai::{OpenAiApi, OpenAiBackend, OpenAiConfig};
 pub use stream::{StreamClosed, TokenSink, TokenStream};
+pub use throttled::Throttled;
 pub use tokio_util::sync::CancellationToken;

@@ -81,6 +81,7 @@ pub struct Host {
     slots: Semaphore,
     claims: DashMap<JobId, Arc<Mutex<Option<ClaimedJob>>>>,
     metrics: Arc<Metrics>,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Host {
@@ -137,7 +138,18 @@ impl Host {
             limits: parts.limits,
             claims: DashMap::new(),
             metrics: parts.metrics,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Marks the host as stopping: jobs interrupted from now on are not settled (as after a
+    /// crash, their clients recover the escrow), and no new job is claimed.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// The models served, by id.
@@ -275,6 +287,9 @@ impl Host {
     /// Claims `job` unless it is already claimed by this host; idempotent and safe to call
     /// from the chain watcher and a peer's message at once.
     pub async fn ensure_claimed(&self, id: JobId) -> Result<OnChainJob, (RejectReason, String)> {
+        if self.is_stopping() {
+            return Err((RejectReason::Busy, "shutting down".into()));
+        }
         let slot = self.claims.entry(id).or_default().clone();
         let mut claimed = slot.lock().await;
         if let Some(entry) = claimed.as_ref() {
@@ -385,6 +400,10 @@ impl Host {
 
     /// Submits a result on chain, in the background.
     fn settle(self: &Arc<Self>, id: JobId, cid: String, tokens_used: u64) {
+        if self.is_stopping() {
+            tracing::warn!(job = %id, "stopping: not settling an interrupted job");
+            return;
+        }
         let host = self.clone();
         tokio::spawn(async move {
             match host

@@ -62,20 +62,43 @@ impl RunningNode {
             .listen_addrs()
             .await?
             .into_iter()
-            .map(|a| a.with(fabstir_p2p::libp2p::multiaddr::Protocol::P2p(peer)))
+            .map(|a| {
+                let has_peer = a
+                    .iter()
+                    .any(|p| matches!(p, fabstir_p2p::libp2p::multiaddr::Protocol::P2p(_)));
+                if has_peer {
+                    a
+                } else {
+                    a.with(fabstir_p2p::libp2p::multiaddr::Protocol::P2p(peer))
+                }
+            })
             .collect())
     }
 
     /// Stops the node: the chain watcher, the metrics endpoint and the network.
     pub async fn stop(self) -> Result<()> {
+        self.host.stop();
         self.shutdown.cancel();
         self.network.shutdown().await?;
         Ok(())
     }
 }
 
+/// Wraps each loaded inference backend (to pace or instrument it in tests and benchmarks).
+pub type BackendWrapper =
+    Arc<dyn Fn(Arc<dyn InferenceBackend>) -> Arc<dyn InferenceBackend> + Send + Sync>;
+
 /// Starts a node with the given host key.
 pub async fn start(config: &NodeConfig, key: SigningKey) -> Result<RunningNode> {
+    start_with(config, key, None).await
+}
+
+/// [`start`] with each configured backend passed through `wrap`.
+pub async fn start_with(
+    config: &NodeConfig,
+    key: SigningKey,
+    wrap: Option<BackendWrapper>,
+) -> Result<RunningNode> {
     config.validate()?;
     let deployment = Deployment::load(&config.deployment)?;
     let manager_config = ManagerConfig {
@@ -94,6 +117,14 @@ pub async fn start(config: &NodeConfig, key: SigningKey) -> Result<RunningNode> 
         .models
         .iter()
         .map(|m| served_model(m, &deployment))
+        .map(|m| {
+            m.map(|mut m| {
+                if let Some(wrap) = &wrap {
+                    m.backend = wrap(m.backend);
+                }
+                m
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     let model_ids: Vec<ModelId> = models.iter().map(|m| ModelId::from_name(&m.name)).collect();
     let mut prices: Vec<TokenPrice> = Vec::new();

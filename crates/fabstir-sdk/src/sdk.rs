@@ -738,7 +738,9 @@ async fn recover_escrow(inner: &Inner, job: JobId, wallet: &LocalWallet) {
         let attempt = match on_chain.status {
             JobStatus::Posted => inner.chain.cancel_job(job, wallet).await,
             JobStatus::Claimed => {
-                let now = inner.chain.now().await.unwrap_or_default();
+                // The latest block may be old on a quiet chain; the next block is mined at
+                // least at the wall clock's time.
+                let now = inner.chain.now().await.unwrap_or_default().max(unix_now());
                 if now > on_chain.details.deadline {
                     inner.chain.expire_job(job, wallet).await
                 } else {
@@ -807,4 +809,11 @@ async fn status_from_chain(chain: &dyn ChainLayer, job: JobId) -> Result<JobStat
         }
     }
     Ok(report)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }

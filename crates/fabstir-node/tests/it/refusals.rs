@@ -1,0 +1,221 @@
+//! What a host refuses or ignores: a client that is not the job's, a prompt that does not match
+//! the chain, and a job for a model it does not serve.
+
+use fabstir_contracts::JobStatus;
+use fabstir_core::job::prompt_hash;
+use fabstir_core::primitives::Address;
+use fabstir_core::wire::{JobRequest, JobResponse, QuoteRequest, RejectReason, StreamErrorCode};
+use fabstir_core::{JobRequirements, ModelId, TokenAmount};
+use fabstir_node::RunningNode;
+use futures::StreamExt as _;
+use std::sync::atomic::Ordering;
+
+use crate::common::{
+    ETH_PRICE, Env, MAX_TOKENS, MODEL, OTHER_MODEL, USDC_PRICE, dial, prompt, stream_job, wait_for,
+};
+
+fn assigned(host: Address) -> JobRequirements {
+    JobRequirements {
+        assigned_host: Some(host),
+    }
+}
+
+/// The host's counters that show whether a prompt was read and run.
+fn counters(node: &RunningNode) -> (u64, u64, u64) {
+    let metrics = node.host.metrics();
+    (
+        metrics.jobs_refused.load(Ordering::Relaxed),
+        metrics.tokens_generated.load(Ordering::Relaxed),
+        metrics.jobs_completed.load(Ordering::Relaxed),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_the_wrong_key_is_refused_before_the_prompt_is_read() {
+    let env = Env::new().await;
+    let host = env.start_host(0).await;
+    let client = env.client_network().await;
+    dial(&client, &host).await;
+    let details = env.details(MODEL, "", USDC_PRICE).await;
+    let escrow = u64::from(MAX_TOKENS) * USDC_PRICE;
+    let job = env
+        .post_usdc(&details, &assigned(env.host_address(0)), escrow)
+        .await
+        .job;
+    env.wait_status(job, JobStatus::Claimed).await;
+
+    // The intruder answers the challenge with its own key: the host refuses it during the
+    // handshake, so the client never gets to send the prompt.
+    let intruder = env.intruder_key();
+    let refused = client
+        .open_stream(host.peer_id(), job, &intruder, prompt(""))
+        .await;
+    match refused {
+        Err(fabstir_p2p::Error::Remote {
+            code: StreamErrorCode::AuthFailed,
+            ..
+        }) => {}
+        other => panic!("expected AuthFailed during the handshake, got {other:?}"),
+    }
+    assert_eq!(counters(&host), (1, 0, 0), "refused, nothing generated");
+    let job_now = env.manager.job(job).await.unwrap();
+    assert_eq!(job_now.status, JobStatus::Claimed);
+    assert_eq!(job_now.host, Some(env.host_address(0)));
+
+    // The job is untouched: its real client still gets it done.
+    let streamed = stream_job(&client, host.peer_id(), job, &env.client_key, "")
+        .await
+        .unwrap();
+    assert!(streamed.done.tokens_used > 0);
+    env.wait_status(job, JobStatus::Completed).await;
+    let (_, completed) = env.completed(job).await;
+    assert_eq!(completed.result_cid, streamed.done.result_cid.as_bytes());
+
+    client.shutdown().await.unwrap();
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_whose_hash_does_not_match_the_chain_is_refused() {
+    let env = Env::new().await;
+    let host = env.start_host(0).await;
+    let client = env.client_network().await;
+    dial(&client, &host).await;
+    // The job commits to the empty prompt.
+    let details = env.details(MODEL, "", USDC_PRICE).await;
+    let escrow = u64::from(MAX_TOKENS) * USDC_PRICE;
+    let job = env
+        .post_usdc(&details, &assigned(env.host_address(0)), escrow)
+        .await
+        .job;
+    env.wait_status(job, JobStatus::Claimed).await;
+
+    let mut stream = client
+        .open_stream(host.peer_id(), job, &env.client_key, prompt("1 2 3"))
+        .await
+        .unwrap();
+    match stream.next().await {
+        Some(Err(fabstir_p2p::Error::Remote {
+            code: StreamErrorCode::PromptMismatch,
+            ..
+        })) => {}
+        other => panic!("expected PromptMismatch, got {other:?}"),
+    }
+    assert!(stream.next().await.is_none(), "nothing after the refusal");
+    assert_eq!(counters(&host), (1, 0, 0), "refused, nothing generated");
+    assert_eq!(
+        env.manager.job(job).await.unwrap().status,
+        JobStatus::Claimed
+    );
+
+    // The committed prompt is still accepted.
+    let streamed = stream_job(&client, host.peer_id(), job, &env.client_key, "")
+        .await
+        .unwrap();
+    assert!(streamed.done.tokens_used > 0);
+    env.wait_status(job, JobStatus::Completed).await;
+
+    client.shutdown().await.unwrap();
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_for_a_model_the_hosts_do_not_serve_is_ignored_and_can_be_cancelled() {
+    let env = Env::new().await;
+    let host_a = env.start_host(0).await;
+    let host_b = env.start_host(1).await;
+    let client = env.client_network().await;
+    dial(&client, &host_a).await;
+    let me = fabstir_core::auth::address_of(&env.client_key);
+
+    // Asked peer to peer, a host declines the model.
+    let quote = client
+        .negotiate(
+            host_a.peer_id(),
+            JobRequest::Quote(QuoteRequest {
+                model: ModelId::from_name(OTHER_MODEL),
+                max_tokens: MAX_TOKENS,
+                token: env.usdc,
+                offered_price_per_token: TokenAmount::from_base_units(USDC_PRICE),
+                prompt_hash: prompt_hash(""),
+                client: me,
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            quote,
+            JobResponse::Rejected {
+                reason: RejectReason::UnknownModel,
+                ..
+            }
+        ),
+        "{quote:?}"
+    );
+
+    // An open job for that model: neither watcher claims it, and a host told about it
+    // peer to peer refuses it.
+    let usdc_before = env.balance(env.usdc, me).await;
+    let escrow_before = env.escrow(env.usdc).await;
+    let details = env.details(OTHER_MODEL, "", USDC_PRICE).await;
+    let escrow = u64::from(MAX_TOKENS) * USDC_PRICE;
+    let other = env
+        .post_usdc(&details, &JobRequirements::default(), escrow)
+        .await
+        .job;
+    let answer = client
+        .negotiate(host_a.peer_id(), JobRequest::Posted { job: other })
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            answer,
+            JobResponse::Rejected {
+                reason: RejectReason::UnknownModel,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+
+    // Jobs for the served model posted after it are claimed by each host's watcher, so both
+    // watchers have gone past the unserved job's JobPosted event.
+    let served = env.details(MODEL, "", ETH_PRICE).await;
+    let eth_escrow = u64::from(MAX_TOKENS) * ETH_PRICE;
+    for (i, host) in [(0, &host_a), (1, &host_b)] {
+        let job = env
+            .post_eth(&served, &assigned(env.host_address(i)), eth_escrow)
+            .await
+            .job;
+        let claimed = env.wait_status(job, JobStatus::Claimed).await;
+        assert_eq!(claimed.host, Some(env.host_address(i)));
+        // The counter moves once the claim's receipt is in, a moment after the chain.
+        let metrics = host.host.metrics().clone();
+        wait_for(&format!("host {i} to count its claim"), move || {
+            let metrics = metrics.clone();
+            async move { (metrics.jobs_claimed.load(Ordering::Relaxed) >= 1).then_some(()) }
+        })
+        .await;
+    }
+    for (i, host) in [(0, &host_a), (1, &host_b)] {
+        let claims = host.host.metrics().jobs_claimed.load(Ordering::Relaxed);
+        assert_eq!(claims, 1, "host {i} claimed only the job for its model");
+    }
+    let ignored = env.manager.job(other).await.unwrap();
+    assert_eq!(ignored.status, JobStatus::Posted);
+    assert_eq!(ignored.host, None);
+
+    // The client takes its money back in full.
+    env.manager.cancel_job(other, &env.client).await.unwrap();
+    assert_eq!(
+        env.manager.job(other).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    assert_eq!(env.balance(env.usdc, me).await, usdc_before);
+    assert_eq!(env.escrow(env.usdc).await, escrow_before);
+
+    client.shutdown().await.unwrap();
+    host_a.stop().await.unwrap();
+    host_b.stop().await.unwrap();
+}
