@@ -61,6 +61,12 @@ enum Command {
         /// Most tokens to generate.
         #[arg(long, default_value_t = 128)]
         max_tokens: u32,
+        /// Sampling temperature (0 is greedy).
+        #[arg(long, default_value = "0.8")]
+        temperature: String,
+        /// Sampling seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// List verified hosts serving a model.
     Nodes {
@@ -130,6 +136,8 @@ async fn main() -> Result<()> {
             pay,
             max_price,
             max_tokens,
+            temperature,
+            seed,
         } => {
             let sdk = connect(&cli, true).await?;
             let token = sdk.token(pay)?;
@@ -139,6 +147,12 @@ async fn main() -> Result<()> {
             if let Some(price) = max_price {
                 request.max_price = Some(token.parse_amount(price)?);
             }
+            // Thousandths, parsed exactly: "0.8" is 800.
+            request.temperature_milli = fabstir_core::TokenAmount::parse(temperature, 3)?
+                .base_units()
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("temperature {temperature} is too large"))?;
+            request.seed = *seed;
             let result = ask(&sdk, request, !cli.json).await?;
             report(&cli, &result)
         }
@@ -485,9 +499,12 @@ async fn demo(hosts: usize, prompt: Option<String>, max_tokens: u32) -> Result<(
     for (symbol, label) in [("USDC", "USDC (ERC-20)"), ("ETH", "ETH (native)")] {
         let before = sdk.balance(client, symbol).await?;
         eprintln!("\n=== job paid in {label}; prompt {prompt:?} ===");
-        let request = JobRequest::new(&model, prompt.clone())
+        let mut request = JobRequest::new(&model, prompt.clone())
             .pay_with(symbol)
             .max_tokens(max_tokens);
+        // Sampled rather than greedy: small greedy models loop.
+        request.temperature_milli = 800;
+        request.seed = 42;
         let result = ask(&sdk, request, true).await?;
         let token = &result.token;
         eprintln!("job {} settled on chain:", result.job);

@@ -465,13 +465,27 @@ impl HostService for HostHandle {
         let host = &self.0;
         let claimed = match host.claimed_job(job).await {
             Some(claimed) => claimed,
-            None => host
-                .ensure_claimed(job)
-                .await
-                .map_err(|(_, message)| StreamError {
+            None => {
+                // Check who posted the job before claiming it: a stranger's stream must not
+                // make this host claim anything.
+                let posted = host.contracts.job(job).await.map_err(|e| StreamError {
                     code: StreamErrorCode::UnknownJob,
-                    message,
-                })?,
+                    message: e.to_string(),
+                })?;
+                if posted.client != client {
+                    Metrics::inc(&host.metrics.jobs_refused);
+                    return Err(StreamError {
+                        code: StreamErrorCode::AuthFailed,
+                        message: format!("{client:#x} is not the client of job {job}"),
+                    });
+                }
+                host.ensure_claimed(job)
+                    .await
+                    .map_err(|(_, message)| StreamError {
+                        code: StreamErrorCode::UnknownJob,
+                        message,
+                    })?
+            }
         };
         if claimed.client != client {
             Metrics::inc(&host.metrics.jobs_refused);

@@ -44,6 +44,8 @@ pub struct RunningNode {
     pub host: Arc<Host>,
     /// Where `/metrics` is served, if enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// What the start-up registration check did.
+    pub registration: chain::RegistrationOutcome,
     shutdown: CancellationToken,
 }
 
@@ -218,6 +220,7 @@ pub async fn start_with(
         network,
         host,
         metrics_addr,
+        registration: outcome,
         shutdown,
     })
 }

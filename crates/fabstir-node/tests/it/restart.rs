@@ -32,6 +32,7 @@ async fn a_restarted_host_keeps_its_peer_id_and_registration_and_serves_old_resu
 
     // Same peer id, and nothing sent to register again: the registration is as it was.
     assert_eq!(host.peer_id(), peer);
+    assert_eq!(host.registration, RegistrationOutcome::Unchanged);
     assert_eq!(env.nonce(a).await, sent, "the restart sent no transaction");
     assert_eq!(
         env.manager.node(a).await.unwrap().expect("registered"),
