@@ -3,6 +3,7 @@
 
 mod contracts;
 mod layers;
+mod model;
 mod tools;
 mod train;
 
@@ -22,6 +23,8 @@ Tasks:
   test       the test suite alone
   layers     check that crates depend on each other only in the allowed direction
   demo       the main job on a local embedded default
+  bench      criterion benchmarks (inference, p2p, payments) and gas figures
+  model      download the larger stories15M checkpoint (needs internet; verified by SHA-256)
   train-model  train the character-level Shakespeare model into models/shakespeare
   help       this text
 ";
@@ -38,6 +41,8 @@ fn main() -> Result<()> {
         "test" => test(&root),
         "layers" => layers::check_workspace(&root),
         "demo" => demo(&root),
+        "model" => model::download(&root),
+        "bench" => bench(&root),
         "train-model" => train::train_model(&root, &args[1..]),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
@@ -138,4 +143,24 @@ fn demo(root: &Path) -> Result<()> {
             "demo",
         ],
     )
+}
+
+fn bench(root: &Path) -> Result<()> {
+    tools::install(root)?;
+    cargo(
+        root,
+        &[
+            "bench",
+            "--locked",
+            "--package",
+            "fabstir-inference",
+            "--package",
+            "fabstir-p2p",
+            "--package",
+            "fabstir-payments",
+            "--",
+            "--quick",
+        ],
+    )?;
+    gas(root)
 }

@@ -18,6 +18,10 @@ use ethers::signers::LocalWallet;
 
 use crate::error::{Error, Result};
 
+mod proxy;
+
+pub use proxy::RpcProxy;
+
 /// Where `cargo xtask tools` puts anvil, relative to the workspace root.
 pub const ANVIL_RELATIVE_PATH: &str = ".tools/node_modules/.bin/anvil";
 

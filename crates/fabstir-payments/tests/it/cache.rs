@@ -5,12 +5,12 @@ use std::time::Duration;
 use fabstir_payments::{ApprovalPolicy, PaymentConfig, PaymentManager, TokenRegistry};
 
 use crate::common::{Env, connect};
-use crate::proxy::RpcProxy;
+use fabstir_contracts::anvil::RpcProxy;
 
 #[tokio::test]
 async fn balance_reads_cost_one_call_per_block() {
     let env = Env::new().await;
-    let proxy = RpcProxy::start(env.anvil.endpoint()).await;
+    let proxy = RpcProxy::start(env.anvil.endpoint()).await.unwrap();
     let contracts = connect(&proxy.url, &env.deployment).await;
     let payments = PaymentManager::new(
         contracts,

@@ -7,4 +7,3 @@ mod cache;
 mod common;
 mod concurrency;
 mod paths;
-mod proxy;

@@ -1,12 +1,16 @@
-//! A counting JSON-RPC proxy on 127.0.0.1: forwards each HTTP request to anvil and records
-//! its JSON-RPC method, so tests can count the calls a component makes.
+//! A counting JSON-RPC proxy on 127.0.0.1: forwards each HTTP request to a chain (anvil) and
+//! records its JSON-RPC method, so tests and benchmarks can count the calls a component
+//! makes. It must be started inside a tokio runtime and stops when dropped.
 
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// A running proxy.
+#[derive(Debug)]
 pub struct RpcProxy {
+    /// The proxy's URL, to use as the RPC URL of the component under test.
     pub url: String,
     methods: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
@@ -19,9 +23,10 @@ impl Drop for RpcProxy {
 }
 
 impl RpcProxy {
-    pub async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+    /// Starts a proxy to `upstream` (an `http://127.0.0.1:port` URL).
+    pub async fn start(upstream: String) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
         let methods = Arc::new(Mutex::new(Vec::new()));
         let log = methods.clone();
         let task = tokio::spawn(async move {
@@ -32,17 +37,20 @@ impl RpcProxy {
                 tokio::spawn(serve(client, upstream.clone(), log.clone()));
             }
         });
-        Self { url, methods, task }
+        Ok(Self { url, methods, task })
     }
 
     /// How many calls of `method` went through so far.
     pub fn count(&self, method: &str) -> usize {
         self.methods
             .lock()
-            .unwrap()
-            .iter()
-            .filter(|m| *m == method)
-            .count()
+            .map(|m| m.iter().filter(|m| *m == method).count())
+            .unwrap_or_default()
+    }
+
+    /// How many calls of any method went through so far.
+    pub fn total(&self) -> usize {
+        self.methods.lock().map(|m| m.len()).unwrap_or_default()
     }
 }
 
@@ -57,7 +65,7 @@ async fn serve(mut client: TcpStream, upstream: String, log: Arc<Mutex<Vec<Strin
             serde_json::Value::Array(items) => items,
             one => vec![one],
         };
-        let mut log = log.lock().unwrap();
+        let Ok(mut log) = log.lock() else { return };
         for call in calls {
             if let Some(method) = call["method"].as_str() {
                 log.push(method.to_owned());
