@@ -17,7 +17,11 @@ mod chain_registry;
 mod error;
 mod job;
 mod layers;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod memory;
 mod sdk;
+#[cfg(test)]
+mod sdk_tests;
 
 pub use chain_registry::ChainPeerRegistry;
 pub use error::{Error, Result};

@@ -407,7 +407,10 @@ impl Runner {
                     return Ok(result);
                 }
                 Err(AttemptError::Fatal(e)) => {
-                    self.set_state(JobState::Failed, self.state.borrow().1);
+                    // Read the job id first: holding the watch's read guard while sending
+                    // would deadlock.
+                    let job = self.state.borrow().1;
+                    self.set_state(JobState::Failed, job);
                     return Err(e);
                 }
                 Err(AttemptError::Retry(reason)) => {
