@@ -5,6 +5,7 @@
 
 mod common;
 mod failover;
+mod faults;
 mod flow;
 mod headless;
 mod workspace;

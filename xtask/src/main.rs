@@ -2,6 +2,7 @@
 //! dependencies. Run `cargo xtask help` for the list.
 
 mod contracts;
+mod fuzz;
 mod layers;
 mod model;
 mod tools;
@@ -24,6 +25,7 @@ Tasks:
   layers     check that crates depend on each other only in the allowed direction
   demo       the main job on a local embedded default
   bench      criterion benchmarks (inference, p2p, payments) and gas figures
+  fuzz       [seconds] [target...]: run each cargo-fuzz target N s (default 60; nightly; not in ci)
   model      download the larger stories15M checkpoint (needs internet; verified by SHA-256)
   train-model  train the character-level Shakespeare model into models/shakespeare
   help       this text
@@ -43,6 +45,7 @@ fn main() -> Result<()> {
         "demo" => demo(&root),
         "model" => model::download(&root),
         "bench" => bench(&root),
+        "fuzz" => fuzz::run_all(&root, &args[1..]),
         "train-model" => train::train_model(&root, &args[1..]),
         "help" | "-h" | "--help" => {
             print!("{HELP}");

@@ -166,7 +166,7 @@ async fn main() -> Result<()> {
                 ))
                 .await?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&nodes)?);
+                println!("{}", serde_json::to_string(&nodes)?);
             } else {
                 for node in nodes {
                     let caps = &node.capabilities;
@@ -334,21 +334,41 @@ async fn faucet(cli: &Cli, symbol: &str, amount: &str, to: Option<Address>) -> R
     Ok(())
 }
 
-/// Runs a job, printing tokens to stdout as they arrive and progress to stderr.
+/// Runs a job, printing tokens to stdout as they arrive and progress to stderr (a spinner
+/// while the job is negotiated, posted and claimed; hidden when stderr is not a terminal).
 async fn ask(sdk: &FabstirSdk, request: JobRequest, progress: bool) -> Result<JobResult> {
+    // With --json (no progress) the text goes into the JSON document instead of stdout.
+    let echo = progress;
     let mut events = sdk.events();
     let mut handle = sdk.submit_job(request).await?;
     let request_id = handle.request_id();
+    let spinner = if progress {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    spinner.set_message("Negotiating: discovering and ranking hosts");
+    let bar = spinner.clone();
     let printer = tokio::spawn(async move {
         while let Ok(event) = events.recv().await {
             match event {
                 SdkEvent::JobStateChanged {
                     request, job, to, ..
-                } if request == request_id && progress => {
-                    let job = job.map(|j| format!(" (job {j})")).unwrap_or_default();
-                    eprintln!("\x1b[2m[{to}{job}]\x1b[0m");
-                    if matches!(to, JobState::PaymentReleased | JobState::Failed) {
-                        // Keep listening: a failover starts a new attempt.
+                } if request == request_id => {
+                    let job = job.map(|j| format!(" job {j}")).unwrap_or_default();
+                    match to {
+                        JobState::Streaming => bar.finish_and_clear(),
+                        JobState::Posted => bar.set_message(format!(
+                            "Posted{job}: escrow paid, waiting for the host's claim"
+                        )),
+                        JobState::Claimed => bar.set_message(format!(
+                            "Claimed{job}: authenticating and sending the prompt"
+                        )),
+                        JobState::Processing => {
+                            bar.set_message(format!("Processing{job}: waiting for the first token"))
+                        }
+                        other => bar.set_message(format!("{other}{job}")),
                     }
                 }
                 SdkEvent::Failover {
@@ -356,10 +376,12 @@ async fn ask(sdk: &FabstirSdk, request: JobRequest, progress: bool) -> Result<Jo
                     reason,
                     attempt,
                     ..
-                } if progress => {
-                    eprintln!(
-                        "\x1b[33m[failover to attempt {attempt}: host {host}: {reason}]\x1b[0m"
-                    );
+                } => {
+                    bar.reset();
+                    bar.enable_steady_tick(Duration::from_millis(100));
+                    bar.println(format!(
+                        "failing over (attempt {attempt}): host {host}: {reason}"
+                    ));
                 }
                 _ => {}
             }
@@ -367,12 +389,17 @@ async fn ask(sdk: &FabstirSdk, request: JobRequest, progress: bool) -> Result<Jo
     });
     let mut stdout = std::io::stdout();
     while let Some(text) = handle.next_tokens().await {
-        print!("{text}");
-        let _ = stdout.flush();
+        if echo {
+            print!("{text}");
+            let _ = stdout.flush();
+        }
     }
-    println!();
+    if echo {
+        println!();
+    }
     let result = handle.result().await;
     printer.abort();
+    spinner.finish_and_clear();
     Ok(result?)
 }
 
@@ -383,6 +410,7 @@ fn report(cli: &Cli, result: &JobResult) -> Result<()> {
             "{}",
             serde_json::json!({
                 "job": result.job.0,
+                "text": result.text,
                 "host": result.host.to_string(),
                 "host_address": result.host_address,
                 "cid": result.cid,

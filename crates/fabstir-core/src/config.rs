@@ -102,7 +102,8 @@ pub struct Timeouts {
     /// Waiting for the host to claim a posted job.
     #[serde(with = "humantime_serde")]
     pub claim: Duration,
-    /// No token for this long means the stream stalled.
+    /// No token for this long, once tokens flow, means the stream stalled. (The first token
+    /// may wait for a slot in the host's queue, up to the `claim` timeout.)
     #[serde(with = "humantime_serde")]
     pub stream_stall: Duration,
     /// How long after posting a job's deadline is set.

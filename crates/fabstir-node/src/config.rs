@@ -296,3 +296,25 @@ mod tests {
         assert_eq!(config.bootstrap_peers, vec!["/ip4/127.0.0.1/tcp/1"]);
     }
 }
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_loads_and_points_at_the_shipped_model() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("node.example.toml");
+        let config = NodeConfig::load(&path).unwrap();
+        config.validate().unwrap();
+        let BackendConfig::Embedded {
+            checkpoint,
+            tokenizer,
+        } = &config.models[0].backend
+        else {
+            panic!("the example serves the embedded model");
+        };
+        assert!(checkpoint.exists(), "{} exists", checkpoint.display());
+        assert!(tokenizer.as_ref().is_some_and(|t| t.exists()));
+        assert_eq!(config.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+    }
+}

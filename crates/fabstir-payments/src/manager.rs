@@ -574,8 +574,10 @@ impl PaymentManager {
         Ok(self.inner.block.load(Ordering::SeqCst))
     }
 
-    /// Moves the cache's block forward (never back).
-    fn observe_block(&self, block: u64) {
+    /// Tells the manager a block was mined (for instance one holding a transaction sent
+    /// around it, such as a cancel or an expiry): balances cached for older blocks are not used
+    /// again.
+    pub fn observe_block(&self, block: u64) {
         let previous = self.inner.block.fetch_max(block, Ordering::SeqCst);
         if block > previous && previous != 0 {
             // Entries keyed by older blocks can never be hit again.

@@ -107,16 +107,40 @@ impl<S: Middleware> Middleware for SharedNonce<S> {
                 .map_err(SharedNonceError::Wrapped)?,
         };
         tx.set_nonce(nonce);
-        match self.inner.send_transaction(tx, block).await {
+        match self.inner.send_transaction(tx.clone(), block).await {
             Ok(pending) => {
                 *slot = Some(nonce + 1);
                 Ok(pending)
             }
-            Err(e) => {
-                // The nonce may or may not have been used (a revert during estimation uses
-                // none): read it from the chain next time.
+            Err(first) if !first.to_string().to_ascii_lowercase().contains("nonce") => {
+                // Not a nonce problem (a revert during estimation uses no nonce; a transport
+                // error may or may not have sent it): never resend, read the nonce next time.
                 *slot = None;
-                Err(SharedNonceError::Wrapped(e))
+                Err(SharedNonceError::Wrapped(first))
+            }
+            Err(first) => {
+                // Another sender (a second manager, a wallet) used this address: resynchronise
+                // from the chain and, if the nonce was stale, try once more.
+                let fresh = self
+                    .inner
+                    .get_transaction_count(self.address, Some(BlockNumber::Pending.into()))
+                    .await
+                    .map_err(SharedNonceError::Wrapped)?;
+                if fresh == nonce {
+                    *slot = None;
+                    return Err(SharedNonceError::Wrapped(first));
+                }
+                tx.set_nonce(fresh);
+                match self.inner.send_transaction(tx, block).await {
+                    Ok(pending) => {
+                        *slot = Some(fresh + 1);
+                        Ok(pending)
+                    }
+                    Err(e) => {
+                        *slot = None;
+                        Err(SharedNonceError::Wrapped(e))
+                    }
+                }
             }
         }
     }

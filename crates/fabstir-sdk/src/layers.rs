@@ -71,8 +71,41 @@ pub trait NetworkLayer: Send + Sync {
     fn record_outcome(&self, host: &NodePeerId, success: bool);
 }
 
+/// Retries a read while the RPC endpoint fails at the transport level, backing off from
+/// 100 ms and doubling (about 3 s in all); other errors return at once. Writes are never
+/// retried here: a resent transaction could be a second payment.
+async fn with_backoff<T, F, Fut>(what: &str, mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut delay = std::time::Duration::from_millis(100);
+    let mut attempts = 0;
+    loop {
+        match op().await {
+            Err(e) if is_transport(&e) && attempts < 5 => {
+                attempts += 1;
+                tracing::debug!(%what, error = %e, ?delay, "RPC unavailable; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_transport(error: &crate::Error) -> bool {
+    use fabstir_contracts::Error as C;
+    matches!(
+        error,
+        crate::Error::Contracts(C::Rpc(_))
+            | crate::Error::Payments(fabstir_payments::Error::Contract(C::Rpc(_)))
+            | crate::Error::Payments(fabstir_payments::Error::Shared(_))
+    )
+}
+
 /// The real chain: contracts through `fabstir-contracts`, payments through
-/// `fabstir-payments`.
+/// `fabstir-payments`. Reads ride out short RPC outages with backoff.
 #[derive(Debug, Clone)]
 pub struct ChainClient {
     payments: PaymentManager,
@@ -114,18 +147,24 @@ impl ChainLayer for ChainClient {
     }
 
     async fn now(&self) -> Result<u64> {
-        let block = self
-            .contracts()
-            .provider()
-            .get_block(ethers::types::BlockNumber::Latest)
-            .await
-            .map_err(|e| fabstir_contracts::Error::Rpc(e.to_string()))?
-            .ok_or_else(|| fabstir_contracts::Error::Rpc("no latest block".into()))?;
-        Ok(block.timestamp.as_u64())
+        with_backoff("latest block", || async {
+            let block = self
+                .contracts()
+                .provider()
+                .get_block(ethers::types::BlockNumber::Latest)
+                .await
+                .map_err(|e| fabstir_contracts::Error::Rpc(e.to_string()))?
+                .ok_or_else(|| fabstir_contracts::Error::Rpc("no latest block".into()))?;
+            Ok(block.timestamp.as_u64())
+        })
+        .await
     }
 
     async fn balance(&self, owner: Address, token: &PaymentToken) -> Result<TokenAmount> {
-        Ok(self.payments.balance(owner, token).await?)
+        with_backoff("balance", || async {
+            Ok(self.payments.balance(owner, token).await?)
+        })
+        .await
     }
 
     async fn post_job(
@@ -144,23 +183,35 @@ impl ChainLayer for ChainClient {
     }
 
     async fn job(&self, id: JobId) -> Result<OnChainJob> {
-        Ok(self.contracts().job(id).await?)
+        with_backoff("job", || async { Ok(self.contracts().job(id).await?) }).await
     }
 
     async fn cancel_job(&self, id: JobId, wallet: &LocalWallet) -> Result<()> {
         let signer = self.contracts().signer(wallet.clone());
-        self.contracts().cancel_job(id, &signer).await?;
+        let tx = self.contracts().cancel_job(id, &signer).await?;
+        // The refund changed balances: cached ones from before this block are stale.
+        self.payments.observe_block(tx.block);
         Ok(())
     }
 
     async fn expire_job(&self, id: JobId, wallet: &LocalWallet) -> Result<()> {
         let signer = self.contracts().signer(wallet.clone());
-        self.contracts().expire_job(id, &signer).await?;
+        let tx = self.contracts().expire_job(id, &signer).await?;
+        self.payments.observe_block(tx.block);
         Ok(())
     }
 
     async fn job_events(&self, id: JobId) -> Result<Vec<LoggedEvent>> {
-        Ok(self.contracts().job_events(id, self.start_block).await?)
+        let events = with_backoff("job events", || async {
+            Ok(self.contracts().job_events(id, self.start_block).await?)
+        })
+        .await?;
+        // Events are news of newer blocks (a settlement, a refund): balances cached for older
+        // ones must not be used again.
+        if let Some(block) = events.iter().map(|e| e.block).max() {
+            self.payments.observe_block(block);
+        }
+        Ok(events)
     }
 }
 

@@ -103,13 +103,13 @@ impl FabstirSdk {
     /// Connects the real layers: the chain at `config.rpc_url` with `deployment`, and a
     /// libp2p client node (fresh identity) bootstrapped from `config.bootstrap_peers`.
     pub async fn connect(config: SdkConfig, deployment: &Deployment) -> Result<Self> {
-        Self::connect_with(
-            config,
-            deployment,
-            PaymentConfig::default(),
-            P2pConfig::default(),
-        )
-        .await
+        // A client only dials out: it listens nowhere, so it never announces addresses that
+        // other peers would try (and, once it is gone, fail) to reach.
+        let p2p = P2pConfig {
+            listen_addrs: Vec::new(),
+            ..P2pConfig::default()
+        };
+        Self::connect_with(config, deployment, PaymentConfig::default(), p2p).await
     }
 
     /// [`Self::connect`] with explicit payment and network settings (listen addresses,
@@ -592,16 +592,24 @@ impl Runner {
             .await
             .map_err(|e| retry("opening the stream", &e))?;
         self.set_state(JobState::Processing, Some(job));
-        let stall = inner.config.timeouts.stream_stall;
         let mut text = String::new();
         let mut streaming = false;
+        let mut received = false;
         let done = loop {
+            // The first token may wait for a slot in the host's queue; after it, a gap longer
+            // than the stall timeout means the stream stalled.
+            let wait = if received {
+                inner.config.timeouts.stream_stall
+            } else {
+                inner.config.timeouts.claim
+            };
             let next = tokio::select! {
                 () = self.cancel.cancelled() => return Err(AttemptError::Retry("cancelled".into())),
-                next = tokio::time::timeout(stall, stream.next()) => next,
+                next = tokio::time::timeout(wait, stream.next()) => next,
             };
+            received = true;
             match next {
-                Err(_) => return Err(stream_failed(job, peer, format!("no token for {stall:?}"))),
+                Err(_) => return Err(stream_failed(job, peer, format!("no token for {wait:?}"))),
                 Ok(None) => {
                     return Err(stream_failed(
                         job,

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct RpcProxy {
     /// The proxy's URL, to use as the RPC URL of the component under test.
     pub url: String,
+    available: Arc<std::sync::atomic::AtomicBool>,
     methods: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -29,15 +30,33 @@ impl RpcProxy {
         let url = format!("http://{}", listener.local_addr()?);
         let methods = Arc::new(Mutex::new(Vec::new()));
         let log = methods.clone();
+        let available = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let up = available.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
-                tokio::spawn(serve(client, upstream.clone(), log.clone()));
+                if up.load(std::sync::atomic::Ordering::SeqCst) {
+                    tokio::spawn(serve(client, upstream.clone(), log.clone()));
+                } else {
+                    // An endpoint that is down: the connection closes with no answer.
+                    drop(client);
+                }
             }
         });
-        Ok(Self { url, methods, task })
+        Ok(Self {
+            url,
+            available,
+            methods,
+            task,
+        })
+    }
+
+    /// Makes the endpoint unavailable (connections close unanswered) or available again.
+    pub fn set_available(&self, available: bool) {
+        self.available
+            .store(available, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// How many calls of `method` went through so far.

@@ -42,3 +42,20 @@ async fn twenty_concurrent_submissions_share_one_approval() {
     assert_eq!(env.nonce(&env.client).await, before + 21);
     env.assert_conserved().await;
 }
+
+#[tokio::test]
+async fn a_second_sender_on_the_same_address_does_not_break_the_nonce_counter() {
+    let env = Env::new().await;
+    let payments = env.payments(env.cap("USDC", "1000"), false);
+    let other = env.payments(env.cap("USDC", "1000"), false);
+    let usdc = env.token("USDC");
+    let details = env.details(10_000).await;
+    let payment = JobPayment::for_job(usdc, &details).unwrap();
+    for manager in [&payments, &other, &payments, &other] {
+        manager
+            .submit_job(&details, &Env::open(), &payment, &env.client)
+            .await
+            .expect("each manager resynchronises a stale nonce");
+    }
+    env.assert_conserved().await;
+}

@@ -1,0 +1,96 @@
+//! Tests of the `fabstir` binary against a devnet started in the test process: the commands a
+//! user types, their JSON output, and what they refuse.
+
+#![allow(clippy::unwrap_used)] // Panics in tests are test failures.
+
+use std::path::Path;
+use std::process::Command;
+
+use fabstir_cli::devnet::{Devnet, DevnetConfig, accounts};
+
+fn fabstir(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fabstir"))
+        .arg("--config")
+        .arg(dir.join("sdk.toml"))
+        .arg("--key-file")
+        .arg(dir.join("client.key"))
+        .args(args)
+        .env_remove("FABSTIR_KEY")
+        .output()
+        .unwrap()
+}
+
+fn json(output: &std::process::Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // With --json, stdout holds exactly one JSON document.
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_nodes_job_and_balance_against_a_devnet() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut config = DevnetConfig::new(&root);
+    config.hosts = 2;
+    let model = config.model.name.clone();
+    let devnet = Devnet::start(config).await.unwrap();
+    let dir = devnet.dir.clone();
+    std::fs::write(dir.join("sdk.toml"), devnet.sdk_config.to_toml().unwrap()).unwrap();
+    let key = devnet.wallet(accounts::CLIENT).unwrap();
+    let hex: String = key
+        .signer()
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(dir.join("client.key"), format!("0x{hex}\n")).unwrap();
+
+    let nodes = json(&fabstir(&dir, &["--json", "nodes", "--model", &model]));
+    assert_eq!(nodes.as_array().unwrap().len(), 2, "{nodes}");
+
+    let result = json(&fabstir(
+        &dir,
+        &[
+            "--json",
+            "ask",
+            "",
+            "--model",
+            &model,
+            "--pay",
+            "USDC",
+            "--max-tokens",
+            "12",
+        ],
+    ));
+    assert_eq!(result["token"], "USDC");
+    assert!(result["tokens_used"].as_u64().unwrap() > 0);
+    let text = result["text"].as_str().unwrap();
+    assert_eq!(
+        fabstir_storage::cid_of(text.as_bytes()).to_string(),
+        result["cid"].as_str().unwrap(),
+        "the reported text is what the host signed"
+    );
+
+    let job = result["job"].as_u64().unwrap().to_string();
+    let status = json(&fabstir(&dir, &["--json", "job", &job]));
+    assert_eq!(status["state"], "PaymentReleased");
+    assert_eq!(status["result_cid"], result["cid"]);
+
+    let balances = json(&fabstir(&dir, &["--json", "balance"]));
+    let usdc = balances["USDC"].as_str().unwrap();
+    assert!(fabstir_core::TokenAmount::parse(usdc, 6).is_ok(), "{usdc}");
+
+    // No key, no spending: a clear error, nothing sent.
+    let refused = Command::new(env!("CARGO_BIN_EXE_fabstir"))
+        .arg("--config")
+        .arg(dir.join("sdk.toml"))
+        .args(["ask", "", "--model", &model])
+        .env_remove("FABSTIR_KEY")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("FABSTIR_KEY"));
+}
