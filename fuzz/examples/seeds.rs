@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let caps = NodeCapabilities {
         peer_id: "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA".parse()?,
         eth_address: Address::repeat_byte(7),
-        models: vec![model.clone()],
+        models: vec![model],
         prices: vec![TokenPrice {
             token: Address::zero(),
             price_per_token: TokenAmount::from_base_units(1_000u64),
@@ -98,7 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "job-quote",
             wire::encode(&JobRequest::Quote(QuoteRequest {
-                model: model.clone(),
+                model,
                 max_tokens: 64,
                 token: Address::repeat_byte(1),
                 offered_price_per_token: TokenAmount::from_base_units(1_000u64),

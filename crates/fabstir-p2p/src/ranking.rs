@@ -391,7 +391,7 @@ mod tests {
 
     fn build(i: u8, parts: &Parts) -> DiscoveredNode {
         let mut n = node(i, 0, 0, 0, parts.history);
-        n.capabilities.models = vec![parts.model.clone()];
+        n.capabilities.models = vec![parts.model];
         n.capabilities.prices = parts
             .prices
             .iter()
@@ -409,10 +409,23 @@ mod tests {
         n
     }
 
-    /// Up to 12 nodes with peer ids 0, 1, 2, ...
+    /// Up to 12 nodes with peer ids 0, 1, 2, ...; some are copies of others under another
+    /// peer id, so that only the peer id breaks their tie.
     fn arb_nodes() -> impl Strategy<Value = Vec<DiscoveredNode>> {
-        prop::collection::vec(arb_parts(), 0..12)
-            .prop_map(|parts| parts.iter().zip(0u8..).map(|(p, i)| build(i, p)).collect())
+        (
+            prop::collection::vec(arb_parts(), 0..8),
+            prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        )
+            .prop_map(|(mut parts, copies)| {
+                if !parts.is_empty() {
+                    let extra: Vec<Parts> = copies
+                        .iter()
+                        .map(|i| parts[i.index(parts.len())].clone())
+                        .collect();
+                    parts.extend(extra);
+                }
+                parts.iter().zip(0u8..).map(|(p, i)| build(i, p)).collect()
+            })
     }
 
     fn arb_criteria() -> impl Strategy<Value = SelectionCriteria> {
@@ -549,14 +562,14 @@ mod tests {
             let position = |ranked: &[DiscoveredNode], i: u8| {
                 ranked.iter().position(|n| n.capabilities.peer_id == peer(i))
             };
-            if let Ok(ranked) = rank(nodes, &c) {
-                if let Some(dear_at) = position(&ranked, 201) {
-                    let cheap_at = position(&ranked, 200);
-                    prop_assert!(
-                        cheap_at.is_some_and(|i| i < dear_at),
-                        "cheap at {cheap_at:?}, dear at {dear_at}"
-                    );
-                }
+            if let Ok(ranked) = rank(nodes, &c)
+                && let Some(dear_at) = position(&ranked, 201)
+            {
+                let cheap_at = position(&ranked, 200);
+                prop_assert!(
+                    cheap_at.is_some_and(|i| i < dear_at),
+                    "cheap at {cheap_at:?}, dear at {dear_at}"
+                );
             }
         }
     }

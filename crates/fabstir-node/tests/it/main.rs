@@ -5,6 +5,7 @@
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
 mod common;
+mod failure;
 mod lifecycle;
 mod refusals;
 mod restart;

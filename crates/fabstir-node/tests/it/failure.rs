@@ -1,0 +1,64 @@
+//! A failed inference releases the job at once: the client is refunded without waiting for
+//! the deadline.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fabstir_contracts::JobStatus;
+use fabstir_core::JobRequirements;
+use fabstir_core::wire::StreamErrorCode;
+use fabstir_inference::{GenerateRequest, InferenceBackend, ModelInfo, TokenStream};
+
+use crate::common::{Env, MAX_TOKENS, MODEL, USDC_PRICE, dial, stream_job};
+
+/// A backend whose every generation fails.
+struct Broken(ModelInfo);
+
+#[async_trait]
+impl InferenceBackend for Broken {
+    fn model(&self) -> &ModelInfo {
+        &self.0
+    }
+
+    async fn generate(&self, _request: GenerateRequest) -> fabstir_inference::Result<TokenStream> {
+        Err(fabstir_inference::Error::BackendStopped)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_inference_releases_the_job_and_refunds_the_client() {
+    let env = Env::new().await;
+    let wrap: fabstir_node::BackendWrapper = Arc::new(|inner: Arc<dyn InferenceBackend>| {
+        Arc::new(Broken(inner.model().clone())) as Arc<dyn InferenceBackend>
+    });
+    let host = fabstir_node::start_with(&env.host_config(0), env.host_key(0), Some(wrap))
+        .await
+        .unwrap();
+    let client = env.client_network().await;
+    dial(&client, &host).await;
+    let before = env.balance(env.usdc, env.client.address()).await;
+
+    let details = env.details(MODEL, "", USDC_PRICE).await;
+    let escrow = u64::from(MAX_TOKENS) * USDC_PRICE;
+    let requirements = JobRequirements {
+        assigned_host: Some(env.host_address(0)),
+    };
+    let job = env.post_usdc(&details, &requirements, escrow).await.job;
+    env.wait_status(job, JobStatus::Claimed).await;
+
+    match stream_job(&client, host.peer_id(), job, &env.client_key, "").await {
+        Err(fabstir_p2p::Error::Remote {
+            code: StreamErrorCode::InferenceFailed,
+            ..
+        }) => {}
+        other => panic!("expected InferenceFailed, got {:?}", other.map(|s| s.text)),
+    }
+    env.wait_status(job, JobStatus::Released).await;
+    assert_eq!(
+        env.balance(env.usdc, env.client.address()).await,
+        before,
+        "the whole escrow is back, before the deadline"
+    );
+    client.shutdown().await.unwrap();
+    host.stop().await.unwrap();
+}
