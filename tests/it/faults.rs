@@ -26,10 +26,9 @@ async fn an_rpc_outage_during_a_job_is_ridden_out() {
     let proxy = RpcProxy::start(devnet.anvil.endpoint()).await.unwrap();
     let mut sdk_config = devnet.sdk_config.clone();
     sdk_config.rpc_url = proxy.url.clone();
-    let mut sdk = FabstirSdk::connect(sdk_config, &devnet.deployment)
+    let sdk = FabstirSdk::connect(sdk_config, &devnet.deployment)
         .await
         .unwrap();
-    sdk.set_poll_interval(Duration::from_millis(50));
     sdk.set_signer(
         devnet
             .wallet(fabstir_cli::devnet::accounts::CLIENT)

@@ -200,7 +200,7 @@ impl Devnet {
                 max_tokens: 1024,
                 metrics: None,
                 stake: None,
-                poll_interval: Duration::from_millis(50),
+                poll_interval: Duration::from_millis(10),
                 quote_validity: Duration::from_secs(120),
             };
             devnet.node_configs.push(node_config);
@@ -217,6 +217,8 @@ impl Devnet {
                 job_deadline: config.job_deadline,
                 ..Timeouts::default()
             },
+            // anvil mines every transaction at once: poll often.
+            poll_interval: Duration::from_millis(10),
             ..SdkConfig::default()
         };
         Ok(devnet)
@@ -278,8 +280,6 @@ impl Devnet {
 
     /// An SDK connected to this devnet, without a signer.
     pub async fn sdk(&self) -> Result<FabstirSdk> {
-        let mut sdk = FabstirSdk::connect(self.sdk_config.clone(), &self.deployment).await?;
-        sdk.set_poll_interval(Duration::from_millis(50));
-        Ok(sdk)
+        Ok(FabstirSdk::connect(self.sdk_config.clone(), &self.deployment).await?)
     }
 }

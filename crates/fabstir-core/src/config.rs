@@ -49,6 +49,10 @@ pub struct SdkConfig {
     pub timeouts: Timeouts,
     /// How many hosts a job is tried on before it fails.
     pub max_attempts: u32,
+    /// How often the chain is polled while waiting (receipts, claims, settlement); a local
+    /// chain that mines at once wants a few milliseconds, a public one about a block time.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
 }
 
 /// The seed's headless configuration is the SDK configuration.
@@ -65,6 +69,7 @@ impl Default for SdkConfig {
             pool: PoolConfig::default(),
             timeouts: Timeouts::default(),
             max_attempts: 3,
+            poll_interval: Duration::from_millis(500),
         }
     }
 }

@@ -87,7 +87,7 @@ impl FabstirSdk {
         let (events, _) = broadcast::channel(1024);
         Self {
             inner: Arc::new(Inner {
-                poll: Duration::from_millis(100),
+                poll: config.poll_interval,
                 config,
                 chain,
                 network,
@@ -122,7 +122,7 @@ impl FabstirSdk {
         p2p: P2pConfig,
     ) -> Result<Self> {
         let manager = ManagerConfig {
-            poll_interval: Duration::from_millis(100),
+            poll_interval: config.poll_interval,
         };
         let contracts =
             HeadlessContractManager::connect(&config.rpc_url, deployment, &manager).await?;
@@ -159,13 +159,6 @@ impl FabstirSdk {
             Arc::new(ChainClient::new(payments, deployment.start_block)),
             Arc::new(P2pNetwork::new(network)),
         ))
-    }
-
-    /// Sets how often the SDK polls the chain while waiting (claims, settlement, deadlines).
-    pub fn set_poll_interval(&mut self, poll: Duration) {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.poll = poll;
-        }
     }
 
     /// The configuration.

@@ -61,8 +61,8 @@ fn fixture(behaviours: &[HostBehaviour]) -> Fixture {
     config.timeouts.claim = Duration::from_millis(300);
     config.timeouts.stream_stall = Duration::from_millis(300);
     config.timeouts.job_deadline = Duration::from_secs(60);
-    let mut sdk = FabstirSdk::with_layers(config, chain.clone(), network.clone());
-    sdk.set_poll_interval(Duration::from_millis(10));
+    config.poll_interval = Duration::from_millis(10);
+    let sdk = FabstirSdk::with_layers(config, chain.clone(), network.clone());
     sdk.set_signer(wallet()).unwrap();
     Fixture {
         sdk,

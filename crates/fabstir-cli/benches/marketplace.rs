@@ -1,0 +1,274 @@
+//! The marketplace's own cost, measured side by side with the backend alone (`cargo xtask
+//! bench`): time to first token through the SDK (warm and cold) against the embedded engine
+//! called directly, streaming throughput through the SDK against the engine, and 100
+//! concurrent jobs through one SDK with the client process's peak memory. The hosts run in a
+//! separate `fabstir devnet` process so that the memory figure is the client's alone.
+//! Results go to `bench/results.json` and a table on stdout.
+
+#![allow(clippy::unwrap_used, missing_docs)] // A benchmark: set-up failures abort it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ethers::signers::LocalWallet;
+use fabstir_cli::devnet::ModelFiles;
+use fabstir_core::{Deployment, SdkConfig};
+use fabstir_inference::{EmbeddedEngine, EngineConfig, GenerateRequest, InferenceBackend};
+use fabstir_sdk::{FabstirSdk, JobRequest};
+
+const RUNS: usize = 30;
+const TOKENS: u32 = 200;
+
+struct DevnetProcess(Child);
+
+impl Drop for DevnetProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[index]
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn connect(dir: &Path) -> FabstirSdk {
+    let config = SdkConfig::load(&dir.join("sdk.toml")).unwrap();
+    let deployment = Deployment::load(&dir.join("deployment.json")).unwrap();
+    let sdk = FabstirSdk::connect(config, &deployment).await.unwrap();
+    let key = std::fs::read_to_string(dir.join("client.key")).unwrap();
+    sdk.set_signer(
+        key.trim()
+            .trim_start_matches("0x")
+            .parse::<LocalWallet>()
+            .unwrap(),
+    )
+    .unwrap();
+    sdk
+}
+
+/// Time to first token and tokens/s of one job through the SDK.
+async fn sdk_job(sdk: &FabstirSdk, model: &str, seed: u64) -> (Duration, f64) {
+    let mut request = JobRequest::new(model, "ROMEO:").max_tokens(TOKENS);
+    request.temperature_milli = 800;
+    request.seed = seed;
+    let start = Instant::now();
+    let mut handle = sdk.submit_job(request).await.unwrap();
+    let mut first = None;
+    let mut last = Duration::ZERO;
+    while handle.next_tokens().await.is_some() {
+        first.get_or_insert_with(|| start.elapsed());
+        last = start.elapsed();
+    }
+    let result = handle.result().await.unwrap();
+    let ttft = first.unwrap_or(last);
+    // Tokens after the first, over the time from the first to the last (settlement excluded).
+    let streaming = (last - ttft).as_secs_f64().max(1e-9);
+    (
+        ttft,
+        result.tokens_used.saturating_sub(1) as f64 / streaming,
+    )
+}
+
+/// Time to first token and tokens/s of the engine alone.
+async fn direct_job(engine: &EmbeddedEngine, seed: u64) -> (Duration, f64) {
+    let start = Instant::now();
+    let mut stream = engine
+        .generate(GenerateRequest {
+            prompt: "ROMEO:".into(),
+            max_tokens: TOKENS,
+            temperature: 0.8,
+            top_p: 1.0,
+            seed,
+            ..GenerateRequest::default()
+        })
+        .await
+        .unwrap();
+    let mut first = None;
+    let mut last = Duration::ZERO;
+    let mut count = 0u64;
+    while let Some(token) = stream.next_token().await {
+        token.unwrap();
+        first.get_or_insert_with(|| start.elapsed());
+        last = start.elapsed();
+        count += 1;
+    }
+    let ttft = first.unwrap_or(last);
+    let streaming = (last - ttft).as_secs_f64().max(1e-9);
+    (ttft, count.saturating_sub(1) as f64 / streaming)
+}
+
+fn main() {
+    // `cargo bench` passes flags such as `--bench`; this harness takes none.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = DevnetProcess(
+        Command::new(env!("CARGO_BIN_EXE_fabstir"))
+            .args(["devnet", "--hosts", "3", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !dir.path().join("client.key").exists() {
+        assert!(Instant::now() < deadline, "the devnet did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let files = ModelFiles::default_for(&root());
+    let engine = EmbeddedEngine::load(&EngineConfig {
+        name: files.name.clone(),
+        checkpoint: files.checkpoint.clone(),
+        tokenizer: files.tokenizer.clone(),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+
+    let results = runtime.block_on(async {
+        let mut direct_ttft = Vec::new();
+        let mut direct_tps = Vec::new();
+        for i in 0..RUNS {
+            let (ttft, tps) = direct_job(&engine, i as u64 + 1).await;
+            direct_ttft.push(millis(ttft));
+            direct_tps.push(tps);
+        }
+        // Warm: one SDK, caches filled and connections open by a first job.
+        let sdk = connect(dir.path()).await;
+        sdk_job(&sdk, &files.name, 999).await;
+        let mut warm_ttft = Vec::new();
+        let mut sdk_tps = Vec::new();
+        for i in 0..RUNS {
+            let (ttft, tps) = sdk_job(&sdk, &files.name, i as u64 + 1).await;
+            warm_ttft.push(millis(ttft));
+            sdk_tps.push(tps);
+        }
+        // Cold: a new SDK (new connections, empty caches) per job.
+        let mut cold_ttft = Vec::new();
+        for i in 0..10 {
+            let cold = connect(dir.path()).await;
+            let start = Instant::now();
+            let (ttft, _) = sdk_job(&cold, &files.name, i + 1).await;
+            let _ = start;
+            cold_ttft.push(millis(ttft));
+        }
+        // 100 concurrent jobs through one SDK.
+        let sdk = Arc::new(sdk);
+        let start = Instant::now();
+        let jobs: Vec<_> = (0..100u64)
+            .map(|i| {
+                let sdk = sdk.clone();
+                let model = files.name.clone();
+                tokio::spawn(async move {
+                    let mut request = JobRequest::new(model, "ROMEO:").max_tokens(50);
+                    request.seed = i + 1;
+                    request.temperature_milli = 800;
+                    sdk.submit_job(request)
+                        .await
+                        .unwrap()
+                        .result()
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for job in jobs {
+            job.await.unwrap();
+        }
+        let concurrent = start.elapsed();
+
+        let direct_p50 = percentile(&mut direct_ttft.clone(), 0.5);
+        let direct_p95 = percentile(&mut direct_ttft.clone(), 0.95);
+        let warm_p50 = percentile(&mut warm_ttft.clone(), 0.5);
+        let warm_p95 = percentile(&mut warm_ttft.clone(), 0.95);
+        let cold_p50 = percentile(&mut cold_ttft.clone(), 0.5);
+        let cold_p95 = percentile(&mut cold_ttft.clone(), 0.95);
+        let direct_rate = percentile(&mut direct_tps.clone(), 0.5);
+        let sdk_rate = percentile(&mut sdk_tps.clone(), 0.5);
+        serde_json::json!({
+            "machine": "2 cores, 24 GiB, Linux x86_64; loopback; anvil mining instantly",
+            "model": files.name,
+            "tokens_per_job": TOKENS,
+            "time_to_first_token_ms": {
+                "direct": {"p50": direct_p50, "p95": direct_p95},
+                "sdk_warm": {"p50": warm_p50, "p95": warm_p95},
+                "sdk_cold": {"p50": cold_p50, "p95": cold_p95},
+                "overhead_warm": {"p50": warm_p50 - direct_p50, "p95": warm_p95 - direct_p95},
+                "overhead_cold": {"p50": cold_p50 - direct_p50, "p95": cold_p95 - direct_p95},
+            },
+            "streaming_tokens_per_s": {
+                "direct_p50": direct_rate,
+                "sdk_p50": sdk_rate,
+                "sdk_share_of_direct": sdk_rate / direct_rate,
+            },
+            "concurrent_100_jobs": {
+                "tokens_per_job": 50,
+                "seconds": concurrent.as_secs_f64(),
+                "client_peak_rss_mib": peak_rss_kib() as f64 / 1024.0,
+            },
+        })
+    });
+    drop(devnet);
+    let out = root().join("bench");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&results).unwrap(),
+    )
+    .unwrap();
+    let t = &results["time_to_first_token_ms"];
+    let s = &results["streaming_tokens_per_s"];
+    let c = &results["concurrent_100_jobs"];
+    println!("| measure | p50 | p95 |");
+    println!("|---|---:|---:|");
+    for (name, key) in [
+        ("TTFT, engine direct (ms)", "direct"),
+        ("TTFT, SDK warm (ms)", "sdk_warm"),
+        ("TTFT, SDK cold (ms)", "sdk_cold"),
+        ("marketplace overhead, warm (ms)", "overhead_warm"),
+        ("marketplace overhead, cold (ms)", "overhead_cold"),
+    ] {
+        println!(
+            "| {name} | {:.1} | {:.1} |",
+            t[key]["p50"].as_f64().unwrap(),
+            t[key]["p95"].as_f64().unwrap()
+        );
+    }
+    println!(
+        "streaming: engine {:.0} tokens/s, through the SDK {:.0} tokens/s ({:.1}% of direct)",
+        s["direct_p50"].as_f64().unwrap(),
+        s["sdk_p50"].as_f64().unwrap(),
+        100.0 * s["sdk_share_of_direct"].as_f64().unwrap()
+    );
+    println!(
+        "100 concurrent jobs of 50 tokens through one SDK: {:.2} s, client peak RSS {:.1} MiB",
+        c["seconds"].as_f64().unwrap(),
+        c["client_peak_rss_mib"].as_f64().unwrap()
+    );
+    println!("written to bench/results.json");
+}
