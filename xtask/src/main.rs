@@ -24,7 +24,7 @@ Tasks:
   test       the test suite alone
   layers     check that crates depend on each other only in the allowed direction
   demo       the main job on a local embedded default
-  bench      criterion benchmarks (inference, p2p, payments) and gas figures
+  bench      benchmarks (engine, p2p, payments, the marketplace end to end) and gas figures
   fuzz       [seconds] [target...]: run each cargo-fuzz target N s (default 60; nightly; not in ci)
   model      download the larger stories15M checkpoint (needs internet; verified by SHA-256)
   train-model  train the character-level Shakespeare model into models/shakespeare
@@ -161,6 +161,8 @@ fn bench(root: &Path) -> Result<()> {
             "fabstir-p2p",
             "--package",
             "fabstir-payments",
+            "--package",
+            "fabstir-cli",
             "--",
             "--quick",
         ],
