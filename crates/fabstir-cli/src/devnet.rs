@@ -101,7 +101,8 @@ impl DevnetConfig {
     }
 }
 
-/// A running devnet. Dropping it stops the nodes' tasks with the runtime and kills anvil.
+/// A running devnet. [`Devnet::stop`] stops the hosts and then the chain; dropping it kills
+/// anvil at once (the hosts' tasks end with the runtime).
 pub struct Devnet {
     /// The chain.
     pub anvil: Anvil,
@@ -259,6 +260,15 @@ impl Devnet {
     pub async fn stop_node(&mut self, i: usize) -> Result<()> {
         if let Some(node) = self.nodes.get_mut(i).and_then(Option::take) {
             node.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Stops every host, then the chain (in that order, so that no host is left polling a
+    /// chain that is gone).
+    pub async fn stop(mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            self.stop_node(i).await?;
         }
         Ok(())
     }

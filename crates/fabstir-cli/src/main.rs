@@ -481,7 +481,7 @@ async fn devnet(hosts: usize, dir: &Path) -> Result<()> {
     );
     println!("Ctrl-C stops everything.");
     tokio::signal::ctrl_c().await?;
-    Ok(())
+    devnet.stop().await
 }
 
 fn hex_key(wallet: &LocalWallet) -> String {
@@ -524,7 +524,10 @@ async fn demo(hosts: usize, prompt: Option<String>, max_tokens: u32) -> Result<(
         ))
         .await?;
     eprintln!("discovered {} verified hosts for {model}", nodes.len());
-    for (symbol, label) in [("USDC", "USDC (ERC-20)"), ("ETH", "ETH (native)")] {
+    for (seed, (symbol, label)) in [("USDC", "USDC (ERC-20)"), ("ETH", "ETH (native)")]
+        .into_iter()
+        .enumerate()
+    {
         let before = sdk.balance(client, symbol).await?;
         eprintln!("\n=== job paid in {label}; prompt {prompt:?} ===");
         let mut request = JobRequest::new(&model, prompt.clone())
@@ -532,7 +535,9 @@ async fn demo(hosts: usize, prompt: Option<String>, max_tokens: u32) -> Result<(
             .max_tokens(max_tokens);
         // Sampled rather than greedy: small greedy models loop.
         request.temperature_milli = 800;
-        request.seed = 42;
+        request.seed = 42 + seed as u64;
+        // The model continues the prompt: show it first.
+        print!("{prompt}");
         let result = ask(&sdk, request, true).await?;
         let token = &result.token;
         eprintln!("job {} settled on chain:", result.job);
@@ -554,7 +559,7 @@ async fn demo(hosts: usize, prompt: Option<String>, max_tokens: u32) -> Result<(
         );
     }
     drop(sdk);
-    drop(devnet);
+    devnet.stop().await?;
     eprintln!(
         "\ndemo finished in {:.1?}; everything it started is stopped",
         started.elapsed()
