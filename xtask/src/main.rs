@@ -111,8 +111,17 @@ fn ci(root: &Path) -> Result<()> {
         .args(["doc", "--workspace", "--no-deps", "--locked"])
         .env("RUSTDOCFLAGS", "-D warnings")
         .current_dir(root))?;
-    // The README's main job must keep working: run it as a newcomer would.
-    demo(root)?;
+    // The README's main job must keep working. The test build already produced the binary
+    // (the CLI's tests run it); `cargo run` would rebuild dependencies with another feature set.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let built = target.join("debug/fabstir");
+    if built.is_file() {
+        run(Command::new(built).arg("demo").current_dir(root))?;
+    } else {
+        demo(root)?;
+    }
     eprintln!("ci passed in {:.0?}", started.elapsed());
     Ok(())
 }

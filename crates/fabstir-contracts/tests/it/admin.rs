@@ -46,13 +46,7 @@ async fn fee_and_treasury_changes_apply_and_a_rejecting_treasury_is_named() {
     let before = env.balance(usdc, new_treasury).await;
     let details = env.details(100, 10).await;
     let amount = details.escrow_amount().expect("no overflow");
-    env.approve_spender(&env.client, usdc, amount.base_units())
-        .await;
-    let posted = env
-        .manager
-        .post_job_with_token(&details, &Env::open(), usdc, amount, &env.client)
-        .await
-        .expect("posts");
+    let posted = env.post_open_token_job(&details, usdc, amount).await;
     env.manager
         .claim_job(posted.job, &env.host)
         .await

@@ -164,6 +164,21 @@ impl Env {
             .base_units()
     }
 
+    /// The client approves exactly the escrow and posts an open job paid in `token`.
+    pub(crate) async fn post_open_token_job(
+        &self,
+        details: &JobDetails,
+        token: Address,
+        amount: TokenAmount,
+    ) -> fabstir_contracts::PostedJob {
+        self.approve_spender(&self.client, token, amount.base_units())
+            .await;
+        self.manager
+            .post_job_with_token(details, &Env::open(), token, amount, &self.client)
+            .await
+            .expect("posts")
+    }
+
     pub(crate) async fn approve_spender(
         &self,
         signer: &Arc<WalletSigner>,

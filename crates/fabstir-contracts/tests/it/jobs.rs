@@ -111,13 +111,7 @@ async fn usdc_job_end_to_end_with_exact_balances() {
     // 500 tokens at 0.000013 USDC each = 0.0065 USDC.
     let details = env.details(500, 13).await;
     let amount = details.escrow_amount().expect("no overflow");
-    env.approve_spender(&env.client, usdc, amount.base_units())
-        .await;
-    let posted = env
-        .manager
-        .post_job_with_token(&details, &Env::open(), usdc, amount, &env.client)
-        .await
-        .expect("posts");
+    let posted = env.post_open_token_job(&details, usdc, amount).await;
     assert_eq!(env.manager.job(posted.job).await.expect("job").host, None);
     env.manager
         .claim_job(posted.job, &env.host)
@@ -147,13 +141,7 @@ async fn payment_is_capped_at_the_escrow() {
     // Escrow less than max_tokens x price: the host is paid at most the escrow.
     let details = env.details(1_000, 10).await;
     let amount = TokenAmount::from_base_units(5_000u64);
-    env.approve_spender(&env.client, usdc, amount.base_units())
-        .await;
-    let posted = env
-        .manager
-        .post_job_with_token(&details, &Env::open(), usdc, amount, &env.client)
-        .await
-        .expect("posts");
+    let posted = env.post_open_token_job(&details, usdc, amount).await;
     env.manager
         .claim_job(posted.job, &env.host)
         .await
@@ -233,13 +221,7 @@ async fn cancel_refunds_in_full_and_only_the_client_may_cancel() {
     let before = env.balance(usdc, client).await;
     let details = env.details(100, 7).await;
     let amount = details.escrow_amount().expect("no overflow");
-    env.approve_spender(&env.client, usdc, amount.base_units())
-        .await;
-    let posted = env
-        .manager
-        .post_job_with_token(&details, &Env::open(), usdc, amount, &env.client)
-        .await
-        .expect("posts");
+    let posted = env.post_open_token_job(&details, usdc, amount).await;
     let err = env
         .manager
         .cancel_job(posted.job, &env.other)
@@ -331,13 +313,7 @@ async fn expiry_refunds_in_full_and_late_submit_reverts() {
     let before = env.balance(usdc, client).await;
     let details = env.details(100, 9).await;
     let amount = details.escrow_amount().expect("no overflow");
-    env.approve_spender(&env.client, usdc, amount.base_units())
-        .await;
-    let posted = env
-        .manager
-        .post_job_with_token(&details, &Env::open(), usdc, amount, &env.client)
-        .await
-        .expect("posts");
+    let posted = env.post_open_token_job(&details, usdc, amount).await;
     env.manager
         .claim_job(posted.job, &env.host)
         .await
@@ -394,13 +370,7 @@ async fn expiry_refunds_in_full_and_late_submit_reverts() {
 
     // An unclaimed job past its deadline can be expired too, and no longer claimed.
     let details = env.details(100, 9).await;
-    env.approve_spender(&env.client, usdc, amount.base_units())
-        .await;
-    let posted = env
-        .manager
-        .post_job_with_token(&details, &Env::open(), usdc, amount, &env.client)
-        .await
-        .expect("posts");
+    let posted = env.post_open_token_job(&details, usdc, amount).await;
     advance_time(env.manager.provider().as_ref(), 3_601)
         .await
         .expect("time passes");

@@ -62,13 +62,7 @@ async fn usdt_like_token_works() {
     // Cancel refunds through the no-return transfer too.
     let details = env.details(10, 20).await;
     let amount = details.escrow_amount().expect("no overflow");
-    env.approve_spender(&env.client, usdt, amount.base_units())
-        .await;
-    let posted = env
-        .manager
-        .post_job_with_token(&details, &Env::open(), usdt, amount, &env.client)
-        .await
-        .expect("posts");
+    let posted = env.post_open_token_job(&details, usdt, amount).await;
     env.manager
         .cancel_job(posted.job, &env.client)
         .await
