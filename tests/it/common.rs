@@ -12,6 +12,12 @@ pub async fn devnet(hosts: usize) -> Devnet {
     Devnet::start(config).await.expect("devnet starts")
 }
 
+/// The model every devnet host serves.
+pub fn model_of(devnet: &Devnet) -> String {
+    let node = devnet.nodes[0].as_ref().unwrap();
+    node.host.models().next().unwrap().1.name.clone()
+}
+
 pub fn address(devnet: &Devnet, account: usize) -> Address {
     devnet.wallet(account).unwrap().address()
 }
@@ -26,6 +32,20 @@ pub fn treasury(devnet: &Devnet) -> Address {
 
 pub async fn balance(sdk: &FabstirSdk, owner: Address, token: &str) -> TokenAmount {
     sdk.balance(owner, token).await.unwrap()
+}
+
+/// `owner`'s balance of `symbol` read from the chain now, without the SDK's per-block cache
+/// (which another SDK's transaction does not invalidate).
+pub async fn chain_balance(devnet: &Devnet, owner: Address, symbol: &str) -> TokenAmount {
+    let manager = fabstir_contracts::HeadlessContractManager::connect(
+        &devnet.anvil.endpoint(),
+        &devnet.deployment,
+        &fabstir_contracts::ManagerConfig::local(),
+    )
+    .await
+    .unwrap();
+    let token = devnet.deployment.token(symbol).unwrap().address();
+    manager.balance_of(token, owner).await.unwrap()
 }
 
 #[allow(dead_code)]

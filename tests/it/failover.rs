@@ -6,12 +6,7 @@ use fabstir_cli::devnet::{Devnet, DevnetConfig};
 use fabstir_core::{JobState, SdkEvent};
 use fabstir_sdk::JobRequest;
 
-use crate::common::{balance, client};
-
-fn model_of(devnet: &Devnet) -> String {
-    let node = devnet.nodes[0].as_ref().unwrap();
-    node.host.models().next().unwrap().1.name.clone()
-}
+use crate::common::{balance, client, model_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_killed_mid_stream_fails_over_and_escrow_returns() {

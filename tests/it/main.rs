@@ -8,4 +8,5 @@ mod failover;
 mod faults;
 mod flow;
 mod headless;
+mod hostile;
 mod workspace;

@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: every developer task of the Fabstir workspace, in Rust, with few
 //! dependencies. Run `cargo xtask help` for the list.
 
+mod bench;
 mod contracts;
 mod fuzz;
 mod layers;
@@ -19,12 +20,13 @@ cargo xtask <task>
 Tasks:
   tools      install the pinned npm tools (anvil, solc, OpenZeppelin) into .tools/
   contracts  compile contracts/*.sol with the pinned solc into contracts-abi/
-  gas        print the gas used per contract operation (measured on anvil)
+  gas        print the gas per contract operation and per complete job (measured on anvil)
   ci         everything CI checks: fmt, clippy, layer rules, tests, docs
   test       the test suite alone
   layers     check that crates depend on each other only in the allowed direction
   demo       the main job on a local embedded default
-  bench      benchmarks (engine, p2p, payments, the marketplace end to end) and gas figures
+  bench      every benchmark (engine, p2p, payments, gas, the marketplace end to end) in one
+             run: bench/results.json and a summary table
   fuzz       [seconds] [target...]: run each cargo-fuzz target N s (default 60; nightly; not in ci)
   model      download the larger stories15M checkpoint (needs internet; verified by SHA-256)
   train-model  train the character-level Shakespeare model into models/shakespeare
@@ -44,7 +46,7 @@ fn main() -> Result<()> {
         "layers" => layers::check_workspace(&root),
         "demo" => demo(&root),
         "model" => model::download(&root),
-        "bench" => bench(&root),
+        "bench" => bench::run(&root),
         "fuzz" => fuzz::run_all(&root, &args[1..]),
         "train-model" => train::train_model(&root, &args[1..]),
         "help" | "-h" | "--help" => {
@@ -88,6 +90,13 @@ fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_owned())
 }
 
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` in the workspace.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
 fn ci(root: &Path) -> Result<()> {
     let started = std::time::Instant::now();
     tools::install(root)?;
@@ -113,10 +122,7 @@ fn ci(root: &Path) -> Result<()> {
         .current_dir(root))?;
     // The README's main job must keep working. The test build already produced the binary
     // (the CLI's tests run it); `cargo run` would rebuild dependencies with another feature set.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let built = target.join("debug/fabstir");
+    let built = target_dir(root).join("debug/fabstir");
     if built.is_file() {
         run(Command::new(built).arg("demo").current_dir(root))?;
     } else {
@@ -155,26 +161,4 @@ fn demo(root: &Path) -> Result<()> {
             "demo",
         ],
     )
-}
-
-fn bench(root: &Path) -> Result<()> {
-    tools::install(root)?;
-    cargo(
-        root,
-        &[
-            "bench",
-            "--locked",
-            "--package",
-            "fabstir-inference",
-            "--package",
-            "fabstir-p2p",
-            "--package",
-            "fabstir-payments",
-            "--package",
-            "fabstir-cli",
-            "--",
-            "--quick",
-        ],
-    )?;
-    gas(root)
 }

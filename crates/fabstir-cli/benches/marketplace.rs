@@ -1,11 +1,15 @@
 //! The marketplace's own cost, measured side by side with the backend alone (`cargo xtask
 //! bench`): time to first token through the SDK (warm and cold) against the embedded engine
-//! called directly, streaming throughput through the SDK against the engine, and 100
-//! concurrent jobs through one SDK with the client process's peak memory. The hosts run in a
-//! separate `fabstir devnet` process so that the memory figure is the client's alone.
-//! Results go to `bench/results.json` and a table on stdout.
+//! called directly, streaming throughput through the SDK against the engine, 100 concurrent
+//! jobs through one SDK with the client process's peak memory, and the connection pool's
+//! reuse rate over 1,000 jobs through one SDK. The hosts run in a separate `fabstir devnet`
+//! process so that the memory figure is the client's alone. Results go to the `marketplace`
+//! section of `bench/results.json` and a table on stdout.
 
 #![allow(clippy::unwrap_used, missing_docs)] // A benchmark: set-up failures abort it.
+
+#[path = "../../../bench/results.rs"]
+mod results;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,14 +21,34 @@ use fabstir_cli::devnet::ModelFiles;
 use fabstir_core::{Deployment, SdkConfig};
 use fabstir_inference::{EmbeddedEngine, EngineConfig, GenerateRequest, InferenceBackend};
 use fabstir_sdk::{FabstirSdk, JobRequest};
+use futures::StreamExt as _;
 
 const RUNS: usize = 30;
 const TOKENS: u32 = 200;
+/// Jobs run through one SDK to measure how often the connection pool is reused.
+const POOL_JOBS: u64 = 1_000;
+/// Tokens of each of those jobs: short, since the connections are what is measured.
+const POOL_TOKENS: u32 = 4;
+/// Of those, how many run at once: the devnet's three hosts take four jobs each.
+const POOL_CONCURRENCY: usize = 10;
 
 struct DevnetProcess(Child);
 
 impl Drop for DevnetProcess {
     fn drop(&mut self) {
+        // SIGINT is the devnet's Ctrl-C: it stops its hosts and its anvil, which a plain kill
+        // would leave running. The kill is the fallback.
+        let interrupted = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while interrupted && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -71,13 +95,28 @@ async fn connect(dir: &Path) -> FabstirSdk {
     sdk
 }
 
-/// Time to first token and tokens/s of one job through the SDK.
-async fn sdk_job(sdk: &FabstirSdk, model: &str, seed: u64) -> (Duration, f64) {
-    let mut request = JobRequest::new(model, "ROMEO:").max_tokens(TOKENS);
+/// A job of `tokens` tokens, sampled with `seed`.
+fn request(model: &str, tokens: u32, seed: u64) -> JobRequest {
+    let mut request = JobRequest::new(model, "ROMEO:").max_tokens(tokens);
     request.temperature_milli = 800;
     request.seed = seed;
+    request
+}
+
+/// Runs a job through the SDK to its settled result.
+async fn settled_job(sdk: &FabstirSdk, request: JobRequest) {
+    sdk.submit_job(request)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+}
+
+/// Time to first token and tokens/s of one job through the SDK.
+async fn sdk_job(sdk: &FabstirSdk, model: &str, seed: u64) -> (Duration, f64) {
     let start = Instant::now();
-    let mut handle = sdk.submit_job(request).await.unwrap();
+    let mut handle = sdk.submit_job(request(model, TOKENS, seed)).await.unwrap();
     let mut first = None;
     let mut last = Duration::ZERO;
     while handle.next_tokens().await.is_some() {
@@ -150,7 +189,7 @@ fn main() {
     })
     .unwrap();
 
-    let results = runtime.block_on(async {
+    let figures = runtime.block_on(async {
         let mut direct_ttft = Vec::new();
         let mut direct_tps = Vec::new();
         for i in 0..RUNS {
@@ -172,9 +211,7 @@ fn main() {
         let mut cold_ttft = Vec::new();
         for i in 0..10 {
             let cold = connect(dir.path()).await;
-            let start = Instant::now();
             let (ttft, _) = sdk_job(&cold, &files.name, i + 1).await;
-            let _ = start;
             cold_ttft.push(millis(ttft));
         }
         // 100 concurrent jobs through one SDK.
@@ -183,24 +220,29 @@ fn main() {
         let jobs: Vec<_> = (0..100u64)
             .map(|i| {
                 let sdk = sdk.clone();
-                let model = files.name.clone();
-                tokio::spawn(async move {
-                    let mut request = JobRequest::new(model, "ROMEO:").max_tokens(50);
-                    request.seed = i + 1;
-                    request.temperature_milli = 800;
-                    sdk.submit_job(request)
-                        .await
-                        .unwrap()
-                        .result()
-                        .await
-                        .unwrap()
-                })
+                let request = request(&files.name, 50, i + 1);
+                tokio::spawn(async move { settled_job(&sdk, request).await })
             })
             .collect();
         for job in jobs {
             job.await.unwrap();
         }
         let concurrent = start.elapsed();
+        // Read now: the 1,000 jobs below must not count towards this peak.
+        let concurrent_peak_kib = peak_rss_kib();
+
+        // 1,000 short jobs through one new SDK: every use of a connection (quote, stream,
+        // capabilities) either finds one open in the pool or dials.
+        let pooled = connect(dir.path()).await;
+        let start = Instant::now();
+        futures::stream::iter(0..POOL_JOBS)
+            .map(|i| settled_job(&pooled, request(&files.name, POOL_TOKENS, i + 1)))
+            .buffer_unordered(POOL_CONCURRENCY)
+            .for_each(|_| async {})
+            .await;
+        let pool_seconds = start.elapsed().as_secs_f64();
+        let pool = pooled.pool_stats().expect("the real network keeps a pool");
+        assert!(pool.hits + pool.misses > 0, "no connection use was counted");
 
         let direct_p50 = percentile(&mut direct_ttft.clone(), 0.5);
         let direct_p95 = percentile(&mut direct_ttft.clone(), 0.95);
@@ -211,7 +253,8 @@ fn main() {
         let direct_rate = percentile(&mut direct_tps.clone(), 0.5);
         let sdk_rate = percentile(&mut sdk_tps.clone(), 0.5);
         serde_json::json!({
-            "machine": "2 cores, 24 GiB, Linux x86_64; loopback; anvil mining instantly",
+            "setup": "3 hosts in a separate `fabstir devnet` process, loopback, anvil mining \
+                      at once, 10 ms chain polling; release build",
             "model": files.name,
             "tokens_per_job": TOKENS,
             "time_to_first_token_ms": {
@@ -229,21 +272,27 @@ fn main() {
             "concurrent_100_jobs": {
                 "tokens_per_job": 50,
                 "seconds": concurrent.as_secs_f64(),
-                "client_peak_rss_mib": peak_rss_kib() as f64 / 1024.0,
+                "client_peak_rss_mib": concurrent_peak_kib as f64 / 1024.0,
+            },
+            "pool_reuse_1000_jobs": {
+                "jobs": POOL_JOBS,
+                "tokens_per_job": POOL_TOKENS,
+                "concurrency": POOL_CONCURRENCY,
+                "seconds": pool_seconds,
+                "hits": pool.hits,
+                "misses": pool.misses,
+                "reuse_rate": pool.hits as f64 / (pool.hits + pool.misses) as f64,
+                "connected_at_end": pool.connected,
+                "evicted_idle": pool.evicted_idle,
+                "evicted_full": pool.evicted_full,
             },
         })
     });
     drop(devnet);
-    let out = root().join("bench");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(
-        out.join("results.json"),
-        serde_json::to_string_pretty(&results).unwrap(),
-    )
-    .unwrap();
-    let t = &results["time_to_first_token_ms"];
-    let s = &results["streaming_tokens_per_s"];
-    let c = &results["concurrent_100_jobs"];
+    let t = &figures["time_to_first_token_ms"];
+    let s = &figures["streaming_tokens_per_s"];
+    let c = &figures["concurrent_100_jobs"];
+    let p = &figures["pool_reuse_1000_jobs"];
     println!("| measure | p50 | p95 |");
     println!("|---|---:|---:|");
     for (name, key) in [
@@ -270,5 +319,15 @@ fn main() {
         c["seconds"].as_f64().unwrap(),
         c["client_peak_rss_mib"].as_f64().unwrap()
     );
-    println!("written to bench/results.json");
+    println!(
+        "{POOL_JOBS} jobs of {POOL_TOKENS} tokens through one SDK: pool reuse {:.1}% \
+         ({} hits, {} misses), {:.1} s",
+        100.0 * p["reuse_rate"].as_f64().unwrap(),
+        p["hits"],
+        p["misses"],
+        p["seconds"].as_f64().unwrap()
+    );
+    let file = root().join("bench/results.json");
+    results::write_section(&file, "marketplace", figures).unwrap();
+    println!("marketplace written to bench/results.json");
 }

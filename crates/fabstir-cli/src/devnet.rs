@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ethers::signers::{LocalWallet, Signer as _};
+use fabstir_contracts::LocalDeployConfig;
 use fabstir_contracts::anvil::Anvil;
-use fabstir_contracts::{LocalDeployConfig, deploy_local};
 use fabstir_core::config::Timeouts;
 use fabstir_core::{Deployment, SdkConfig};
-use fabstir_node::{BackendConfig, ModelConfig, NodeConfig, RunningNode};
+use fabstir_node::{BackendConfig, ModelConfig, NodeConfig, NodeHooks, RunningNode};
 use fabstir_sdk::FabstirSdk;
 
 /// Dev account roles on the devnet's anvil.
@@ -45,6 +45,12 @@ pub struct DevnetConfig {
     pub stream_stall: Duration,
     /// Paces every host to one token per this delay (simulates slower hardware).
     pub token_delay: Option<Duration>,
+    /// How long the client waits for a host to claim a posted job before it cancels it and
+    /// tries another host.
+    pub claim_timeout: Duration,
+    /// Wrappers applied to every host's parts (fault injection and instrumentation in tests);
+    /// a backend wrapper applies inside the `token_delay` pacing.
+    pub hooks: NodeHooks,
 }
 
 /// A model's files.
@@ -97,6 +103,8 @@ impl DevnetConfig {
             job_deadline: Duration::from_secs(120),
             stream_stall: Duration::from_secs(5),
             token_delay: None,
+            claim_timeout: Duration::from_secs(30),
+            hooks: NodeHooks::default(),
         }
     }
 }
@@ -118,6 +126,7 @@ pub struct Devnet {
     pub dir: PathBuf,
     node_configs: Vec<NodeConfig>,
     token_delay: Option<Duration>,
+    hooks: NodeHooks,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -147,25 +156,21 @@ impl Devnet {
         };
         let anvil = Anvil::spawn().context("starting anvil")?;
         let wallet = |i: usize| anvil.wallet(i).context("dev account");
-        let owner = wallet(accounts::OWNER)?;
         let mut fund = vec![wallet(accounts::CLIENT)?.address()];
         for i in 0..config.hosts {
             fund.push(wallet(accounts::FIRST_HOST + i)?.address());
         }
-        let deployer = Arc::new(ethers::middleware::SignerMiddleware::new(
-            anvil.provider()?,
-            owner.with_chain_id(anvil.chain_id()),
-        ));
-        let deployment = deploy_local(
-            &deployer,
-            &LocalDeployConfig {
-                treasury: Some(wallet(accounts::TREASURY)?.address()),
-                fund,
-                ..LocalDeployConfig::default()
-            },
-        )
-        .await
-        .context("deploying the contracts")?;
+        let deployment = anvil
+            .deploy(
+                accounts::OWNER,
+                &LocalDeployConfig {
+                    treasury: Some(wallet(accounts::TREASURY)?.address()),
+                    fund,
+                    ..LocalDeployConfig::default()
+                },
+            )
+            .await
+            .context("deploying the contracts")?;
         let deployment_path = dir.join("deployment.json");
         deployment.save(&deployment_path)?;
 
@@ -178,6 +183,7 @@ impl Devnet {
             dir,
             node_configs: Vec::new(),
             token_delay: config.token_delay,
+            hooks: config.hooks.clone(),
             _temp: temp,
         };
         for i in 0..config.hosts {
@@ -213,7 +219,7 @@ impl Devnet {
             contracts: devnet.deployment.contracts,
             bootstrap_peers: devnet.bootstrap.clone(),
             timeouts: Timeouts {
-                claim: Duration::from_secs(30),
+                claim: config.claim_timeout,
                 stream_stall: config.stream_stall,
                 job_deadline: config.job_deadline,
                 ..Timeouts::default()
@@ -233,13 +239,19 @@ impl Devnet {
             .wallet(accounts::FIRST_HOST + i)?
             .signer()
             .clone();
-        let wrap: Option<fabstir_node::BackendWrapper> = self.token_delay.map(|delay| {
-            Arc::new(move |inner| {
-                Arc::new(fabstir_inference::Throttled::new(inner, delay))
+        let mut hooks = self.hooks.clone();
+        if let Some(delay) = self.token_delay {
+            let inner_wrap = hooks.backend.take();
+            hooks.backend = Some(Arc::new(move |backend| {
+                let backend = match &inner_wrap {
+                    Some(wrap) => wrap(backend),
+                    None => backend,
+                };
+                Arc::new(fabstir_inference::Throttled::new(backend, delay))
                     as Arc<dyn fabstir_inference::InferenceBackend>
-            }) as fabstir_node::BackendWrapper
-        });
-        let node = fabstir_node::start_with(&config, key, wrap)
+            }));
+        }
+        let node = fabstir_node::start_with(&config, key, hooks)
             .await
             .with_context(|| format!("starting host {i}"))?;
         let addrs = node.listen_addrs().await?;

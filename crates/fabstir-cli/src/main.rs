@@ -13,6 +13,24 @@ use fabstir_core::{Deployment, JobId, JobState, ModelId, ProviderQuery, SdkConfi
 use fabstir_sdk::{FabstirSdk, JobRequest, JobResult};
 use tracing_subscriber::EnvFilter;
 
+/// Writes a line to stdout. A closed stdout (`fabstir nodes | head`) is not an error: the
+/// rest of the output is dropped and the command still finishes (and stops what it started).
+macro_rules! outln {
+    () => { write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// [`outln!`] without the newline, flushed at once (streamed tokens).
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*)) };
+}
+
+fn write_stdout(args: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    // Errors (a closed pipe above all) are ignored on purpose: see `outln!`.
+    let _ = stdout.write_fmt(args).and_then(|()| stdout.flush());
+}
+
 /// The Fabstir LLM marketplace from the command line.
 #[derive(Debug, Parser)]
 #[command(name = "fabstir", version, about)]
@@ -166,12 +184,12 @@ async fn main() -> Result<()> {
                 ))
                 .await?;
             if cli.json {
-                println!("{}", serde_json::to_string(&nodes)?);
+                outln!("{}", serde_json::to_string(&nodes)?);
             } else {
                 for node in nodes {
                     let caps = &node.capabilities;
                     let price = caps.price_for(token.address()).unwrap_or_default();
-                    println!(
+                    outln!(
                         "{}  {:#x}  {} per token  latency {:?}  load {}/{}  {}",
                         caps.peer_id,
                         caps.eth_address,
@@ -189,7 +207,7 @@ async fn main() -> Result<()> {
             let sdk = connect(&cli, false).await?;
             let status = sdk.job_status(JobId(*id)).await?;
             if cli.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({
                         "job": status.job.0,
@@ -202,21 +220,21 @@ async fn main() -> Result<()> {
                     })
                 );
             } else {
-                println!("job {}: {}", status.job, status.state);
-                println!("  client  {:#x}", status.client);
+                outln!("job {}: {}", status.job, status.state);
+                outln!("  client  {:#x}", status.client);
                 if let Some(host) = status.host {
-                    println!("  host    {host:#x}");
+                    outln!("  host    {host:#x}");
                 }
-                println!(
+                outln!(
                     "  escrow  {} base units of {:#x}",
                     status.amount.base_units(),
                     status.token
                 );
                 if let Some(cid) = status.result_cid {
-                    println!("  result  {cid}");
+                    outln!("  result  {cid}");
                 }
                 if let Some((paid, fee, refund)) = status.settlement {
-                    println!(
+                    outln!(
                         "  paid {} / fee {} / refund {} (base units)",
                         paid.base_units(),
                         fee.base_units(),
@@ -241,11 +259,11 @@ async fn main() -> Result<()> {
                 if cli.json {
                     out.insert(symbol.into(), amount.format(token.decimals).into());
                 } else {
-                    println!("{:>20}", token.format_amount(amount));
+                    outln!("{:>20}", token.format_amount(amount));
                 }
             }
             if cli.json {
-                println!("{}", serde_json::Value::Object(out));
+                outln!("{}", serde_json::Value::Object(out));
             }
             Ok(())
         }
@@ -327,7 +345,7 @@ async fn faucet(cli: &Cli, symbol: &str, amount: &str, to: Option<Address>) -> R
         .faucet_mint(token.address(), to, token.parse_amount(amount)?, &signer)
         .await
         .context("minting (local chains only)")?;
-    println!(
+    outln!(
         "minted {} to {to:#x}",
         token.format_amount(token.parse_amount(amount)?)
     );
@@ -387,15 +405,13 @@ async fn ask(sdk: &FabstirSdk, request: JobRequest, progress: bool) -> Result<Jo
             }
         }
     });
-    let mut stdout = std::io::stdout();
     while let Some(text) = handle.next_tokens().await {
         if echo {
-            print!("{text}");
-            let _ = stdout.flush();
+            out!("{text}");
         }
     }
     if echo {
-        println!();
+        outln!();
     }
     let result = handle.result().await;
     printer.abort();
@@ -406,7 +422,7 @@ async fn ask(sdk: &FabstirSdk, request: JobRequest, progress: bool) -> Result<Jo
 fn report(cli: &Cli, result: &JobResult) -> Result<()> {
     let token = &result.token;
     if cli.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "job": result.job.0,
@@ -458,28 +474,28 @@ async fn devnet(hosts: usize, dir: &Path) -> Result<()> {
     let key_path = dir.join("client.key");
     let client = devnet.wallet(accounts::CLIENT)?;
     std::fs::write(&key_path, format!("0x{}\n", hex_key(&client)))?;
-    println!(
+    outln!(
         "devnet up: chain {} at {}",
         devnet.deployment.chain_id,
         devnet.anvil.endpoint()
     );
-    println!("  deployment  {}", dir.join("deployment.json").display());
-    println!("  sdk config  {}", sdk_path.display());
-    println!(
+    outln!("  deployment  {}", dir.join("deployment.json").display());
+    outln!("  sdk config  {}", sdk_path.display());
+    outln!(
         "  client key  {} (a public anvil test key, {:#x})",
         key_path.display(),
         client.address()
     );
     for (i, addr) in devnet.bootstrap.iter().enumerate() {
-        println!("  host {i}      {addr}");
+        outln!("  host {i}      {addr}");
     }
-    println!(
+    outln!(
         "try: fabstir --config {} --key-file {} ask \"Once upon a time\" --model {} --pay USDC",
         sdk_path.display(),
         key_path.display(),
         DevnetConfig::new(&workspace_root()).model.name
     );
-    println!("Ctrl-C stops everything.");
+    outln!("Ctrl-C stops everything.");
     tokio::signal::ctrl_c().await?;
     devnet.stop().await
 }
@@ -537,7 +553,7 @@ async fn demo(hosts: usize, prompt: Option<String>, max_tokens: u32) -> Result<(
         request.temperature_milli = 800;
         request.seed = 42 + seed as u64;
         // The model continues the prompt: show it first.
-        print!("{prompt}");
+        out!("{prompt}");
         let result = ask(&sdk, request, true).await?;
         let token = &result.token;
         eprintln!("job {} settled on chain:", result.job);

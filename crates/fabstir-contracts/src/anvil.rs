@@ -163,6 +163,20 @@ impl Anvil {
             .map(|p| p.interval(Duration::from_millis(20)))
             .map_err(|e| Error::Anvil(e.to_string()))
     }
+
+    /// Deploys the whole system ([`crate::deploy_local`]) from dev account `owner`, which then
+    /// owns the contracts.
+    pub async fn deploy(
+        &self,
+        owner: usize,
+        config: &crate::LocalDeployConfig,
+    ) -> Result<fabstir_core::Deployment> {
+        let deployer = std::sync::Arc::new(ethers::middleware::SignerMiddleware::new(
+            self.provider()?,
+            ethers::signers::Signer::with_chain_id(self.wallet(owner)?, self.chain_id),
+        ));
+        crate::deploy_local(&deployer, config).await
+    }
 }
 
 impl Drop for Anvil {
@@ -251,6 +265,74 @@ pub async fn mine<M: Middleware>(provider: &M) -> Result<()> {
         .request::<_, serde_json::Value>("evm_mine", Vec::<serde_json::Value>::new())
         .await
         .map_err(|e| Error::Rpc(format!("evm_mine: {e}")))?;
+    Ok(())
+}
+
+/// Turns anvil's automatic mining on or off. While it is off, transactions wait in the pool
+/// until [`mine`] puts them in one block (how tests make two transactions race).
+pub async fn set_automine<M: Middleware>(provider: &M, on: bool) -> Result<()> {
+    provider
+        .provider()
+        .request::<_, serde_json::Value>("evm_setAutomine", [on])
+        .await
+        .map_err(|e| Error::Rpc(format!("evm_setAutomine: {e}")))?;
+    Ok(())
+}
+
+/// Sends `data` to `to` from the unlocked dev account `from` without estimating gas (a fixed
+/// limit of 500,000) and with a priority fee of 100 gwei, above anything the default fee
+/// estimate picks: with automine off it is mined ahead of transactions already in the pool,
+/// whatever state they were estimated on. How tests make a transaction lose a race.
+pub async fn send_ahead<M: Middleware>(
+    provider: &M,
+    from: ethers::types::Address,
+    to: ethers::types::Address,
+    data: ethers::types::Bytes,
+) -> Result<ethers::types::H256> {
+    let tx = ethers::types::Eip1559TransactionRequest::new()
+        .from(from)
+        .to(to)
+        .data(data)
+        .gas(500_000u64)
+        .max_priority_fee_per_gas(100_000_000_000u64)
+        .max_fee_per_gas(1_000_000_000_000u64);
+    provider
+        .provider()
+        .request("eth_sendTransaction", [tx])
+        .await
+        .map_err(|e| Error::Rpc(format!("eth_sendTransaction: {e}")))
+}
+
+/// How many transactions wait in anvil's pool, ready to be mined.
+pub async fn pending_transactions<M: Middleware>(provider: &M) -> Result<u64> {
+    let status: serde_json::Value = provider
+        .provider()
+        .request("txpool_status", Vec::<serde_json::Value>::new())
+        .await
+        .map_err(|e| Error::Rpc(format!("txpool_status: {e}")))?;
+    let pending = status["pending"]
+        .as_str()
+        .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok())
+        .ok_or_else(|| Error::Rpc(format!("txpool_status: unexpected answer {status}")))?;
+    Ok(pending)
+}
+
+/// Waits (polling every 10 ms, for at most `limit`) until at least `count` transactions wait
+/// in anvil's pool.
+pub async fn wait_for_pending<M: Middleware>(
+    provider: &M,
+    count: u64,
+    limit: std::time::Duration,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    while pending_transactions(provider).await? < count {
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Rpc(format!(
+                "fewer than {count} transactions reached the pool within {limit:?}"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     Ok(())
 }
 

@@ -221,9 +221,27 @@ pub enum Error {
     /// The transaction disappeared from the node before it was mined.
     #[error("transaction {0:#x} was dropped")]
     TxDropped(H256),
-    /// The transaction was mined but failed.
-    #[error("transaction {0:#x} failed on chain")]
-    TxFailed(H256),
+    /// The transaction was mined and reverted: the chain changed between the gas estimate
+    /// (which passed) and the block that included it, for example another party claimed or
+    /// cancelled the job first. The sender paid `gas_used` at `effective_gas_price`; nothing
+    /// else changed. `reason` is the named cause, found by replaying the call on the state the
+    /// block left, when that replay reverts too.
+    #[error(
+        "transaction {hash:#x} reverted on chain in block {block} ({gas_used} gas spent){}",
+        reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+    )]
+    TxFailed {
+        /// The transaction.
+        hash: H256,
+        /// The block that included it.
+        block: u64,
+        /// Gas it used (and the sender paid for).
+        gas_used: U256,
+        /// Price per gas the sender paid, in wei.
+        effective_gas_price: U256,
+        /// Why it reverted, if a replay names it.
+        reason: Option<Box<Error>>,
+    },
     /// The signer has no address to send from.
     #[error("the signer has no sender address")]
     NoSender,

@@ -362,8 +362,9 @@ pub(crate) async fn call<M: Middleware + 'static, D: Detokenize>(
     call.call().await.map_err(Error::from_contract)
 }
 
-/// Sends a transaction and waits for its receipt; a revert (caught when estimating gas) is
-/// decoded into a named error.
+/// Sends a transaction and waits for its receipt. A revert caught when estimating gas is
+/// decoded into a named error and costs nothing; a transaction mined and reverted is
+/// [`Error::TxFailed`], with the cause found by replaying the call on the block's state.
 pub(crate) async fn send<M: Middleware + 'static, D: Detokenize>(
     call: ContractCall<M, D>,
 ) -> Result<TransactionReceipt> {
@@ -374,7 +375,23 @@ pub(crate) async fn send<M: Middleware + 'static, D: Detokenize>(
         .map_err(|e| Error::Rpc(e.to_string()))?
         .ok_or(Error::TxDropped(hash))?;
     if receipt.status != Some(1u64.into()) {
-        return Err(Error::TxFailed(hash));
+        let info = tx_info(&receipt);
+        let reason = match receipt.block_number {
+            Some(block) => call
+                .block(block)
+                .call()
+                .await
+                .err()
+                .map(Error::from_contract),
+            None => None,
+        };
+        return Err(Error::TxFailed {
+            hash,
+            block: info.block,
+            gas_used: info.gas_used,
+            effective_gas_price: info.effective_gas_price,
+            reason: reason.map(Box::new),
+        });
     }
     Ok(receipt)
 }

@@ -25,10 +25,10 @@ use fabstir_core::{Deployment, ModelId, NodePeerId, TokenPrice};
 use fabstir_inference::{
     EmbeddedEngine, EngineConfig, InferenceBackend, OpenAiBackend, OpenAiConfig,
 };
-use fabstir_p2p::{Multiaddr, Network, P2pConfig};
+use fabstir_p2p::{HostService, Multiaddr, Network, P2pConfig};
 use fabstir_payments::NonceBook;
 use fabstir_sdk::ChainPeerRegistry;
-use fabstir_storage::LocalStore;
+use fabstir_storage::{LocalStore, ResultStore};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{BackendConfig, ModelConfig, NodeConfig};
@@ -90,16 +90,45 @@ impl RunningNode {
 pub type BackendWrapper =
     Arc<dyn Fn(Arc<dyn InferenceBackend>) -> Arc<dyn InferenceBackend> + Send + Sync>;
 
-/// Starts a node with the given host key.
-pub async fn start(config: &NodeConfig, key: SigningKey) -> Result<RunningNode> {
-    start_with(config, key, None).await
+/// Wraps the node's result store (to instrument it, or to corrupt it in fault-injection tests).
+pub type StoreWrapper = Arc<dyn Fn(Arc<dyn ResultStore>) -> Arc<dyn ResultStore> + Send + Sync>;
+
+/// Builds the service the network layer calls from the node's [`Host`] (to observe or alter
+/// what the node answers, for tests). Without one the network calls [`HostHandle`].
+pub type ServiceWrapper = Arc<dyn Fn(Arc<Host>) -> Arc<dyn HostService> + Send + Sync>;
+
+/// Optional wrappers around the parts a node is built from, for tests and benchmarks:
+/// pacing the backend, instrumenting the store, injecting faults. The default wraps nothing.
+#[derive(Clone, Default)]
+pub struct NodeHooks {
+    /// Applied to each configured backend.
+    pub backend: Option<BackendWrapper>,
+    /// Applied to the result store.
+    pub store: Option<StoreWrapper>,
+    /// Builds the network layer's service from the host.
+    pub service: Option<ServiceWrapper>,
 }
 
-/// [`start`] with each configured backend passed through `wrap`.
+impl std::fmt::Debug for NodeHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHooks")
+            .field("backend", &self.backend.is_some())
+            .field("store", &self.store.is_some())
+            .field("service", &self.service.is_some())
+            .finish()
+    }
+}
+
+/// Starts a node with the given host key.
+pub async fn start(config: &NodeConfig, key: SigningKey) -> Result<RunningNode> {
+    start_with(config, key, NodeHooks::default()).await
+}
+
+/// [`start`] with the node's parts passed through `hooks`.
 pub async fn start_with(
     config: &NodeConfig,
     key: SigningKey,
-    wrap: Option<BackendWrapper>,
+    hooks: NodeHooks,
 ) -> Result<RunningNode> {
     config.validate()?;
     let deployment = Deployment::load(&config.deployment)?;
@@ -121,7 +150,7 @@ pub async fn start_with(
         .map(|m| served_model(m, &deployment))
         .map(|m| {
             m.map(|mut m| {
-                if let Some(wrap) = &wrap {
+                if let Some(wrap) = &hooks.backend {
                     m.backend = wrap(m.backend);
                 }
                 m
@@ -154,7 +183,11 @@ pub async fn start_with(
     .await?;
     tracing::info!(%address, peer = %peer_id, ?outcome, "registration checked");
 
-    let store = Arc::new(LocalStore::open(config.storage.join("results")).await?);
+    let mut store: Arc<dyn ResultStore> =
+        Arc::new(LocalStore::open(config.storage.join("results")).await?);
+    if let Some(wrap) = &hooks.store {
+        store = wrap(store);
+    }
     let metrics = Arc::new(metrics::Metrics::default());
     let host = Arc::new(Host::new(HostParts {
         key,
@@ -179,11 +212,15 @@ pub async fn start_with(
     };
     p2p.listen_addrs = parse_addrs(&config.listen)?;
     p2p.bootstrap_peers = parse_addrs(&config.bootstrap_peers)?;
+    let service: Arc<dyn HostService> = match &hooks.service {
+        Some(wrap) => wrap(host.clone()),
+        None => Arc::new(HostHandle(host.clone())),
+    };
     let network = Network::spawn(
         p2p,
         keypair,
         Arc::new(ChainPeerRegistry::new(contracts.clone())),
-        Some(Arc::new(HostHandle(host.clone()))),
+        Some(service),
     )
     .await?;
     for model in &model_ids {

@@ -1,13 +1,18 @@
 //! Benchmarks of fabstir-p2p: token stream throughput on loopback (one token per frame, and
-//! with coalescing) and ranking 10,000 candidates.
+//! with coalescing), ranking 10,000 candidates, and discovery in a 50-node network (whose
+//! p50 and p95 go to `bench/results.json`).
 //!
-//! Run with `cargo bench -p fabstir-p2p --bench stream`.
+//! Run with `cargo bench -p fabstir-p2p --bench stream` (part of `cargo xtask bench`).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+#[path = "../../../bench/results.rs"]
+mod results;
+
 use std::hint::black_box;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -232,9 +237,28 @@ fn ranking(c: &mut Criterion) {
     group.finish();
 }
 
-/// A 50-node network (1 bootstrap node, 5 hosts of the model, 44 plain peers); one of the
-/// peers discovers the model's providers without its cache: DHT query, dials, verified
-/// capabilities. Prints p50/p95 over 40 runs, then lets criterion time it.
+/// Runs of each discovery measurement whose p50 and p95 are reported.
+const DISCOVERY_RUNS: usize = 40;
+
+/// The nearest-rank percentile `p` (0 to 1) of `samples`, in milliseconds.
+fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
+    samples.sort();
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[index].as_secs_f64() * 1000.0
+}
+
+fn p50_p95_ms(mut samples: Vec<Duration>) -> serde_json::Value {
+    serde_json::json!({
+        "p50": percentile_ms(&mut samples, 0.5),
+        "p95": percentile_ms(&mut samples, 0.95),
+    })
+}
+
+/// A 50-node network (1 bootstrap node, 5 hosts of the model, 44 plain peers) in which the
+/// model's providers are found (DHT query, dials, verified capabilities): cold, by a new
+/// client that joins through the bootstrap node; with the cache cleared, by a peer whose
+/// connections are open; and from the cache. Their p50 and p95 over individually timed runs
+/// go to the `discovery` section of `bench/results.json`; then criterion times the last two.
 fn discovery(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -242,7 +266,7 @@ fn discovery(c: &mut Criterion) {
         .build()
         .unwrap();
     let registry = Arc::new(InMemoryRegistry::new());
-    let nodes: Vec<Network> = rt.block_on(async {
+    let (nodes, client_config) = rt.block_on(async {
         let boot = Network::spawn(
             P2pConfig::loopback(),
             Keypair::generate_ed25519(),
@@ -273,36 +297,73 @@ fn discovery(c: &mut Criterion) {
             }
             nodes.push(node);
         }
-        nodes
+        // A new client listens nowhere, as the SDK's does.
+        config.listen_addrs = Vec::new();
+        (nodes, config)
     });
     let client = nodes.last().unwrap().clone();
-    let mut times: Vec<Duration> = rt.block_on(async {
-        let mut times = Vec::new();
-        for _ in 0..40 {
+    let query = ProviderQuery::new(model(), Address::zero());
+    let section = rt.block_on(async {
+        let mut cold = Vec::new();
+        // A cold lookup can end before it has met every provider; one is enough for a job.
+        let mut cold_found = Vec::new();
+        for _ in 0..DISCOVERY_RUNS {
+            let newcomer = Network::spawn(
+                client_config.clone(),
+                Keypair::generate_ed25519(),
+                registry.clone(),
+                None,
+            )
+            .await
+            .unwrap();
+            let start = Instant::now();
+            newcomer.bootstrap().await.unwrap();
+            let found = newcomer.find_providers(&query).await.unwrap();
+            cold.push(start.elapsed());
+            assert!(!found.is_empty(), "a new client found no provider");
+            cold_found.push(found.len());
+            newcomer.shutdown().await.unwrap();
+        }
+        let mut cleared = Vec::new();
+        for _ in 0..DISCOVERY_RUNS {
             client.clear_discovery_cache();
-            let start = std::time::Instant::now();
+            let start = Instant::now();
             let found = client.refresh_providers(&model()).await.unwrap();
-            times.push(start.elapsed());
+            cleared.push(start.elapsed());
             assert_eq!(found.len(), 5);
         }
-        times
+        let mut hits = Vec::new();
+        for _ in 0..1_000 {
+            let start = Instant::now();
+            let found = client.find_providers(&query).await.unwrap();
+            hits.push(start.elapsed());
+            assert_eq!(found.len(), 5);
+        }
+        serde_json::json!({
+            "nodes": nodes.len(),
+            "providers": 5,
+            "cold_new_client_ms": p50_p95_ms(cold),
+            "cold_runs": DISCOVERY_RUNS,
+            "cold_runs_finding_all_5": cold_found.iter().filter(|&&n| n == 5).count(),
+            "cold_fewest_found": cold_found.iter().min(),
+            "cache_cleared_ms": p50_p95_ms(cleared),
+            "cache_cleared_runs": DISCOVERY_RUNS,
+            "cached_ms": p50_p95_ms(hits),
+            "cached_runs": 1_000,
+        })
     });
-    times.sort();
-    eprintln!(
-        "discovery/50_nodes: p50 {:?}, p95 {:?} (5 providers, uncached)",
-        times[times.len() / 2],
-        times[times.len() * 95 / 100]
-    );
+    eprintln!("discovery/50_nodes: {section}");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results.json");
+    results::write_section(&file, "discovery", section).unwrap();
     c.bench_function("discovery_50_nodes_uncached", |b| {
         b.to_async(&rt).iter(|| async {
             client.clear_discovery_cache();
             black_box(client.refresh_providers(&model()).await.unwrap())
         })
     });
-    let cached = ProviderQuery::new(model(), Address::zero());
     c.bench_function("discovery_50_nodes_cached", |b| {
         b.to_async(&rt)
-            .iter(|| async { black_box(client.find_providers(&cached).await.unwrap()) })
+            .iter(|| async { black_box(client.find_providers(&query).await.unwrap()) })
     });
     rt.block_on(async {
         for node in &nodes {

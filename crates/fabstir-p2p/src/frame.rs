@@ -117,3 +117,119 @@ mod tests {
         ));
     }
 }
+
+/// The async reader against the fuzzed incremental decoder of `fabstir-core`: whatever the
+/// bytes and however the transport splits them, both read the same messages and both end
+/// cleanly or with an error at the same place.
+#[cfg(test)]
+mod properties {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use fabstir_core::wire::{
+        FrameDecoder, HostFrame, StreamError, StreamErrorCode, StreamToken, TokenBatch,
+        encode_frame,
+    };
+    use futures::AsyncRead;
+    use proptest::prelude::*;
+
+    use super::read_frame;
+
+    /// A transport that hands out its bytes in the given chunk sizes (cycled).
+    struct Chunked {
+        data: Vec<u8>,
+        pos: usize,
+        sizes: Vec<usize>,
+        reads: usize,
+    }
+
+    impl AsyncRead for Chunked {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let this = self.get_mut();
+            let size = this.sizes[this.reads % this.sizes.len()].max(1);
+            this.reads += 1;
+            let n = size.min(buf.len()).min(this.data.len() - this.pos);
+            buf[..n].copy_from_slice(&this.data[this.pos..this.pos + n]);
+            this.pos += n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    /// The messages read, and whether the stream ended cleanly.
+    fn with_decoder(bytes: &[u8]) -> (Vec<HostFrame>, bool) {
+        let mut decoder = FrameDecoder::<HostFrame>::new();
+        decoder.extend(bytes);
+        let mut messages = Vec::new();
+        loop {
+            match decoder.next_message() {
+                Ok(Some(message)) => messages.push(message),
+                // Bytes left over at the end are a truncated frame.
+                Ok(None) => return (messages, decoder.pending() == 0),
+                Err(_) => return (messages, false),
+            }
+        }
+    }
+
+    fn with_reader(bytes: &[u8], sizes: Vec<usize>) -> (Vec<HostFrame>, bool) {
+        let mut io = Chunked {
+            data: bytes.to_vec(),
+            pos: 0,
+            sizes,
+            reads: 0,
+        };
+        let mut messages = Vec::new();
+        futures::executor::block_on(async {
+            loop {
+                match read_frame::<HostFrame, _>(&mut io).await {
+                    Ok(Some(message)) => messages.push(message),
+                    Ok(None) => return (messages, true),
+                    Err(_) => return (messages, false),
+                }
+            }
+        })
+    }
+
+    fn frame() -> impl Strategy<Value = Vec<u8>> {
+        let message = prop_oneof![
+            Just(HostFrame::Authenticated),
+            (
+                any::<u64>(),
+                prop::collection::vec((any::<u32>(), ".{0,8}"), 0..6)
+            )
+                .prop_map(|(first_index, tokens)| HostFrame::Tokens(TokenBatch {
+                    first_index,
+                    tokens: tokens
+                        .into_iter()
+                        .map(|(id, text)| StreamToken { id, text })
+                        .collect(),
+                })),
+            ".{0,40}".prop_map(|message| HostFrame::Error(StreamError {
+                code: StreamErrorCode::Malformed,
+                message,
+            })),
+        ];
+        prop_oneof![
+            3 => message.prop_map(|m| encode_frame(&m).expect("encodes")),
+            // Garbage, including headers announcing any length.
+            1 => prop::collection::vec(any::<u8>(), 0..12),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_async_reader_agrees_with_the_incremental_decoder(
+            parts in prop::collection::vec(frame(), 0..8),
+            cut in prop::collection::vec(0usize..40, 1..8),
+            drop_tail in 0usize..3,
+        ) {
+            let mut bytes: Vec<u8> = parts.concat();
+            // Sometimes the stream ends mid-frame.
+            bytes.truncate(bytes.len().saturating_sub(drop_tail));
+            prop_assert_eq!(with_reader(&bytes, cut), with_decoder(&bytes));
+        }
+    }
+}

@@ -25,6 +25,8 @@ mod config;
 mod dht;
 mod error;
 mod event_loop;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 mod frame;
 mod network;
 mod pool;

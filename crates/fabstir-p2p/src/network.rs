@@ -67,6 +67,8 @@ struct Inner {
     shared: Arc<Shared>,
     events: broadcast::Sender<NetworkEvent>,
     shutdown: watch::Sender<bool>,
+    #[cfg(feature = "fault-injection")]
+    faults: Arc<crate::fault::FaultSlot>,
 }
 
 /// A handle on a running Fabstir network node. Cheap to clone; every clone talks to the same
@@ -180,6 +182,8 @@ impl Network {
                 shared,
                 events,
                 shutdown,
+                #[cfg(feature = "fault-injection")]
+                faults: Arc::default(),
             }),
         };
         if let Some(host) = host {
@@ -189,6 +193,8 @@ impl Network {
                 &network.inner.config,
                 network.inner.shared.pool.clone(),
                 shutdown_rx,
+                #[cfg(feature = "fault-injection")]
+                network.inner.faults.clone(),
             )?;
         }
         for addr in network.inner.config.bootstrap_peers.clone() {
@@ -198,6 +204,13 @@ impl Network {
             }
         }
         Ok(network)
+    }
+
+    /// Makes every stream this node serves from now on commit `fault` (`None` heals it).
+    /// Only with the `fault-injection` feature, for tests of how clients cope.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_stream_fault(&self, fault: Option<crate::fault::StreamFault>) {
+        self.inner.faults.set(fault);
     }
 
     pub(crate) fn clone_control(&self) -> libp2p_stream::Control {

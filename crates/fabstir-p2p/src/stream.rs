@@ -57,6 +57,8 @@ struct HostContext {
     config: StreamConfig,
     permits: Arc<Semaphore>,
     pool: Arc<ConnectionPool>,
+    #[cfg(feature = "fault-injection")]
+    faults: Arc<crate::fault::FaultSlot>,
 }
 
 /// Starts accepting `/fabstir/stream/1.0.0` streams for `host` until `shutdown` flips.
@@ -66,6 +68,7 @@ pub(crate) fn spawn_host(
     config: &P2pConfig,
     pool: Arc<ConnectionPool>,
     mut shutdown: watch::Receiver<bool>,
+    #[cfg(feature = "fault-injection")] faults: Arc<crate::fault::FaultSlot>,
 ) -> Result<()> {
     let mut incoming = control
         .accept(StreamProtocol::new(STREAM_PROTOCOL))
@@ -81,6 +84,8 @@ pub(crate) fn spawn_host(
         config: config.stream,
         permits: Arc::new(Semaphore::new(config.stream.max_concurrent.max(1))),
         pool,
+        #[cfg(feature = "fault-injection")]
+        faults,
     });
     tokio::spawn(async move {
         loop {
@@ -275,6 +280,17 @@ async fn run_job(
             token = rx.recv() => token,
         };
         let Some(token) = token else { break };
+        #[cfg(feature = "fault-injection")]
+        if ctx.faults.get() == Some(crate::fault::StreamFault::GarbageFrame) {
+            drop(rx);
+            stop_producer(producer).await;
+            let _ = writer.write_all(&crate::fault::GARBAGE_FRAME).await;
+            let _ = writer.close().await;
+            return Err(Error::Protocol {
+                peer: peer.to_string(),
+                reason: "injected fault: garbage frame".into(),
+            });
+        }
         // Whatever queued up while the last frame was written goes out in this one.
         let mut bytes = token.text.len() + 16;
         let mut tokens = vec![token];

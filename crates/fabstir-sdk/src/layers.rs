@@ -14,7 +14,7 @@ use fabstir_core::{
     DiscoveredNode, JobDetails, JobId, JobRequirements, NodePeerId, PaymentToken, ProviderQuery,
     TokenAmount,
 };
-use fabstir_p2p::{ClientSigner, Network, StreamEvent};
+use fabstir_p2p::{ClientSigner, Network, PoolStats, StreamEvent};
 use fabstir_payments::{JobPayment, PaymentManager};
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -69,6 +69,11 @@ pub trait NetworkLayer: Send + Sync {
     ) -> Result<BoxStream<'static, Result<StreamEvent>>>;
     /// Records how a job with a host went (ranking uses it).
     fn record_outcome(&self, host: &NodePeerId, success: bool);
+    /// The connection pool's counters, for a network that keeps a pool (the in-memory one
+    /// does not).
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
 }
 
 /// Retries a read while the RPC endpoint fails at the transport level, backing off from
@@ -130,6 +135,21 @@ impl ChainClient {
     pub fn payments(&self) -> &PaymentManager {
         &self.payments
     }
+
+    /// A transaction this client sent changed balances in its block, whether it succeeded
+    /// (a refund) or was mined and reverted (its gas): balances cached from before that block
+    /// must not be served again.
+    fn mined(&self, sent: fabstir_contracts::Result<fabstir_contracts::TxInfo>) -> Result<()> {
+        match &sent {
+            Ok(tx) => self.payments.observe_block(tx.block),
+            Err(fabstir_contracts::Error::TxFailed { block, .. }) => {
+                self.payments.observe_block(*block);
+            }
+            Err(_) => {}
+        }
+        sent?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -188,17 +208,12 @@ impl ChainLayer for ChainClient {
 
     async fn cancel_job(&self, id: JobId, wallet: &LocalWallet) -> Result<()> {
         let signer = self.contracts().signer(wallet.clone());
-        let tx = self.contracts().cancel_job(id, &signer).await?;
-        // The refund changed balances: cached ones from before this block are stale.
-        self.payments.observe_block(tx.block);
-        Ok(())
+        self.mined(self.contracts().cancel_job(id, &signer).await)
     }
 
     async fn expire_job(&self, id: JobId, wallet: &LocalWallet) -> Result<()> {
         let signer = self.contracts().signer(wallet.clone());
-        let tx = self.contracts().expire_job(id, &signer).await?;
-        self.payments.observe_block(tx.block);
-        Ok(())
+        self.mined(self.contracts().expire_job(id, &signer).await)
     }
 
     async fn job_events(&self, id: JobId) -> Result<Vec<LoggedEvent>> {
@@ -258,6 +273,10 @@ impl NetworkLayer for P2pNetwork {
 
     fn record_outcome(&self, host: &NodePeerId, success: bool) {
         self.network.record_outcome(host, success);
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        Some(self.network.pool_stats())
     }
 }
 

@@ -222,6 +222,13 @@ impl FabstirSdk {
         &self.inner.chain
     }
 
+    /// The network's connection pool counters: connections open, uses that found one open
+    /// (`hits`) or had to dial (`misses`), evictions. `None` when the network layer keeps no
+    /// pool (the in-memory one).
+    pub fn pool_stats(&self) -> Option<fabstir_p2p::PoolStats> {
+        self.inner.network.pool_stats()
+    }
+
     /// Verified providers for a query (no signer needed).
     pub async fn discover(&self, query: &ProviderQuery) -> Result<Vec<DiscoveredNode>> {
         let nodes = self.inner.network.find_providers(query).await?;

@@ -264,3 +264,9 @@ async fn nothing_is_spent_without_a_signer_providers_or_funds() {
         })
     ));
 }
+
+#[tokio::test]
+async fn the_in_memory_network_keeps_no_pool() {
+    let f = fixture(&[HostBehaviour::Honest]);
+    assert_eq!(f.sdk.pool_stats(), None);
+}

@@ -83,6 +83,21 @@ async fn ask_nodes_job_and_balance_against_a_devnet() {
     let usdc = balances["USDC"].as_str().unwrap();
     assert!(fabstir_core::TokenAmount::parse(usdc, 6).is_ok(), "{usdc}");
 
+    // A reader that goes away (`fabstir nodes | head -0`) does not make the command fail.
+    let mut closed = Command::new(env!("CARGO_BIN_EXE_fabstir"))
+        .arg("--config")
+        .arg(dir.join("sdk.toml"))
+        .args(["nodes", "--model", &model])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(closed.stdout.take());
+    let closed = closed.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&closed.stderr);
+    assert!(closed.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
     // No key, no spending: a clear error, nothing sent.
     let refused = Command::new(env!("CARGO_BIN_EXE_fabstir"))
         .arg("--config")

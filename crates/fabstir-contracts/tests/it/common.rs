@@ -9,7 +9,6 @@ use ethers::types::{Address, U256};
 use fabstir_contracts::anvil::Anvil;
 use fabstir_contracts::{
     HeadlessContractManager, LocalDeployConfig, ManagerConfig, NodeRegistration, WalletSigner,
-    deploy_local,
 };
 use fabstir_core::job::prompt_hash;
 use fabstir_core::{
@@ -40,17 +39,12 @@ impl Env {
         let wallet = |i: usize| anvil.wallet(i).expect("dev account");
         let treasury = wallet(9).address();
         let fund: Vec<Address> = (1..=4).map(|i| wallet(i).address()).collect();
-        let provider = anvil.provider().expect("provider");
-        let owner_signer = Arc::new(ethers::middleware::SignerMiddleware::new(
-            provider,
-            wallet(0).with_chain_id(anvil.chain_id()),
-        ));
         let config = LocalDeployConfig {
             treasury: Some(treasury),
             fund,
             ..LocalDeployConfig::default()
         };
-        let deployment = deploy_local(&owner_signer, &config).await.expect("deploys");
+        let deployment = anvil.deploy(0, &config).await.expect("deploys");
         let manager = HeadlessContractManager::connect(
             &anvil.endpoint(),
             &deployment,

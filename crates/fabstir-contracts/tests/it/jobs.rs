@@ -667,3 +667,81 @@ async fn events_stream_as_they_happen() {
     assert_eq!(past.len(), 2);
     env.finish().await;
 }
+
+#[tokio::test]
+async fn a_claim_overtaken_in_the_pool_reverts_on_chain_naming_the_winner() {
+    use ethers::abi::AbiEncode as _;
+    use fabstir_contracts::anvil::{mine, send_ahead, set_automine, wait_for_pending};
+    use fabstir_contracts::bindings::job_marketplace::ClaimJobCall;
+
+    let env = Env::new().await;
+    env.register(&env.host, 1, &[MODEL]).await;
+    env.register(&env.host2, 2, &[MODEL]).await;
+    let details = env.details(50, 1_000).await;
+    let value = details.escrow_amount().expect("no overflow");
+    let posted = env
+        .manager
+        .post_job(&details, &Env::open(), value, &env.client)
+        .await
+        .expect("posts");
+    let eth = Address::zero();
+    let loser_before = env.balance(eth, env.host2.address()).await;
+
+    // host2's claim passes its gas estimate and waits in the pool; host's claim, sent after
+    // it with a higher tip, is mined first in the same block.
+    let provider = env.anvil.provider().expect("provider");
+    set_automine(&provider, false).await.expect("automine off");
+    let race = async {
+        let limit = std::time::Duration::from_secs(10);
+        wait_for_pending(&provider, 1, limit)
+            .await
+            .expect("host2's claim is pooled");
+        let claim = ClaimJobCall {
+            job_id: posted.job.0.into(),
+        };
+        send_ahead(
+            &provider,
+            env.host.address(),
+            env.deployment.contracts.job_marketplace,
+            claim.encode().into(),
+        )
+        .await
+        .expect("host's claim is sent");
+        wait_for_pending(&provider, 2, limit)
+            .await
+            .expect("host's claim is pooled");
+        mine(&provider).await.expect("mines");
+    };
+    let (lost, ()) = tokio::join!(env.manager.claim_job(posted.job, &env.host2), race);
+    set_automine(&provider, true).await.expect("automine on");
+
+    let err = lost.unwrap_err();
+    let Error::TxFailed {
+        gas_used,
+        effective_gas_price,
+        reason,
+        ..
+    } = &err
+    else {
+        panic!("not a mined revert: {err}");
+    };
+    assert!(
+        matches!(
+            reason.as_deref(),
+            Some(Error::JobAlreadyClaimed { job, claimer })
+                if *job == posted.job && *claimer == env.host.address()
+        ),
+        "the replay names the winner: {err}"
+    );
+    assert!(err.to_string().contains("reverted on chain"), "{err}");
+    // The loser paid its gas and nothing else; the job is the winner's, its escrow intact.
+    assert_eq!(
+        env.balance(eth, env.host2.address()).await,
+        loser_before - *gas_used * *effective_gas_price
+    );
+    let job = env.manager.job(posted.job).await.expect("job");
+    assert_eq!(job.status, JobStatus::Claimed);
+    assert_eq!(job.host, Some(env.host.address()));
+    assert_eq!(job.amount, value);
+    env.finish().await;
+}

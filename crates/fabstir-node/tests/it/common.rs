@@ -14,7 +14,7 @@ use ethers::signers::{LocalWallet, Signer as _};
 use fabstir_contracts::anvil::Anvil;
 use fabstir_contracts::{
     HeadlessContractManager, JobStatus, LocalDeployConfig, LoggedEvent, ManagerConfig,
-    MarketplaceEvent, OnChainJob, PostedJob, WalletSigner, deploy_local,
+    MarketplaceEvent, OnChainJob, PostedJob, WalletSigner,
 };
 use fabstir_core::auth::SigningKey;
 use fabstir_core::job::prompt_hash;
@@ -90,20 +90,17 @@ impl Env {
             wallet(FIRST_HOST + 1).address(),
             wallet(INTRUDER).address(),
         ];
-        let deployer = Arc::new(ethers::middleware::SignerMiddleware::new(
-            anvil.provider().unwrap(),
-            wallet(OWNER).with_chain_id(anvil.chain_id()),
-        ));
-        let deployment = deploy_local(
-            &deployer,
-            &LocalDeployConfig {
-                treasury: Some(treasury),
-                fund,
-                ..LocalDeployConfig::default()
-            },
-        )
-        .await
-        .unwrap();
+        let deployment = anvil
+            .deploy(
+                OWNER,
+                &LocalDeployConfig {
+                    treasury: Some(treasury),
+                    fund,
+                    ..LocalDeployConfig::default()
+                },
+            )
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let deployment_path = dir.path().join("deployment.json");
         deployment.save(&deployment_path).unwrap();

@@ -31,7 +31,11 @@ async fn a_failed_inference_releases_the_job_and_refunds_the_client() {
     let wrap: fabstir_node::BackendWrapper = Arc::new(|inner: Arc<dyn InferenceBackend>| {
         Arc::new(Broken(inner.model().clone())) as Arc<dyn InferenceBackend>
     });
-    let host = fabstir_node::start_with(&env.host_config(0), env.host_key(0), Some(wrap))
+    let hooks = fabstir_node::NodeHooks {
+        backend: Some(wrap),
+        ..fabstir_node::NodeHooks::default()
+    };
+    let host = fabstir_node::start_with(&env.host_config(0), env.host_key(0), hooks)
         .await
         .unwrap();
     let client = env.client_network().await;

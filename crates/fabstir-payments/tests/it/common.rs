@@ -8,9 +8,7 @@ use ethers::providers::Middleware;
 use ethers::signers::Signer;
 use ethers::types::{Address, BlockNumber, U256};
 use fabstir_contracts::anvil::Anvil;
-use fabstir_contracts::{
-    HeadlessContractManager, LocalDeployConfig, ManagerConfig, WalletSigner, deploy_local,
-};
+use fabstir_contracts::{HeadlessContractManager, LocalDeployConfig, ManagerConfig, WalletSigner};
 use fabstir_core::job::prompt_hash;
 use fabstir_core::{Deployment, JobDetails, JobRequirements, ModelId, PaymentToken, TokenAmount};
 use fabstir_payments::{ApprovalPolicy, PaymentConfig, PaymentManager, TokenRegistry};
@@ -30,16 +28,11 @@ impl Env {
     pub async fn new() -> Self {
         let anvil = Anvil::spawn().expect("anvil starts");
         let wallet = |i: usize| anvil.wallet(i).expect("dev account");
-        let provider = anvil.provider().expect("provider");
-        let deployer = Arc::new(ethers::middleware::SignerMiddleware::new(
-            provider,
-            wallet(0).with_chain_id(anvil.chain_id()),
-        ));
         let config = LocalDeployConfig {
             fund: vec![wallet(1).address()],
             ..LocalDeployConfig::default()
         };
-        let deployment = deploy_local(&deployer, &config).await.expect("deploys");
+        let deployment = anvil.deploy(0, &config).await.expect("deploys");
         let contracts = connect(&anvil.endpoint(), &deployment).await;
         Self {
             owner: contracts.signer(wallet(0)),
