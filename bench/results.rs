@@ -1,4 +1,4 @@
-//! Writing one section of `bench/results.json`.
+//! Writing one section of `bench/results.json`, and the percentiles its figures use.
 //!
 //! The benchmarks that measure what criterion cannot (the marketplace end to end, gas,
 //! discovery percentiles) and `cargo xtask bench` itself include this file with `#[path]`.
@@ -42,4 +42,13 @@ pub(crate) fn write_section(
     text.push('\n');
     std::fs::write(&partial, text)?;
     std::fs::rename(&partial, file)
+}
+
+/// The nearest-rank percentile `p` (0 to 1) of `samples`, which it sorts: the one definition
+/// of p50 and p95 behind every figure in the results.
+#[allow(dead_code)] // Used by the benchmarks that time runs, not by xtask.
+pub(crate) fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[index]
 }

@@ -58,12 +58,6 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[index]
-}
-
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -244,14 +238,14 @@ fn main() {
         let pool = pooled.pool_stats().expect("the real network keeps a pool");
         assert!(pool.hits + pool.misses > 0, "no connection use was counted");
 
-        let direct_p50 = percentile(&mut direct_ttft.clone(), 0.5);
-        let direct_p95 = percentile(&mut direct_ttft.clone(), 0.95);
-        let warm_p50 = percentile(&mut warm_ttft.clone(), 0.5);
-        let warm_p95 = percentile(&mut warm_ttft.clone(), 0.95);
-        let cold_p50 = percentile(&mut cold_ttft.clone(), 0.5);
-        let cold_p95 = percentile(&mut cold_ttft.clone(), 0.95);
-        let direct_rate = percentile(&mut direct_tps.clone(), 0.5);
-        let sdk_rate = percentile(&mut sdk_tps.clone(), 0.5);
+        let direct_p50 = results::percentile(&mut direct_ttft, 0.5);
+        let direct_p95 = results::percentile(&mut direct_ttft, 0.95);
+        let warm_p50 = results::percentile(&mut warm_ttft, 0.5);
+        let warm_p95 = results::percentile(&mut warm_ttft, 0.95);
+        let cold_p50 = results::percentile(&mut cold_ttft, 0.5);
+        let cold_p95 = results::percentile(&mut cold_ttft, 0.95);
+        let direct_rate = results::percentile(&mut direct_tps, 0.5);
+        let sdk_rate = results::percentile(&mut sdk_tps, 0.5);
         serde_json::json!({
             "setup": "3 hosts in a separate `fabstir devnet` process, loopback, anvil mining \
                       at once, 10 ms chain polling; release build",

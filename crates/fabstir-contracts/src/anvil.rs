@@ -248,34 +248,39 @@ fn find_binary(env: Option<std::ffi::OsString>, roots: &[PathBuf]) -> Result<Pat
         })
 }
 
-/// Moves the chain's clock forward by `seconds` and mines a block with the new time.
-pub async fn advance_time<M: Middleware>(provider: &M, seconds: u64) -> Result<()> {
+/// Calls one of anvil's (or any node's) JSON-RPC methods, naming the method in an error.
+async fn rpc<M, P, R>(provider: &M, method: &str, params: P) -> Result<R>
+where
+    M: Middleware,
+    P: serde::Serialize + std::fmt::Debug + Send + Sync,
+    R: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug + Send,
+{
     provider
         .provider()
-        .request::<_, serde_json::Value>("evm_increaseTime", [seconds])
+        .request(method, params)
         .await
-        .map_err(|e| Error::Rpc(format!("evm_increaseTime: {e}")))?;
+        .map_err(|e| Error::Rpc(format!("{method}: {e}")))
+}
+
+/// No parameters, as anvil's methods without any expect them.
+const NO_PARAMS: [(); 0] = [];
+
+/// Moves the chain's clock forward by `seconds` and mines a block with the new time.
+pub async fn advance_time<M: Middleware>(provider: &M, seconds: u64) -> Result<()> {
+    rpc::<_, _, serde_json::Value>(provider, "evm_increaseTime", [seconds]).await?;
     mine(provider).await
 }
 
 /// Mines one block.
 pub async fn mine<M: Middleware>(provider: &M) -> Result<()> {
-    provider
-        .provider()
-        .request::<_, serde_json::Value>("evm_mine", Vec::<serde_json::Value>::new())
-        .await
-        .map_err(|e| Error::Rpc(format!("evm_mine: {e}")))?;
+    rpc::<_, _, serde_json::Value>(provider, "evm_mine", NO_PARAMS).await?;
     Ok(())
 }
 
 /// Turns anvil's automatic mining on or off. While it is off, transactions wait in the pool
 /// until [`mine`] puts them in one block (how tests make two transactions race).
 pub async fn set_automine<M: Middleware>(provider: &M, on: bool) -> Result<()> {
-    provider
-        .provider()
-        .request::<_, serde_json::Value>("evm_setAutomine", [on])
-        .await
-        .map_err(|e| Error::Rpc(format!("evm_setAutomine: {e}")))?;
+    rpc::<_, _, serde_json::Value>(provider, "evm_setAutomine", [on]).await?;
     Ok(())
 }
 
@@ -296,20 +301,12 @@ pub async fn send_ahead<M: Middleware>(
         .gas(500_000u64)
         .max_priority_fee_per_gas(100_000_000_000u64)
         .max_fee_per_gas(1_000_000_000_000u64);
-    provider
-        .provider()
-        .request("eth_sendTransaction", [tx])
-        .await
-        .map_err(|e| Error::Rpc(format!("eth_sendTransaction: {e}")))
+    rpc(provider, "eth_sendTransaction", [tx]).await
 }
 
 /// How many transactions wait in anvil's pool, ready to be mined.
 pub async fn pending_transactions<M: Middleware>(provider: &M) -> Result<u64> {
-    let status: serde_json::Value = provider
-        .provider()
-        .request("txpool_status", Vec::<serde_json::Value>::new())
-        .await
-        .map_err(|e| Error::Rpc(format!("txpool_status: {e}")))?;
+    let status: serde_json::Value = rpc(provider, "txpool_status", NO_PARAMS).await?;
     let pending = status["pending"]
         .as_str()
         .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok())

@@ -240,17 +240,12 @@ fn ranking(c: &mut Criterion) {
 /// Runs of each discovery measurement whose p50 and p95 are reported.
 const DISCOVERY_RUNS: usize = 40;
 
-/// The nearest-rank percentile `p` (0 to 1) of `samples`, in milliseconds.
-fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
-    samples.sort();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[index].as_secs_f64() * 1000.0
-}
-
-fn p50_p95_ms(mut samples: Vec<Duration>) -> serde_json::Value {
+/// p50 and p95 of timed runs, in milliseconds.
+fn p50_p95_ms(samples: Vec<Duration>) -> serde_json::Value {
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     serde_json::json!({
-        "p50": percentile_ms(&mut samples, 0.5),
-        "p95": percentile_ms(&mut samples, 0.95),
+        "p50": results::percentile(&mut ms, 0.5),
+        "p95": results::percentile(&mut ms, 0.95),
     })
 }
 

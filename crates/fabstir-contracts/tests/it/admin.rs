@@ -69,13 +69,7 @@ async fn fee_and_treasury_changes_apply_and_a_rejecting_treasury_is_named() {
         .set_treasury(rejecting, &env.owner)
         .await
         .expect("sets treasury");
-    let details = env.details(10, 1_000).await;
-    let value = details.escrow_amount().expect("no overflow");
-    let posted = env
-        .manager
-        .post_job(&details, &Env::open(), value, &env.client)
-        .await
-        .expect("posts");
+    let (posted, _) = env.post_open_eth_job(10, 1_000).await;
     env.manager
         .claim_job(posted.job, &env.host)
         .await

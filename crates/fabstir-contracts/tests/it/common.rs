@@ -8,7 +8,8 @@ use ethers::signers::Signer;
 use ethers::types::{Address, U256};
 use fabstir_contracts::anvil::Anvil;
 use fabstir_contracts::{
-    HeadlessContractManager, LocalDeployConfig, ManagerConfig, NodeRegistration, WalletSigner,
+    HeadlessContractManager, LocalDeployConfig, ManagerConfig, NodeRegistration, PostedJob,
+    WalletSigner,
 };
 use fabstir_core::job::prompt_hash;
 use fabstir_core::{
@@ -156,6 +157,23 @@ impl Env {
             .await
             .expect("balance")
             .base_units()
+    }
+
+    /// The client posts an open ETH job of `max_tokens` at `price` wei each; returns it and
+    /// its escrow.
+    pub(crate) async fn post_open_eth_job(
+        &self,
+        max_tokens: u32,
+        price: u64,
+    ) -> (PostedJob, TokenAmount) {
+        let details = self.details(max_tokens, price).await;
+        let value = details.escrow_amount().expect("no overflow");
+        let posted = self
+            .manager
+            .post_job(&details, &Self::open(), value, &self.client)
+            .await
+            .expect("posts");
+        (posted, value)
     }
 
     /// The client approves exactly the escrow and posts an open job paid in `token`.

@@ -265,13 +265,7 @@ async fn cancel_refunds_in_full_and_only_the_client_may_cancel() {
     // ETH: the refund is exact too, the client only pays gas.
     let eth = Address::zero();
     let before = env.balance(eth, client).await;
-    let details = env.details(10, 1_000).await;
-    let value = details.escrow_amount().expect("no overflow");
-    let posted = env
-        .manager
-        .post_job(&details, &Env::open(), value, &env.client)
-        .await
-        .expect("posts");
+    let (posted, _) = env.post_open_eth_job(10, 1_000).await;
     // A claimed job cannot be cancelled.
     env.manager
         .claim_job(posted.job, &env.host)
@@ -469,13 +463,7 @@ async fn double_claim_and_bad_submits_revert() {
     let env = Env::new().await;
     env.register(&env.host, 1, &[MODEL]).await;
     env.register(&env.host2, 2, &[MODEL]).await;
-    let details = env.details(50, 1_000).await;
-    let value = details.escrow_amount().expect("no overflow");
-    let posted = env
-        .manager
-        .post_job(&details, &Env::open(), value, &env.client)
-        .await
-        .expect("posts");
+    let (posted, _) = env.post_open_eth_job(50, 1_000).await;
     env.manager
         .claim_job(posted.job, &env.host)
         .await
@@ -636,13 +624,7 @@ async fn events_stream_as_they_happen() {
         .as_u64()
         + 1;
     let mut events = Box::pin(env.manager.watch_events(from));
-    let details = env.details(10, 1_000).await;
-    let value = details.escrow_amount().expect("no overflow");
-    let posted = env
-        .manager
-        .post_job(&details, &Env::open(), value, &env.client)
-        .await
-        .expect("posts");
+    let (posted, _) = env.post_open_eth_job(10, 1_000).await;
     env.manager
         .claim_job(posted.job, &env.host)
         .await
@@ -677,13 +659,7 @@ async fn a_claim_overtaken_in_the_pool_reverts_on_chain_naming_the_winner() {
     let env = Env::new().await;
     env.register(&env.host, 1, &[MODEL]).await;
     env.register(&env.host2, 2, &[MODEL]).await;
-    let details = env.details(50, 1_000).await;
-    let value = details.escrow_amount().expect("no overflow");
-    let posted = env
-        .manager
-        .post_job(&details, &Env::open(), value, &env.client)
-        .await
-        .expect("posts");
+    let (posted, value) = env.post_open_eth_job(50, 1_000).await;
     let eth = Address::zero();
     let loser_before = env.balance(eth, env.host2.address()).await;
 
