@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use fabstir_cli::devnet::{Devnet, DevnetConfig};
-use fabstir_core::{JobState, SdkEvent};
+use fabstir_core::JobState;
 use fabstir_sdk::JobRequest;
+use fabstir_sdk::SdkEvent;
 
 use crate::common::{balance, client, model_of};
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 use fabstir_cli::devnet::{Devnet, DevnetConfig};
 use fabstir_contracts::anvil::RpcProxy;
 use fabstir_core::job::prompt_hash;
-use fabstir_core::{JobDetails, JobRequirements, JobState, ModelId, SdkEvent, TokenAmount};
+use fabstir_core::{JobDetails, JobRequirements, JobState, ModelId, TokenAmount};
 use fabstir_payments::JobPayment;
+use fabstir_sdk::SdkEvent;
 use fabstir_sdk::{Error, FabstirSdk, JobRequest};
 
 use crate::common::{balance, chain_balance, client, model_of};

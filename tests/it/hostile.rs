@@ -15,10 +15,11 @@ use fabstir_core::wire::{
     CapabilitiesResponse, JobRequest as WireJobRequest, JobResponse, PromptFrame, StreamDone,
     StreamError,
 };
-use fabstir_core::{JobId, JobState, ProviderQuery, SdkEvent, TokenAmount};
+use fabstir_core::{JobId, JobState, ProviderQuery, TokenAmount};
 use fabstir_node::{Host, HostHandle, NodeHooks};
 use fabstir_p2p::fault::StreamFault;
 use fabstir_p2p::{HostService, PeerId, TokenSink};
+use fabstir_sdk::SdkEvent;
 use fabstir_sdk::{Error, FabstirSdk, JobRequest, JobResult};
 use fabstir_storage::{Cid, ResultStore};
 use tokio::sync::mpsc;

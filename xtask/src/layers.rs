@@ -2,8 +2,10 @@
 //!
 //! The rules are the ones in `docs/ARCHITECTURE.md`: core <- contracts <- payments;
 //! core <- p2p; core <- storage, inference; {contracts, payments, p2p, storage} <- sdk;
-//! {sdk, ...} <- node, cli. `fabstir-p2p` never depends on `fabstir-contracts`. Normal, build and
-//! dev dependencies are all checked: a test-only edge against the direction is still an edge.
+//! {contracts, payments, p2p, storage, inference} <- node; {sdk, node, ...} <- cli. The host
+//! never depends on the client SDK, and `fabstir-p2p` never on `fabstir-contracts`. Normal,
+//! build and dev dependencies are all checked: a test-only edge against the direction is still
+//! an edge. [`FORBIDDEN`] keeps runtimes and chain clients out of the bottom layers.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,7 +43,6 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
             "fabstir-p2p",
             "fabstir-storage",
             "fabstir-inference",
-            "fabstir-sdk",
         ],
     ),
     (
@@ -74,6 +75,35 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
     ("xtask", &[]),
 ];
 
+/// Third-party crates a workspace package may not depend on (directly, in any kind of
+/// dependency): core knows nothing of runtimes, networking or RPC, and ethers' providers and
+/// middleware stay in the layers that talk to the chain.
+pub(crate) const FORBIDDEN: &[(&str, &[&str])] = &[
+    (
+        "fabstir-core",
+        &[
+            "tokio",
+            "libp2p",
+            "libp2p-stream",
+            "ethers",
+            "ethers-providers",
+            "ethers-middleware",
+            "ethers-contract",
+            "ethers-signers",
+            "reqwest",
+        ],
+    ),
+    (
+        "fabstir-p2p",
+        &[
+            "ethers",
+            "ethers-providers",
+            "ethers-middleware",
+            "ethers-contract",
+        ],
+    ),
+];
+
 /// Runs `cargo metadata` on the workspace and checks every edge between its packages.
 pub(crate) fn check_workspace(root: &Path) -> Result<()> {
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -95,7 +125,16 @@ pub(crate) fn check_workspace(root: &Path) -> Result<()> {
     }
     let metadata: Value = serde_json::from_slice(&output.stdout).context("parsing metadata")?;
     let edges = workspace_edges(&metadata)?;
-    match check(&edges) {
+    let mut result = check(&edges);
+    if let Err(more) = check_forbidden(&all_dependencies(&metadata)?) {
+        result = Err(result
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(more)
+            .collect());
+    }
+    match result {
         Ok(()) => {
             eprintln!("layers: {} crates, dependencies one way", edges.len());
             Ok(())
@@ -125,6 +164,49 @@ pub(crate) fn workspace_edges(metadata: &Value) -> Result<BTreeMap<String, Vec<S
         edges.insert(name.to_owned(), deps);
     }
     Ok(edges)
+}
+
+/// For each workspace package, the names of every crate it depends on (workspace or not).
+pub(crate) fn all_dependencies(metadata: &Value) -> Result<BTreeMap<String, Vec<String>>> {
+    let packages = metadata["packages"]
+        .as_array()
+        .context("metadata has no packages")?;
+    let mut deps = BTreeMap::new();
+    for package in packages {
+        let name = package["name"].as_str().context("package without a name")?;
+        let names = package["dependencies"]
+            .as_array()
+            .context("package without dependencies")?
+            .iter()
+            .filter_map(|d| d["name"].as_str())
+            .map(str::to_owned)
+            .collect();
+        deps.insert(name.to_owned(), names);
+    }
+    Ok(deps)
+}
+
+/// Checks dependencies against [`FORBIDDEN`]; on failure returns one message per problem.
+pub(crate) fn check_forbidden(deps: &BTreeMap<String, Vec<String>>) -> Result<(), Vec<String>> {
+    let errors: Vec<String> = FORBIDDEN
+        .iter()
+        .flat_map(|(package, banned)| {
+            deps.get(*package)
+                .into_iter()
+                .flatten()
+                .filter(|d| banned.contains(&d.as_str()))
+                .map(move |d| {
+                    format!(
+                        "{package} may not depend on {d} (see docs/ARCHITECTURE.md, invariants)"
+                    )
+                })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// Checks edges against [`ALLOWED`]; on failure returns one message per problem.
@@ -178,6 +260,26 @@ mod tests {
         let errors = check(&bad).unwrap_err();
         assert_eq!(errors.len(), 1);
         assert!(errors[0].contains("fabstir-p2p may not depend on fabstir-contracts"));
+    }
+
+    #[test]
+    fn node_depending_on_the_sdk_fails() {
+        let bad = edges(&[("fabstir-node", &["fabstir-core", "fabstir-sdk"])]);
+        let errors = check(&bad).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("fabstir-node may not depend on fabstir-sdk"));
+    }
+
+    #[test]
+    fn runtimes_and_providers_in_core_fail() {
+        for banned in ["tokio", "libp2p", "ethers-providers", "ethers"] {
+            let bad = edges(&[("fabstir-core", &["serde", "ethers-core", banned])]);
+            let errors = check_forbidden(&bad).unwrap_err();
+            assert_eq!(errors.len(), 1, "{banned}");
+            assert!(errors[0].contains(&format!("fabstir-core may not depend on {banned}")));
+        }
+        let ok = edges(&[("fabstir-core", &["serde", "ethers-core", "async-trait"])]);
+        assert_eq!(check_forbidden(&ok), Ok(()));
     }
 
     #[test]

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use ethers::signers::LocalWallet;
 use fabstir_cli::devnet::ModelFiles;
-use fabstir_core::{Deployment, SdkConfig};
+use fabstir_core::Deployment;
 use fabstir_inference::{EmbeddedEngine, EngineConfig, GenerateRequest, InferenceBackend};
+use fabstir_sdk::SdkConfig;
 use fabstir_sdk::{FabstirSdk, JobRequest};
 use futures::StreamExt as _;
 

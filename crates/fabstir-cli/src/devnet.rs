@@ -11,10 +11,10 @@ use anyhow::{Context, Result};
 use ethers::signers::{LocalWallet, Signer as _};
 use fabstir_contracts::LocalDeployConfig;
 use fabstir_contracts::anvil::Anvil;
-use fabstir_core::config::Timeouts;
-use fabstir_core::{Deployment, SdkConfig};
+use fabstir_core::Deployment;
 use fabstir_node::{BackendConfig, ModelConfig, NodeConfig, NodeHooks, RunningNode};
 use fabstir_sdk::FabstirSdk;
+use fabstir_sdk::{SdkConfig, Timeouts};
 
 /// Dev account roles on the devnet's anvil.
 pub mod accounts {

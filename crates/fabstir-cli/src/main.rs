@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand};
 use ethers::signers::{LocalWallet, Signer as _};
 use ethers::types::Address;
 use fabstir_cli::devnet::{Devnet, DevnetConfig, accounts};
-use fabstir_core::{Deployment, JobId, JobState, ModelId, ProviderQuery, SdkConfig, SdkEvent};
+use fabstir_core::{Deployment, JobId, JobState, ModelId, ProviderQuery};
 use fabstir_sdk::{FabstirSdk, JobRequest, JobResult};
+use fabstir_sdk::{SdkConfig, SdkEvent};
 use tracing_subscriber::EnvFilter;
 
 /// Writes a line to stdout. A closed stdout (`fabstir nodes | head`) is not an error: the

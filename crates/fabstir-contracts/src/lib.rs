@@ -7,6 +7,8 @@
 //! decoded into [`Error`] variants that name the cause ("job 7 already claimed by 0x.."),
 //! marketplace events come back as typed [`MarketplaceEvent`]s, and [`deploy_local`] sets up
 //! a complete local deployment. The [`anvil`] module runs a real local chain for tests.
+//! [`ChainPeerRegistry`] implements the core `PeerRegistry` port over the NodeRegistry, for
+//! the network layer of hosts and clients.
 //!
 //! It builds on the domain types of `fabstir-core` (`JobId`, `ModelId`, `JobDetails`,
 //! `TokenAmount`, `Deployment`) and is used by `fabstir-payments`, `fabstir-sdk` and
@@ -21,6 +23,7 @@ mod error;
 mod events;
 mod jobs;
 mod manager;
+mod peer_registry;
 mod registry;
 mod tokens;
 mod types;
@@ -29,6 +32,7 @@ pub use deploy::{LocalDeployConfig, deploy_local};
 pub use error::{Error, Result};
 pub use events::{LoggedEvent, MarketplaceEvent};
 pub use manager::{HeadlessContractManager, ManagerConfig, WalletSigner};
+pub use peer_registry::ChainPeerRegistry;
 pub use types::{
     JobStatus, NodeRegistration, OnChainJob, PostedJob, RegisteredNode, Settlement, TxInfo,
 };

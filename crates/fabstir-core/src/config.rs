@@ -1,304 +1,67 @@
-//! Client configuration: where the chain and the contracts are, how to join the network, and
-//! the limits and timeouts of discovery, pooling and jobs. Loadable from TOML and overridable
-//! from the environment; every field has a default.
+//! Reading configuration files: TOML text into any layer's configuration type, with one
+//! error shape. Each layer owns its configuration struct (the SDK's `SdkConfig`, the node's
+//! `NodeConfig`, p2p's `PoolConfig`); this module is what they share.
 
 use std::path::Path;
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use crate::deployment::ContractAddresses;
 use crate::{Error, Result};
 
-/// Configuration of the headless SDK (and of anything that acts as a client).
-///
-/// In TOML, durations are written like `"5m"` or `"500ms"`:
-///
-/// ```toml
-/// rpc_url = "http://127.0.0.1:8545"
-/// chain_id = 31337
-/// bootstrap_peers = ["/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW..."]
-/// discovery_ttl = "5m"
-///
-/// [contracts]
-/// job_marketplace = "0x..."
-/// payment_escrow = "0x..."
-/// node_registry = "0x..."
-///
-/// [pool]
-/// max_connections = 50
-/// idle_timeout = "5m"
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SdkConfig {
-    /// JSON-RPC endpoint of the chain.
-    pub rpc_url: String,
-    /// Chain id the signer and contracts must be on.
-    pub chain_id: u64,
-    /// Contract addresses.
-    pub contracts: ContractAddresses,
-    /// Multiaddresses (with `/p2p/<peer id>`) of bootstrap nodes.
-    pub bootstrap_peers: Vec<String>,
-    /// How long discovered providers are cached.
-    #[serde(with = "humantime_serde")]
-    pub discovery_ttl: Duration,
-    /// Connection pool limits.
-    pub pool: PoolConfig,
-    /// Timeouts of the job lifecycle.
-    pub timeouts: Timeouts,
-    /// How many hosts a job is tried on before it fails.
-    pub max_attempts: u32,
-    /// How often the chain is polled while waiting (receipts, claims, settlement); a local
-    /// chain that mines at once wants a few milliseconds, a public one about a block time.
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
+/// Parses TOML into `T`; `what` names the configuration in the error ("node TOML").
+pub fn from_toml<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| Error::Config(format!("invalid {what}: {e}")))
 }
 
-/// The seed's headless configuration is the SDK configuration.
-pub type HeadlessConfig = SdkConfig;
-
-impl Default for SdkConfig {
-    fn default() -> Self {
-        Self {
-            rpc_url: "http://127.0.0.1:8545".to_owned(),
-            chain_id: 31_337,
-            contracts: ContractAddresses::default(),
-            bootstrap_peers: Vec::new(),
-            discovery_ttl: Duration::from_secs(5 * 60),
-            pool: PoolConfig::default(),
-            timeouts: Timeouts::default(),
-            max_attempts: 3,
-            poll_interval: Duration::from_millis(500),
-        }
-    }
+/// `value` as TOML.
+pub fn to_toml<T: Serialize>(value: &T) -> Result<String> {
+    toml::to_string(value).map_err(|e| Error::Config(e.to_string()))
 }
 
-/// Connection pool limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PoolConfig {
-    /// Most connections kept open at once.
-    pub max_connections: usize,
-    /// Connections unused this long are closed.
-    #[serde(with = "humantime_serde")]
-    pub idle_timeout: Duration,
+/// Reads the TOML file at `path` into `T`.
+pub fn read_toml<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
+    from_toml(&text, what)
 }
 
-impl Default for PoolConfig {
-    fn default() -> Self {
-        Self {
-            max_connections: 50,
-            idle_timeout: Duration::from_secs(5 * 60),
-        }
-    }
-}
-
-/// Timeouts of the job lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Timeouts {
-    /// Dialing a peer.
-    #[serde(with = "humantime_serde")]
-    pub connect: Duration,
-    /// One request-response exchange (capabilities, quote).
-    #[serde(with = "humantime_serde")]
-    pub request: Duration,
-    /// Waiting for the host to claim a posted job.
-    #[serde(with = "humantime_serde")]
-    pub claim: Duration,
-    /// No token for this long, once tokens flow, means the stream stalled. (The first token
-    /// may wait for a slot in the host's queue, up to the `claim` timeout.)
-    #[serde(with = "humantime_serde")]
-    pub stream_stall: Duration,
-    /// How long after posting a job's deadline is set.
-    #[serde(with = "humantime_serde")]
-    pub job_deadline: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(10),
-            request: Duration::from_secs(10),
-            claim: Duration::from_secs(30),
-            stream_stall: Duration::from_secs(5),
-            job_deadline: Duration::from_secs(10 * 60),
-        }
-    }
-}
-
-/// Environment variables that override configuration, and the field each sets.
-pub const ENV_VARS: &[(&str, &str)] = &[
-    ("FABSTIR_RPC_URL", "rpc_url"),
-    ("FABSTIR_CHAIN_ID", "chain_id"),
-    (
-        "FABSTIR_BOOTSTRAP_PEERS",
-        "bootstrap_peers (comma-separated)",
-    ),
-    ("FABSTIR_JOB_MARKETPLACE", "contracts.job_marketplace"),
-    ("FABSTIR_PAYMENT_ESCROW", "contracts.payment_escrow"),
-    ("FABSTIR_NODE_REGISTRY", "contracts.node_registry"),
-    ("FABSTIR_DISCOVERY_TTL", "discovery_ttl (e.g. 5m)"),
-];
-
-impl SdkConfig {
-    /// Parses TOML; missing fields take their defaults, unknown fields are errors.
-    pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Config(format!("invalid TOML: {e}")))
-    }
-
-    /// The configuration as TOML.
-    pub fn to_toml(&self) -> Result<String> {
-        toml::to_string(self).map_err(|e| Error::Config(e.to_string()))
-    }
-
-    /// Reads a TOML file, then applies the process environment ([`ENV_VARS`]).
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
-        let mut config = Self::from_toml(&text)?;
-        config.apply_env(std::env::vars())?;
-        Ok(config)
-    }
-
-    /// Applies overrides from `(name, value)` pairs such as `std::env::vars()`; names not in
-    /// [`ENV_VARS`] are ignored.
-    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<()> {
-        let bad = |name: &str, value: &str, why: String| {
-            Error::Config(format!("{name}={value:?}: {why}"))
-        };
-        for (name, value) in vars {
-            match name.as_str() {
-                "FABSTIR_RPC_URL" => self.rpc_url = value,
-                "FABSTIR_CHAIN_ID" => {
-                    self.chain_id = value
-                        .trim()
-                        .parse()
-                        .map_err(|e| bad(&name, &value, format!("{e}")))?;
-                }
-                "FABSTIR_BOOTSTRAP_PEERS" => {
-                    self.bootstrap_peers = value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect();
-                }
-                "FABSTIR_JOB_MARKETPLACE" | "FABSTIR_PAYMENT_ESCROW" | "FABSTIR_NODE_REGISTRY" => {
-                    let address = value
-                        .trim()
-                        .parse()
-                        .map_err(|e| bad(&name, &value, format!("{e}")))?;
-                    match name.as_str() {
-                        "FABSTIR_JOB_MARKETPLACE" => self.contracts.job_marketplace = address,
-                        "FABSTIR_PAYMENT_ESCROW" => self.contracts.payment_escrow = address,
-                        _ => self.contracts.node_registry = address,
-                    }
-                }
-                "FABSTIR_DISCOVERY_TTL" => {
-                    self.discovery_ttl = humantime_serde::re::humantime::parse_duration(&value)
-                        .map_err(|e| bad(&name, &value, e.to_string()))?;
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// Checks what can be checked without a network: contract addresses set, limits non-zero.
-    pub fn validate(&self) -> Result<()> {
-        self.contracts.validate()?;
-        if self.pool.max_connections == 0 {
-            return Err(Error::Config(
-                "pool.max_connections must be at least 1".into(),
-            ));
-        }
-        if self.max_attempts == 0 {
-            return Err(Error::Config("max_attempts must be at least 1".into()));
-        }
-        if self.rpc_url.trim().is_empty() {
-            return Err(Error::Config("rpc_url is empty".into()));
-        }
-        Ok(())
-    }
+/// A comma-separated list from an environment variable, trimmed, empty items dropped.
+pub fn env_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use ethers_core::types::Address;
-
     use super::*;
 
-    #[test]
-    fn defaults_follow_the_seed() {
-        let c = SdkConfig::default();
-        assert_eq!(c.discovery_ttl, Duration::from_secs(300));
-        assert_eq!(c.pool.max_connections, 50);
-        assert_eq!(c.pool.idle_timeout, Duration::from_secs(300));
-        assert_eq!(c.timeouts.stream_stall, Duration::from_secs(5));
+    #[derive(Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        name: String,
     }
 
     #[test]
-    fn toml_with_partial_fields_and_durations() {
-        let text = r#"
-            rpc_url = "http://127.0.0.1:9545"
-            chain_id = 84532
-            bootstrap_peers = ["/ip4/127.0.0.1/tcp/4001"]
-            discovery_ttl = "90s"
-
-            [contracts]
-            job_marketplace = "0x0101010101010101010101010101010101010101"
-            payment_escrow = "0x0202020202020202020202020202020202020202"
-            node_registry = "0x0303030303030303030303030303030303030303"
-
-            [pool]
-            idle_timeout = "1m 30s"
-        "#;
-        let c = SdkConfig::from_toml(text).unwrap();
-        assert_eq!(c.chain_id, 84_532);
-        assert_eq!(c.discovery_ttl, Duration::from_secs(90));
-        assert_eq!(c.pool.idle_timeout, Duration::from_secs(90));
-        assert_eq!(c.pool.max_connections, 50, "unset fields keep defaults");
-        assert_eq!(c.contracts.payment_escrow, Address::repeat_byte(2));
-        c.validate().unwrap();
-        let again = SdkConfig::from_toml(&c.to_toml().unwrap()).unwrap();
-        assert_eq!(again, c);
-    }
-
-    #[test]
-    fn unknown_fields_and_bad_values_are_errors() {
-        assert!(SdkConfig::from_toml("rpc = 1").is_err());
-        assert!(SdkConfig::from_toml("discovery_ttl = \"soon\"").is_err());
-        let err = SdkConfig::default().validate().unwrap_err();
-        assert!(err.to_string().contains("job_marketplace"), "{err}");
-    }
-
-    #[test]
-    fn environment_overrides() {
-        let mut c = SdkConfig::default();
-        let vars = [
-            ("FABSTIR_RPC_URL", "http://10.0.0.1:8545"),
-            ("FABSTIR_CHAIN_ID", "5"),
-            (
-                "FABSTIR_BOOTSTRAP_PEERS",
-                "/ip4/127.0.0.1/tcp/1, /ip4/127.0.0.1/tcp/2,",
-            ),
-            (
-                "FABSTIR_NODE_REGISTRY",
-                "0x0303030303030303030303030303030303030303",
-            ),
-            ("FABSTIR_DISCOVERY_TTL", "2m"),
-            ("UNRELATED", "x"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()));
-        c.apply_env(vars).unwrap();
-        assert_eq!(c.rpc_url, "http://10.0.0.1:8545");
-        assert_eq!(c.chain_id, 5);
-        assert_eq!(c.bootstrap_peers.len(), 2);
-        assert_eq!(c.contracts.node_registry, Address::repeat_byte(3));
-        assert_eq!(c.discovery_ttl, Duration::from_secs(120));
-        let bad = [("FABSTIR_CHAIN_ID".to_owned(), "five".to_owned())];
-        assert!(c.apply_env(bad).is_err());
+    fn toml_round_trip_and_errors() {
+        let s: Sample = from_toml("name = \"a\"", "sample").unwrap();
+        assert_eq!(
+            from_toml::<Sample>(&to_toml(&s).unwrap(), "sample").unwrap(),
+            s
+        );
+        let err = from_toml::<Sample>("other = 1", "sample TOML").unwrap_err();
+        assert!(err.to_string().contains("invalid sample TOML"), "{err}");
+        let missing = read_toml::<Sample>(Path::new("/nonexistent/x.toml"), "sample");
+        assert!(
+            missing
+                .unwrap_err()
+                .to_string()
+                .contains("reading /nonexistent/x.toml")
+        );
+        assert_eq!(env_list(" a, b,,"), ["a", "b"]);
     }
 }

@@ -70,6 +70,15 @@ pub enum Error {
     /// A signature that is malformed or does not recover to an address.
     #[error("invalid signature: {0}")]
     InvalidSignature(String),
+    /// Ranking was given no candidates at all.
+    #[error("no candidate nodes to rank")]
+    NoCandidates,
+    /// Ranking was given candidates but none passed the selection criteria.
+    #[error("none of {candidates} candidate nodes match the selection criteria")]
+    NoneMatch {
+        /// How many candidates were considered.
+        candidates: usize,
+    },
 }
 
 /// `Result` with the core [`Error`] by default.

@@ -3,9 +3,11 @@
 //! This is the bottom layer: ids ([`JobId`], [`ModelId`], [`HostAddress`], [`NodePeerId`]),
 //! the job model ([`JobDetails`], [`JobRequirements`], the [`JobState`] machine), node
 //! descriptions ([`NodeCapabilities`], [`NodeInfo`], [`DiscoveredNode`]), payment tokens and
-//! exact amounts ([`PaymentToken`], [`TokenAmount`]), configuration ([`SdkConfig`]), the
-//! addresses of a deployment ([`Deployment`]), SDK events ([`SdkEvent`]) and the versioned P2P
-//! wire protocol ([`wire`]) with the messages its signatures cover ([`auth`]).
+//! exact amounts ([`PaymentToken`], [`TokenAmount`]), node ranking ([`ranking`]), the
+//! addresses of a deployment ([`Deployment`]), the versioned P2P wire protocol ([`wire`]) with
+//! the messages its signatures cover ([`auth`]), and the ports that layers implement for each
+//! other ([`PeerRegistry`]). Configuration files are read through [`config`]; each layer owns
+//! its configuration type.
 //!
 //! It knows nothing of tokio, libp2p or any RPC client: only plain Ethereum primitives
 //! (`Address`, `U256`, `H256`, signatures) from `ethers-core`, re-exported as [`primitives`] so
@@ -13,27 +15,29 @@
 
 pub mod amount;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod deployment;
 mod error;
-pub mod events;
 pub mod ids;
 pub mod job;
 pub mod node;
+pub mod ranking;
+pub mod registry;
 pub mod token;
 pub mod wire;
 
 pub use amount::TokenAmount;
-pub use config::{HeadlessConfig, SdkConfig};
 pub use deployment::{ContractAddresses, Deployment};
 pub use error::{Error, Result};
-pub use events::SdkEvent;
 pub use ids::{HostAddress, JobId, ModelId, NodePeerId};
 pub use job::{JobDetails, JobRequirements, JobState};
 pub use node::{
     DiscoveredNode, NodeCapabilities, NodeInfo, ProviderQuery, ScoreWeights, SelectionCriteria,
     TokenPrice,
 };
+pub use ranking::{ScoredNode, rank, rank_scored, select_optimal};
+pub use registry::{InMemoryRegistry, PeerRegistry, RegistryError};
 pub use token::PaymentToken;
 
 /// Ethereum primitives used across the workspace, re-exported from `ethers-core` so that every

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use ethers::providers::Middleware as _;
 use ethers::signers::LocalWallet;
+use fabstir_contracts::ChainPeerRegistry;
 use fabstir_contracts::{HeadlessContractManager, ManagerConfig};
 use fabstir_core::auth::SigningKey;
 use fabstir_core::{Deployment, ModelId, NodePeerId, TokenPrice};
@@ -27,7 +28,6 @@ use fabstir_inference::{
 };
 use fabstir_p2p::{HostService, Multiaddr, Network, P2pConfig};
 use fabstir_payments::NonceBook;
-use fabstir_sdk::ChainPeerRegistry;
 use fabstir_storage::{LocalStore, ResultStore};
 use tokio_util::sync::CancellationToken;
 

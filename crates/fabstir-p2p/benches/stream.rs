@@ -26,11 +26,11 @@ use fabstir_core::wire::{
 };
 use fabstir_core::{
     DiscoveredNode, JobId, ModelId, NodeInfo, NodePeerId, ProviderQuery, SelectionCriteria,
-    TokenAmount,
+    TokenAmount, rank,
 };
 use fabstir_p2p::{
     HostService, InMemoryRegistry, Keypair, Network, P2pConfig, PeerId, StreamEvent, TokenSink,
-    node_peer_id, rank, sign_capabilities,
+    node_peer_id, sign_capabilities,
 };
 use futures::StreamExt;
 

@@ -3,12 +3,9 @@
 
 use std::time::Duration;
 
-use fabstir_core::SdkConfig;
-use fabstir_core::config::PoolConfig;
 use fabstir_core::primitives::Address;
 use libp2p::Multiaddr;
-
-use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 
 /// Configuration of a [`Network`](crate::Network).
 #[derive(Debug, Clone)]
@@ -74,28 +71,25 @@ impl P2pConfig {
             ..Self::default()
         }
     }
+}
 
-    /// Takes chain id, marketplace, bootstrap peers, pool, discovery TTL and timeouts from the
-    /// SDK configuration; a bootstrap address that does not parse is an error.
-    pub fn from_sdk(sdk: &SdkConfig) -> Result<Self> {
-        let bootstrap_peers = sdk
-            .bootstrap_peers
-            .iter()
-            .map(|s| {
-                s.parse::<Multiaddr>()
-                    .map_err(|e| Error::Config(format!("bootstrap peer {s:?}: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            bootstrap_peers,
-            chain_id: sdk.chain_id,
-            marketplace: sdk.contracts.job_marketplace,
-            pool: sdk.pool,
-            discovery_ttl: sdk.discovery_ttl,
-            request_timeout: sdk.timeouts.request,
-            connect_timeout: sdk.timeouts.connect,
-            ..Self::default()
-        })
+/// Connection pool limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Most connections kept open at once.
+    pub max_connections: usize,
+    /// Connections unused this long are closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 50,
+            idle_timeout: Duration::from_secs(5 * 60),
+        }
     }
 }
 
@@ -131,25 +125,5 @@ impl Default for StreamConfig {
             handshake_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(60),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sdk_config_maps_over() {
-        let mut sdk = SdkConfig {
-            bootstrap_peers: vec!["/ip4/127.0.0.1/tcp/4001".into()],
-            ..SdkConfig::default()
-        };
-        let config = P2pConfig::from_sdk(&sdk).unwrap();
-        assert_eq!(config.bootstrap_peers.len(), 1);
-        assert_eq!(config.discovery_ttl, Duration::from_secs(300));
-        assert_eq!(config.pool.max_connections, 50);
-        assert_eq!(P2pConfig::default().listen_addrs.len(), 3);
-        sdk.bootstrap_peers = vec!["not an address".into()];
-        assert!(P2pConfig::from_sdk(&sdk).is_err());
     }
 }

@@ -42,9 +42,9 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
-    /// The peer registry (the chain, for the SDK) could not be asked.
+    /// The peer registry (the chain) could not be asked.
     #[error("peer registry: {0}")]
-    Registry(String),
+    Registry(#[from] fabstir_core::RegistryError),
     /// The client signer failed to sign.
     #[error("signer: {0}")]
     Signer(String),
@@ -82,15 +82,6 @@ pub enum Error {
         what: &'static str,
         /// The limit.
         after: Duration,
-    },
-    /// Ranking was given no candidates at all.
-    #[error("no candidate nodes to rank")]
-    NoCandidates,
-    /// Ranking was given candidates but none passed the selection criteria.
-    #[error("none of {candidates} candidate nodes match the selection criteria")]
-    NoneMatch {
-        /// How many candidates were considered.
-        candidates: usize,
     },
     /// The stream was cancelled.
     #[error("stream cancelled")]

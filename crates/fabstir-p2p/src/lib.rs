@@ -3,8 +3,9 @@
 //! streams.
 //!
 //! It depends on `fabstir-core` only. What it needs from the chain ("which address owns this
-//! peer id, and is it active?") it takes through a small trait, [`PeerRegistry`], never from
-//! `fabstir-contracts`.
+//! peer id, and is it active?") it takes through the core port [`PeerRegistry`], never from
+//! `fabstir-contracts`. Ranking the discovered nodes is pure and lives beside the selection
+//! criteria in `fabstir_core::ranking`.
 //!
 //! - [`Network`] is a `Clone` handle on one event loop task that owns the libp2p swarm
 //!   (TCP, QUIC, WebSocket; Noise; Yamux; Identify; Ping; Kademlia under
@@ -13,9 +14,9 @@
 //! - A host passes a [`HostService`] to [`Network::spawn`]; the network layer does framing,
 //!   challenge-response authentication and token batching, the service decides.
 //! - A client calls [`Network::find_providers`] (DHT, verified capabilities, latency, cached),
-//!   [`rank`]s the result, [`Network::negotiate`]s, and [`Network::open_stream`]s with a
+//!   ranks the result, [`Network::negotiate`]s, and [`Network::open_stream`]s with a
 //!   [`ClientSigner`].
-//! - [`ConnectionPool`] and [`rank`] are pure and tested without a swarm.
+//! - [`ConnectionPool`] is pure and tested without a swarm.
 //!
 //! The wire format is described in `docs/PROTOCOL.md`.
 
@@ -30,7 +31,6 @@ pub mod fault;
 mod frame;
 mod network;
 mod pool;
-mod ranking;
 mod registry;
 mod service;
 mod signer;
@@ -38,16 +38,15 @@ mod stream;
 
 pub use behaviour::{IDENTIFY_PROTOCOL, agent_version};
 pub use codec::{ResultRequest, ResultResponse};
-pub use config::{P2pConfig, StreamConfig};
+pub use config::{P2pConfig, PoolConfig, StreamConfig};
 pub use dht::{provider_key, provider_key_bytes};
 pub use error::{Error, Result};
+/// The registry port and its in-memory version, from `fabstir-core` (re-exported because
+/// [`Network::spawn`] takes one).
+pub use fabstir_core::{InMemoryRegistry, PeerRegistry};
 pub use network::{Network, NetworkEvent};
 pub use pool::{ConnectionPool, PoolLease, PoolStats};
-pub use ranking::{ScoredNode, rank, rank_scored, select_optimal};
-pub use registry::{
-    InMemoryRegistry, PeerRegistry, libp2p_peer_id, node_peer_id, sign_capabilities,
-    verify_capabilities,
-};
+pub use registry::{libp2p_peer_id, node_peer_id, sign_capabilities, verify_capabilities};
 pub use service::{HostService, TokenSink};
 pub use signer::ClientSigner;
 pub use stream::{StreamEvent, TokenStream};

@@ -20,9 +20,10 @@ use crate::config::P2pConfig;
 use crate::dht::provider_key;
 use crate::event_loop::{Command, EventLoop};
 use crate::pool::{ConnectionPool, PoolStats};
-use crate::registry::{PeerRegistry, node_peer_id, verify_capabilities};
+use crate::registry::{node_peer_id, verify_capabilities};
 use crate::service::HostService;
 use crate::{Error, Result};
+use fabstir_core::PeerRegistry;
 
 /// Something that happened on the network, for subscribers of [`Network::events`].
 #[derive(Debug, Clone, PartialEq, Eq)]

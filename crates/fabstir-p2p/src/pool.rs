@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use crate::config::PoolConfig;
 use dashmap::DashMap;
-use fabstir_core::config::PoolConfig;
 use libp2p::PeerId;
 
 /// Counters of the pool, for metrics and tests.

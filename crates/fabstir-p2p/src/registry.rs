@@ -1,52 +1,13 @@
-//! What the network layer needs from the chain: which Ethereum address owns a peer id, whether
-//! it is active and which models it registered. The SDK implements [`PeerRegistry`] over the
-//! NodeRegistry contract; [`InMemoryRegistry`] serves tests.
+//! Identity and capability checks against the registry: converting peer ids, signing a host's
+//! capabilities, and verifying a host's answer against the [`PeerRegistry`] port (declared in
+//! `fabstir-core`, implemented over the NodeRegistry contract by `fabstir-contracts`).
 
-use async_trait::async_trait;
-use dashmap::DashMap;
 use fabstir_core::auth;
 use fabstir_core::wire::CapabilitiesResponse;
-use fabstir_core::{ModelId, NodeInfo, NodePeerId};
+use fabstir_core::{ModelId, NodePeerId, PeerRegistry};
 use libp2p::PeerId;
 
 use crate::{Error, Result};
-
-/// The registry of hosts as the network layer sees it.
-#[async_trait]
-pub trait PeerRegistry: Send + Sync {
-    /// The registered host whose peer id is `peer`, or `None` if there is none.
-    async fn node_by_peer(&self, peer: &NodePeerId) -> Result<Option<NodeInfo>>;
-}
-
-/// A [`PeerRegistry`] held in memory, for tests and local setups.
-#[derive(Debug, Default)]
-pub struct InMemoryRegistry {
-    nodes: DashMap<NodePeerId, NodeInfo>,
-}
-
-impl InMemoryRegistry {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Registers (or replaces) a host under its `peer_id`.
-    pub fn insert(&self, node: NodeInfo) {
-        self.nodes.insert(node.peer_id.clone(), node);
-    }
-
-    /// Removes a host.
-    pub fn remove(&self, peer: &NodePeerId) -> Option<NodeInfo> {
-        self.nodes.remove(peer).map(|(_, n)| n)
-    }
-}
-
-#[async_trait]
-impl PeerRegistry for InMemoryRegistry {
-    async fn node_by_peer(&self, peer: &NodePeerId) -> Result<Option<NodeInfo>> {
-        Ok(self.nodes.get(peer).map(|n| n.clone()))
-    }
-}
 
 /// The core peer id of a libp2p peer id (the same multihash bytes).
 pub fn node_peer_id(peer: &PeerId) -> Result<NodePeerId> {
@@ -135,9 +96,9 @@ pub async fn verify_capabilities(
 #[cfg(test)]
 mod tests {
     use ethers_core::k256::ecdsa::SigningKey;
-    use fabstir_core::TokenAmount;
     use fabstir_core::node::NodeCapabilities;
     use fabstir_core::primitives::Address;
+    use fabstir_core::{InMemoryRegistry, NodeInfo, TokenAmount};
 
     use super::*;
 

@@ -10,11 +10,13 @@
 //!   [`JobHandle`] with the streamed text, the state and the result. A failed host costs the
 //!   client nothing: its escrow is recovered (cancel or expire) and the next host is tried.
 //! - The layers sit behind [`ChainLayer`] and [`NetworkLayer`]; [`ChainClient`] and
-//!   [`P2pNetwork`] are the real ones, [`ChainPeerRegistry`] gives the network layer its view
-//!   of the NodeRegistry.
+//!   [`P2pNetwork`] are the real ones.
+//! - The SDK owns its configuration ([`SdkConfig`], composing the layers' settings) and its
+//!   events ([`SdkEvent`]).
 
-mod chain_registry;
+mod config;
 mod error;
+mod events;
 mod job;
 mod layers;
 #[cfg(any(test, feature = "test-utils"))]
@@ -23,8 +25,9 @@ mod sdk;
 #[cfg(test)]
 mod sdk_tests;
 
-pub use chain_registry::ChainPeerRegistry;
+pub use config::{ENV_VARS, HeadlessConfig, SdkConfig, Timeouts};
 pub use error::{Error, Result};
+pub use events::SdkEvent;
 pub use job::{JobHandle, JobRequest, JobResult};
 pub use layers::{ChainClient, ChainLayer, NetworkLayer, P2pNetwork};
 pub use sdk::{FabstirSdk, JobStatusReport};

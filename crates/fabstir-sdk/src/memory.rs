@@ -431,7 +431,12 @@ impl InMemoryNetwork {
         self.hosts
             .iter()
             .find(|h| &h.capabilities.peer_id == peer)
-            .ok_or_else(|| Error::P2p(fabstir_p2p::Error::Registry(format!("unknown host {peer}"))))
+            .ok_or_else(|| {
+                Error::P2p(fabstir_p2p::Error::Dial {
+                    peer: peer.to_string(),
+                    reason: "unknown host".into(),
+                })
+            })
     }
 
     /// The history recorded for a host.

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use ethers::signers::{LocalWallet, Signer as _};
-use fabstir_contracts::{HeadlessContractManager, JobStatus, ManagerConfig, MarketplaceEvent};
+use fabstir_contracts::{
+    ChainPeerRegistry, HeadlessContractManager, JobStatus, ManagerConfig, MarketplaceEvent,
+};
 use fabstir_core::job::prompt_hash;
 use fabstir_core::primitives::Address;
 use fabstir_core::wire::{JobRequest as WireJobRequest, JobResponse, PromptFrame, QuoteRequest};
 use fabstir_core::{
     Deployment, DiscoveredNode, JobDetails, JobId, JobRequirements, JobState, ModelId, NodePeerId,
-    PaymentToken, ProviderQuery, SdkConfig, SdkEvent, SelectionCriteria, TokenAmount,
+    PaymentToken, ProviderQuery, SelectionCriteria, TokenAmount,
 };
 use fabstir_p2p::{Keypair, Network, P2pConfig, StreamEvent};
 use fabstir_payments::{JobPayment, PaymentConfig, PaymentManager, TokenRegistry};
@@ -21,10 +23,9 @@ use tokio::sync::{Mutex, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::chain_registry::ChainPeerRegistry;
 use crate::job::{JobHandle, JobRequest, JobResult};
 use crate::layers::{ChainClient, ChainLayer, NetworkLayer, P2pNetwork, WalletClientSigner};
-use crate::{Error, Result};
+use crate::{Error, Result, SdkConfig, SdkEvent};
 
 /// What the SDK knows of a job it ran or recovered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,17 +132,7 @@ impl FabstirSdk {
             TokenRegistry::from_deployment(deployment),
             payments,
         );
-        let from_sdk = P2pConfig::from_sdk(&config)?;
-        let p2p = P2pConfig {
-            bootstrap_peers: from_sdk.bootstrap_peers,
-            chain_id: from_sdk.chain_id,
-            marketplace: from_sdk.marketplace,
-            pool: from_sdk.pool,
-            discovery_ttl: from_sdk.discovery_ttl,
-            request_timeout: from_sdk.request_timeout,
-            connect_timeout: from_sdk.connect_timeout,
-            ..p2p
-        };
+        let p2p = config.p2p_config(p2p)?;
         let network = Network::spawn(
             p2p,
             Keypair::generate_ed25519(),
@@ -388,7 +379,7 @@ impl Runner {
                 return Err(Error::Cancelled);
             }
             let nodes = self.inner.network.find_providers(&criteria.query).await?;
-            let Ok(ranked) = fabstir_p2p::rank(nodes, &criteria) else {
+            let Ok(ranked) = fabstir_core::rank(nodes, &criteria) else {
                 break;
             };
             let Some(host) = ranked.into_iter().next() else {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use ethers::signers::{LocalWallet, Signer as _};
 use fabstir_contracts::JobStatus;
 use fabstir_core::primitives::Address;
-use fabstir_core::{JobId, JobState, ModelId, PaymentToken, SdkConfig, SdkEvent, TokenAmount};
+use fabstir_core::{JobId, JobState, ModelId, PaymentToken, TokenAmount};
+
+use crate::{SdkConfig, SdkEvent};
 
 use crate::memory::{HostBehaviour, InMemoryChain, InMemoryNetwork, ScriptedHost};
 use crate::{ChainLayer, Error, FabstirSdk, JobRequest};

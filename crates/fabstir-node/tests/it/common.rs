@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ethers::providers::Middleware as _;
 use ethers::signers::{LocalWallet, Signer as _};
+use fabstir_contracts::ChainPeerRegistry;
 use fabstir_contracts::anvil::Anvil;
 use fabstir_contracts::{
     HeadlessContractManager, JobStatus, LocalDeployConfig, LoggedEvent, ManagerConfig,
@@ -23,7 +24,6 @@ use fabstir_core::wire::{PromptFrame, StreamDone};
 use fabstir_core::{Deployment, JobDetails, JobId, JobRequirements, ModelId, TokenAmount};
 use fabstir_node::{BackendConfig, ModelConfig, NodeConfig, RunningNode};
 use fabstir_p2p::{Keypair, Network, P2pConfig, PeerId, StreamEvent};
-use fabstir_sdk::ChainPeerRegistry;
 use futures::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 

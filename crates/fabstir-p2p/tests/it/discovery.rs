@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fabstir_core::primitives::Address;
+use fabstir_core::select_optimal;
 use fabstir_core::wire::{JobRequest, JobResponse, QuoteRequest};
 use fabstir_core::{ModelId, ProviderQuery, SelectionCriteria, TokenAmount};
-use fabstir_p2p::{InMemoryRegistry, Network, PeerId, select_optimal};
+use fabstir_p2p::{InMemoryRegistry, Network, PeerId};
 
 use crate::harness::{Forgery, config, eventually, first_addr, host_node, plain_node};
 

@@ -1,11 +1,8 @@
 //! Events the SDK emits while it works, for applications to observe.
 
-use ethers_core::types::Address;
+use fabstir_core::primitives::Address;
+use fabstir_core::{JobId, JobState, ModelId, NodePeerId, TokenAmount};
 use serde::{Deserialize, Serialize};
-
-use crate::amount::TokenAmount;
-use crate::ids::{JobId, ModelId, NodePeerId};
-use crate::job::JobState;
 
 /// Something that happened in the SDK. Jobs are named by their on-chain id once posted; before
 /// that (while negotiating) by the SDK's local request number.
