@@ -41,7 +41,7 @@ async fn post_short_job(
             &details,
             &JobRequirements { assigned_host },
             &payment,
-            &wallet,
+            wallet.signer(),
         )
         .await
         .unwrap();

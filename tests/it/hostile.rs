@@ -55,7 +55,11 @@ async fn next_event<T>(
 /// plus the fee), after checking that the rest came back.
 async fn spent_on(sdk: &FabstirSdk, job: JobId) -> TokenAmount {
     let status = sdk.job_status(job).await.unwrap();
-    match (status.state, status.settlement, status.refunded) {
+    match (
+        status.state,
+        status.settlement.map(|s| (s.paid, s.fee, s.refund)),
+        status.refunded,
+    ) {
         (JobState::PaymentReleased, Some((paid, fee, refund)), None) => {
             let total = paid.checked_add(fee).unwrap().checked_add(refund).unwrap();
             assert_eq!(

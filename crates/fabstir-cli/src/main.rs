@@ -234,12 +234,12 @@ async fn main() -> Result<()> {
                 if let Some(cid) = status.result_cid {
                     outln!("  result  {cid}");
                 }
-                if let Some((paid, fee, refund)) = status.settlement {
+                if let Some(s) = status.settlement {
                     outln!(
                         "  paid {} / fee {} / refund {} (base units)",
-                        paid.base_units(),
-                        fee.base_units(),
-                        refund.base_units()
+                        s.paid.base_units(),
+                        s.fee.base_units(),
+                        s.refund.base_units()
                     );
                 }
             }

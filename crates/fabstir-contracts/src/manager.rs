@@ -127,6 +127,18 @@ impl HeadlessContractManager {
         self.chain_id
     }
 
+    /// The latest block's timestamp (unix seconds): the chain's "now", which deadlines are
+    /// measured against.
+    pub async fn latest_block_time(&self) -> Result<u64> {
+        let block = self
+            .provider
+            .get_block(ethers::types::BlockNumber::Latest)
+            .await
+            .map_err(|e| Error::Rpc(e.to_string()))?
+            .ok_or_else(|| Error::Rpc("no latest block".into()))?;
+        Ok(block.timestamp.as_u64())
+    }
+
     /// Wraps `wallet` (with this chain's id) in a signing middleware over this manager's
     /// provider, for the caller to pass to write methods. The manager keeps nothing of it.
     pub fn signer(&self, wallet: LocalWallet) -> Arc<WalletSigner> {

@@ -12,6 +12,8 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
+
 /// The secp256k1 key type of Ethereum accounts, re-exported for signing protocol messages.
 pub use ethers_core::k256::ecdsa::SigningKey;
 use ethers_core::types::{Address, Signature, U256};
@@ -61,6 +63,42 @@ pub fn sign_message(key: &SigningKey, message: &str) -> Result<[u8; 65]> {
 /// The Ethereum address of a secp256k1 key.
 pub fn address_of(key: &SigningKey) -> Address {
     ethers_core::utils::secret_key_to_address(key)
+}
+
+/// A signer failed to sign (a wallet refused, a remote signer is unreachable). The cause is
+/// kept as the error's source.
+#[derive(Debug, thiserror::Error)]
+#[error("signer: {0}")]
+pub struct SignerError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+impl SignerError {
+    /// Wraps the signer's error.
+    pub fn new(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(cause))
+    }
+}
+
+/// The client's signer as the protocols need it: an address and EIP-191 text signing. The
+/// SDK implements it over the application's wallet; a [`SigningKey`] is one.
+#[async_trait]
+pub trait ClientSigner: Send + Sync {
+    /// The signer's Ethereum address.
+    fn address(&self) -> Address;
+    /// An EIP-191 (`personal_sign`) signature of `message`: 65 bytes `r || s || v`.
+    async fn sign_message(&self, message: &str) -> Result<Vec<u8>, SignerError>;
+}
+
+#[async_trait]
+impl ClientSigner for SigningKey {
+    fn address(&self) -> Address {
+        address_of(self)
+    }
+
+    async fn sign_message(&self, message: &str) -> Result<Vec<u8>, SignerError> {
+        Ok(sign_message(self, message)
+            .map_err(SignerError::new)?
+            .to_vec())
+    }
 }
 
 /// Recovers the address that signed `message` with EIP-191. Malformed signatures (wrong

@@ -70,6 +70,9 @@ pub enum Error {
     /// A signature that is malformed or does not recover to an address.
     #[error("invalid signature: {0}")]
     InvalidSignature(String),
+    /// A job's escrow (`max_tokens x price_per_token`) does not fit in 256 bits.
+    #[error("escrow overflows: max_tokens x price_per_token exceeds 256 bits")]
+    EscrowOverflow,
     /// Ranking was given no candidates at all.
     #[error("no candidate nodes to rank")]
     NoCandidates,

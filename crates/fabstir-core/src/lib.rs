@@ -21,9 +21,11 @@ pub mod deployment;
 mod error;
 pub mod ids;
 pub mod job;
+pub mod market;
 pub mod node;
 pub mod ranking;
 pub mod registry;
+pub mod stream;
 pub mod token;
 pub mod wire;
 
@@ -32,12 +34,14 @@ pub use deployment::{ContractAddresses, Deployment};
 pub use error::{Error, Result};
 pub use ids::{HostAddress, JobId, ModelId, NodePeerId};
 pub use job::{JobDetails, JobRequirements, JobState};
+pub use market::{JobOutcome, JobPayment, JobSettlement, JobStatus, OnChainJob, RefundReason};
 pub use node::{
     DiscoveredNode, NodeCapabilities, NodeInfo, ProviderQuery, ScoreWeights, SelectionCriteria,
     TokenPrice,
 };
 pub use ranking::{ScoredNode, rank, rank_scored, select_optimal};
 pub use registry::{InMemoryRegistry, PeerRegistry, RegistryError};
+pub use stream::StreamEvent;
 pub use token::PaymentToken;
 
 /// Ethereum primitives used across the workspace, re-exported from `ethers-core` so that every

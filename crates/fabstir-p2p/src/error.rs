@@ -46,8 +46,8 @@ pub enum Error {
     #[error("peer registry: {0}")]
     Registry(#[from] fabstir_core::RegistryError),
     /// The client signer failed to sign.
-    #[error("signer: {0}")]
-    Signer(String),
+    #[error(transparent)]
+    Signer(#[from] fabstir_core::auth::SignerError),
     /// Dialing a peer failed.
     #[error("dial {peer} failed: {reason}")]
     Dial {

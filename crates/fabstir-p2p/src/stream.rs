@@ -363,14 +363,8 @@ async fn next_host_frame(
         })?
 }
 
-/// What a client receives on a token stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamEvent {
-    /// The next tokens, in order (indices are checked).
-    Tokens(TokenBatch),
-    /// The job finished; the host's signature over it was verified. Nothing follows.
-    Done(StreamDone),
-}
+/// What a client receives on a token stream (the core port type).
+pub use fabstir_core::StreamEvent;
 
 /// The client's side of a token stream: a [`Stream`] of [`StreamEvent`]s ending after
 /// [`StreamEvent::Done`] or an error. Dropping it cancels the job.

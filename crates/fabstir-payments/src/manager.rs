@@ -71,28 +71,8 @@ impl Default for PaymentConfig {
     }
 }
 
-/// What a job pays: how much of which token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobPayment {
-    /// The payment token.
-    pub token: PaymentToken,
-    /// The escrow, in base units.
-    pub amount: TokenAmount,
-}
-
-impl JobPayment {
-    /// A payment of a human amount (`"1.5"`) of `token`; too many decimals is an error.
-    pub fn parse(token: PaymentToken, amount: &str) -> Result<Self> {
-        let amount = token.parse_amount(amount)?;
-        Ok(Self { token, amount })
-    }
-
-    /// The escrow a job needs at its own terms: `max_tokens x price_per_token`.
-    pub fn for_job(token: PaymentToken, details: &JobDetails) -> Result<Self> {
-        let amount = details.escrow_amount().ok_or(Error::EscrowOverflow)?;
-        Ok(Self { token, amount })
-    }
-}
+/// What a job pays (the core type, re-exported: the SDK's chain port speaks it too).
+pub use fabstir_core::JobPayment;
 
 /// Which path paid for a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

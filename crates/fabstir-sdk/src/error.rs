@@ -1,6 +1,7 @@
 //! The SDK's error: its own causes plus those of the layers it wires.
 
-use fabstir_core::{JobId, NodePeerId};
+use fabstir_core::wire::RejectReason;
+use fabstir_core::{JobId, JobStatus, NodePeerId};
 
 /// Everything that can go wrong in the SDK.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +27,47 @@ pub enum Error {
         /// How many hosts were tried.
         attempts: u32,
         /// What went wrong last.
-        last: String,
+        #[source]
+        last: Box<Error>,
+    },
+    /// A host declined to quote or to take the job.
+    #[error("host declined: {reason:?}: {message}")]
+    HostDeclined {
+        /// The host.
+        host: NodePeerId,
+        /// Its reason.
+        reason: RejectReason,
+        /// Its explanation.
+        message: String,
+    },
+    /// A host answered a request with a message that does not answer it.
+    #[error("unexpected answer from {host}: {answer}")]
+    UnexpectedAnswer {
+        /// The host.
+        host: NodePeerId,
+        /// The answer, as debug text.
+        answer: String,
+    },
+    /// The quote's price times the tokens asked for does not fit in 256 bits.
+    #[error("escrow overflows")]
+    EscrowOverflow,
+    /// A posted job left the state the lifecycle waits in (another host claimed it, it was
+    /// cancelled or expired).
+    #[error("job {job} is {status}")]
+    JobNotClaimable {
+        /// The job.
+        job: JobId,
+        /// Where it is now.
+        status: JobStatus,
+    },
+    /// A job's stream or settlement could not be waited for: the chain failed meanwhile.
+    #[error("{what}: {source}")]
+    While {
+        /// What the SDK was doing ("reading the job", "opening the stream").
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: Box<Error>,
     },
     /// A host did not claim the posted job in time.
     #[error("host {host} did not claim job {job} in time")]

@@ -9,28 +9,39 @@
 //!   -> Processing -> Streaming -> Completed -> PaymentReleased, or Failed) and returns a
 //!   [`JobHandle`] with the streamed text, the state and the result. A failed host costs the
 //!   client nothing: its escrow is recovered (cancel or expire) and the next host is tried.
-//! - The layers sit behind [`ChainLayer`] and [`NetworkLayer`]; [`ChainClient`] and
-//!   [`P2pNetwork`] are the real ones.
+//! - The layers sit behind [`ChainLayer`] and [`NetworkLayer`], traits over `fabstir-core`
+//!   types; [`ChainClient`] and [`P2pNetwork`] are the real ones, `memory` (feature
+//!   `test-utils`) the in-memory ones, and one conformance suite per trait runs over both.
+//! - Code map: `sdk.rs` the facade, `lifecycle.rs` (and `lifecycle/attempt.rs`) the job
+//!   lifecycle with failover, `recovery.rs` escrow recovery, `status.rs` status reports.
 //! - The SDK owns its configuration ([`SdkConfig`], composing the layers' settings) and its
 //!   events ([`SdkEvent`]).
 
+mod chain;
 mod config;
 mod error;
 mod events;
 mod job;
-mod layers;
+mod lifecycle;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod memory;
+mod network;
+mod ports;
+mod recovery;
 mod sdk;
 #[cfg(test)]
 mod sdk_tests;
+mod status;
 
+pub use chain::ChainClient;
 pub use config::{ENV_VARS, HeadlessConfig, SdkConfig, Timeouts};
 pub use error::{Error, Result};
 pub use events::SdkEvent;
 pub use job::{JobHandle, JobRequest, JobResult};
-pub use layers::{ChainClient, ChainLayer, NetworkLayer, P2pNetwork};
-pub use sdk::{FabstirSdk, JobStatusReport};
+pub use network::P2pNetwork;
+pub use ports::{ChainLayer, NetworkLayer};
+pub use sdk::FabstirSdk;
+pub use status::JobStatusReport;
 
 /// The wallet type the SDK signs with (re-exported so applications name the same version).
 pub use ethers::signers::LocalWallet;

@@ -1,0 +1,322 @@
+//! [`InMemoryChain`]: the marketplace's rules on maps, with a movable clock.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fabstir_contracts::Error as Revert;
+use fabstir_core::auth::{SigningKey, address_of};
+use fabstir_core::clock::unix_now;
+use fabstir_core::primitives::Address;
+use fabstir_core::{
+    JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, JobSettlement, JobStatus,
+    OnChainJob, PaymentToken, RefundReason, TokenAmount,
+};
+
+use crate::ports::ChainLayer;
+use crate::{Error, Result};
+
+/// Protocol fee of the in-memory marketplace, in basis points.
+pub const FEE_BPS: u64 = 100;
+
+#[derive(Debug, Default)]
+struct ChainState {
+    jobs: HashMap<JobId, OnChainJob>,
+    outcomes: HashMap<JobId, JobOutcome>,
+    balances: HashMap<(Address, Address), TokenAmount>,
+    next_job: u64,
+}
+
+impl ChainState {
+    fn credit(&mut self, owner: Address, token: Address, amount: TokenAmount) {
+        let balance = self.balances.entry((owner, token)).or_default();
+        *balance = balance.checked_add(amount).unwrap_or(*balance);
+    }
+
+    fn job(&self, id: JobId) -> Result<OnChainJob> {
+        self.jobs
+            .get(&id)
+            .cloned()
+            .ok_or(Error::Contracts(Revert::JobNotFound(id)))
+    }
+
+    fn set_status(&mut self, id: JobId, status: JobStatus) {
+        if let Some(j) = self.jobs.get_mut(&id) {
+            j.status = status;
+        }
+    }
+}
+
+fn reverted(error: Revert) -> Error {
+    Error::Contracts(error)
+}
+
+/// A marketplace in memory: post (balance checked and moved to escrow), claim, settle with
+/// `min(tokens x price, escrow)` less a 1% fee, cancel, expire (after the deadline on its
+/// clock, which [`InMemoryChain::advance`] moves). It passes the chain conformance suite that
+/// the anvil-backed [`ChainClient`](crate::ChainClient) passes.
+#[derive(Debug)]
+pub struct InMemoryChain {
+    chain_id: u64,
+    tokens: Vec<PaymentToken>,
+    treasury: Address,
+    offset: AtomicU64,
+    state: Mutex<ChainState>,
+}
+
+impl InMemoryChain {
+    /// A chain with these tokens; fees go to `treasury`.
+    pub fn new(chain_id: u64, tokens: Vec<PaymentToken>, treasury: Address) -> Self {
+        Self {
+            chain_id,
+            tokens,
+            treasury,
+            offset: AtomicU64::new(0),
+            state: Mutex::new(ChainState {
+                next_job: 1,
+                ..ChainState::default()
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ChainState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Credits `amount` of `token` to `owner`.
+    pub fn mint(&self, owner: Address, token: Address, amount: TokenAmount) {
+        self.state().credit(owner, token, amount);
+    }
+
+    /// `owner`'s balance of `token`.
+    pub fn balance_of(&self, owner: Address, token: Address) -> TokenAmount {
+        self.state()
+            .balances
+            .get(&(owner, token))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Moves the chain's clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.offset.fetch_add(by.as_secs(), Ordering::SeqCst);
+    }
+
+    /// Sum of the escrows of open jobs, per token.
+    pub fn escrowed(&self, token: Address) -> TokenAmount {
+        self.state()
+            .jobs
+            .values()
+            .filter(|j| j.token == token && j.status.is_open())
+            .fold(TokenAmount::ZERO, |sum, j| {
+                sum.checked_add(j.amount).unwrap_or(sum)
+            })
+    }
+
+    fn clock(&self) -> u64 {
+        unix_now() + self.offset.load(Ordering::SeqCst)
+    }
+
+    /// A host claims a job (what a real host's `claimJob` does).
+    pub fn claim(&self, job: JobId, host: Address) -> Result<()> {
+        let mut state = self.state();
+        let entry = state.job(job)?;
+        if entry.status != JobStatus::Posted {
+            return Err(reverted(Revert::InvalidJobStatus {
+                job,
+                status: entry.status,
+            }));
+        }
+        if let Some(assigned) = entry.host.filter(|h| *h != host) {
+            return Err(reverted(Revert::NotAssignedHost {
+                job,
+                assigned,
+                caller: host,
+            }));
+        }
+        if let Some(j) = state.jobs.get_mut(&job) {
+            j.status = JobStatus::Claimed;
+            j.host = Some(host);
+        }
+        Ok(())
+    }
+
+    /// The claiming host submits a result and the escrow is settled.
+    pub fn submit(&self, job: JobId, host: Address, cid: &str, tokens_used: u64) -> Result<()> {
+        let mut state = self.state();
+        let entry = state.job(job)?;
+        if entry.status != JobStatus::Claimed {
+            return Err(reverted(Revert::InvalidJobStatus {
+                job,
+                status: entry.status,
+            }));
+        }
+        if entry.host != Some(host) {
+            return Err(reverted(Revert::NotClaimer {
+                job,
+                claimer: entry.host.unwrap_or_default(),
+                caller: host,
+            }));
+        }
+        let cost = entry
+            .details
+            .price_per_token
+            .checked_mul(tokens_used)
+            .unwrap_or(entry.amount)
+            .min(entry.amount);
+        let fee = TokenAmount(cost.base_units() * FEE_BPS / 10_000);
+        let paid = cost.checked_sub(fee).unwrap_or_default();
+        let refund = entry.amount.checked_sub(cost).unwrap_or_default();
+        for (to, amount) in [(host, paid), (self.treasury, fee), (entry.client, refund)] {
+            state.credit(to, entry.token, amount);
+        }
+        state.set_status(job, JobStatus::Completed);
+        state.outcomes.insert(
+            job,
+            JobOutcome::Settled(JobSettlement {
+                host,
+                result_cid: cid.to_owned(),
+                tokens_used,
+                paid,
+                fee,
+                refund,
+            }),
+        );
+        Ok(())
+    }
+
+    fn refund(&self, job: JobId, reason: RefundReason, caller: Address) -> Result<()> {
+        let now = self.clock();
+        let mut state = self.state();
+        let entry = state.job(job)?;
+        let allowed = match reason {
+            RefundReason::Expired => entry.status.is_open(),
+            _ => entry.status == JobStatus::Posted,
+        };
+        if !allowed {
+            return Err(reverted(Revert::InvalidJobStatus {
+                job,
+                status: entry.status,
+            }));
+        }
+        if reason == RefundReason::Expired && now <= entry.details.deadline {
+            return Err(reverted(Revert::DeadlineNotReached {
+                job,
+                deadline: entry.details.deadline,
+            }));
+        }
+        if reason == RefundReason::Cancelled && caller != entry.client {
+            return Err(reverted(Revert::NotClient {
+                job,
+                client: entry.client,
+                caller,
+            }));
+        }
+        state.credit(entry.client, entry.token, entry.amount);
+        let status = match reason {
+            RefundReason::Expired => JobStatus::Expired,
+            RefundReason::Cancelled => JobStatus::Cancelled,
+            RefundReason::Released => JobStatus::Released,
+        };
+        state.set_status(job, status);
+        state.outcomes.insert(
+            job,
+            JobOutcome::Refunded {
+                reason,
+                amount: entry.amount,
+            },
+        );
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ChainLayer for InMemoryChain {
+    fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    fn marketplace(&self) -> Address {
+        Address::repeat_byte(0xaa)
+    }
+
+    fn token(&self, symbol_or_address: &str) -> Result<PaymentToken> {
+        self.tokens
+            .iter()
+            .find(|t| {
+                t.symbol.eq_ignore_ascii_case(symbol_or_address)
+                    || format!("{:#x}", t.address()).eq_ignore_ascii_case(symbol_or_address)
+            })
+            .cloned()
+            .ok_or_else(|| {
+                fabstir_payments::Error::TokenNotAccepted(symbol_or_address.into()).into()
+            })
+    }
+
+    async fn now(&self) -> Result<u64> {
+        Ok(self.clock())
+    }
+
+    async fn balance(&self, owner: Address, token: &PaymentToken) -> Result<TokenAmount> {
+        Ok(self.balance_of(owner, token.address()))
+    }
+
+    async fn post_job(
+        &self,
+        details: &JobDetails,
+        requirements: &JobRequirements,
+        payment: &JobPayment,
+        key: &SigningKey,
+    ) -> Result<JobId> {
+        let client = address_of(key);
+        let token = payment.token.address();
+        let mut state = self.state();
+        let have = state
+            .balances
+            .get(&(client, token))
+            .copied()
+            .unwrap_or_default();
+        let Some(left) = have.checked_sub(payment.amount) else {
+            return Err(fabstir_payments::Error::InsufficientBalance {
+                symbol: payment.token.symbol.clone(),
+                need: payment.token.format_amount(payment.amount),
+                have: payment.token.format_amount(have),
+            }
+            .into());
+        };
+        state.balances.insert((client, token), left);
+        let job = JobId(state.next_job);
+        state.next_job += 1;
+        state.jobs.insert(
+            job,
+            OnChainJob {
+                id: job,
+                client,
+                host: requirements.assigned_host,
+                token,
+                amount: payment.amount,
+                details: details.clone(),
+                status: JobStatus::Posted,
+            },
+        );
+        Ok(job)
+    }
+
+    async fn job(&self, id: JobId) -> Result<OnChainJob> {
+        self.state().job(id)
+    }
+
+    async fn cancel_job(&self, id: JobId, key: &SigningKey) -> Result<()> {
+        self.refund(id, RefundReason::Cancelled, address_of(key))
+    }
+
+    async fn expire_job(&self, id: JobId, key: &SigningKey) -> Result<()> {
+        self.refund(id, RefundReason::Expired, address_of(key))
+    }
+
+    async fn job_outcome(&self, id: JobId) -> Result<Option<JobOutcome>> {
+        Ok(self.state().outcomes.get(&id).cloned())
+    }
+}

@@ -1,0 +1,228 @@
+//! [`InMemoryNetwork`]: scripted hosts that quote, claim, stream and settle on an
+//! [`InMemoryChain`], or misbehave on purpose.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fabstir_core::auth::ClientSigner;
+use fabstir_core::clock::unix_now;
+use fabstir_core::node::NodeHistory;
+use fabstir_core::primitives::Address;
+use fabstir_core::wire::{
+    PromptFrame, Quote, QuoteRequest, RejectReason, StreamDone, StreamToken, TokenBatch,
+};
+use fabstir_core::{
+    DiscoveredNode, JobId, NodeCapabilities, NodePeerId, ProviderQuery, StreamEvent, TokenAmount,
+    TokenPrice,
+};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use super::InMemoryChain;
+use crate::ports::NetworkLayer;
+use crate::{Error, Result};
+
+/// How a scripted host behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostBehaviour {
+    /// Quotes, claims, streams `tokens` tokens, settles.
+    Honest,
+    /// Quotes and accepts but never claims.
+    NeverClaims,
+    /// Claims, streams this many tokens, then the connection breaks.
+    DiesAfter(usize),
+    /// Streams and settles, but signs and submits the CID of other text.
+    WrongCid,
+}
+
+/// A scripted host of the [`InMemoryNetwork`].
+#[derive(Debug, Clone)]
+pub struct ScriptedHost {
+    /// What it advertises.
+    pub capabilities: NodeCapabilities,
+    /// Measured latency discovery reports.
+    pub latency: Duration,
+    /// How it behaves.
+    pub behaviour: HostBehaviour,
+    /// Tokens it generates per job (each token's text is `"tok{i} "`).
+    pub tokens: usize,
+}
+
+impl ScriptedHost {
+    /// A host at `address` serving `model` at `price` per token of `token`.
+    pub fn new(
+        index: u8,
+        model: fabstir_core::ModelId,
+        token: Address,
+        price: TokenAmount,
+        behaviour: HostBehaviour,
+    ) -> Self {
+        let mut peer = vec![0x12, 0x20];
+        peer.extend([index; 32]);
+        Self {
+            capabilities: NodeCapabilities {
+                peer_id: NodePeerId::from_bytes(peer)
+                    .expect("a sha2-256 multihash of 32 bytes is a valid peer id"),
+                eth_address: Address::repeat_byte(index),
+                models: vec![model],
+                prices: vec![TokenPrice {
+                    token,
+                    price_per_token: price,
+                }],
+                max_tokens: 1_000,
+                current_load: 0,
+                max_concurrent: 4,
+                queue_depth: 0,
+                version: "scripted/0".into(),
+            },
+            latency: Duration::from_millis(u64::from(index)),
+            behaviour,
+            tokens: 5,
+        }
+    }
+}
+
+/// A network of scripted hosts that act on an [`InMemoryChain`]. It passes the network
+/// conformance suite that the libp2p-backed [`P2pNetwork`](crate::P2pNetwork) passes.
+#[derive(Debug)]
+pub struct InMemoryNetwork {
+    chain: Arc<InMemoryChain>,
+    hosts: Vec<ScriptedHost>,
+    history: Mutex<HashMap<NodePeerId, NodeHistory>>,
+}
+
+impl InMemoryNetwork {
+    /// A network of `hosts` on `chain`.
+    pub fn new(chain: Arc<InMemoryChain>, hosts: Vec<ScriptedHost>) -> Self {
+        Self {
+            chain,
+            hosts,
+            history: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn host(&self, peer: &NodePeerId) -> Result<&ScriptedHost> {
+        self.hosts
+            .iter()
+            .find(|h| &h.capabilities.peer_id == peer)
+            .ok_or_else(|| {
+                Error::P2p(fabstir_p2p::Error::Dial {
+                    peer: peer.to_string(),
+                    reason: "unknown host".into(),
+                })
+            })
+    }
+
+    /// The history recorded for a host.
+    pub fn history(&self, peer: &NodePeerId) -> NodeHistory {
+        self.history
+            .lock()
+            .map(|h| h.get(peer).copied().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl NetworkLayer for InMemoryNetwork {
+    async fn find_providers(&self, query: &ProviderQuery) -> Result<Vec<DiscoveredNode>> {
+        Ok(self
+            .hosts
+            .iter()
+            .map(|h| DiscoveredNode {
+                capabilities: h.capabilities.clone(),
+                addresses: Vec::new(),
+                latency: h.latency,
+                history: self.history(&h.capabilities.peer_id),
+            })
+            .filter(|n| query.matches(n))
+            .collect())
+    }
+
+    async fn quote(&self, peer: &NodePeerId, q: QuoteRequest) -> Result<Quote> {
+        let caps = &self.host(peer)?.capabilities;
+        match caps.price_for(q.token) {
+            Some(price) if caps.serves(&q.model) && q.offered_price_per_token >= price => {
+                Ok(Quote {
+                    host: caps.eth_address,
+                    model: q.model,
+                    price_per_token: price,
+                    token: q.token,
+                    max_tokens: q.max_tokens,
+                    valid_until: unix_now() + 60,
+                })
+            }
+            _ => Err(Error::HostDeclined {
+                host: peer.clone(),
+                reason: RejectReason::PriceTooLow,
+                message: "no".into(),
+            }),
+        }
+    }
+
+    async fn announce_posted(&self, peer: &NodePeerId, job: JobId) -> Result<()> {
+        let host = self.host(peer)?;
+        if host.behaviour != HostBehaviour::NeverClaims {
+            self.chain.claim(job, host.capabilities.eth_address)?;
+        }
+        Ok(())
+    }
+
+    async fn open_stream(
+        &self,
+        peer: &NodePeerId,
+        job: JobId,
+        _signer: &dyn ClientSigner,
+        _prompt: PromptFrame,
+    ) -> Result<BoxStream<'static, Result<StreamEvent>>> {
+        let host = self.host(peer)?.clone();
+        let texts: Vec<String> = (0..host.tokens).map(|i| format!("tok{i} ")).collect();
+        let mut events: Vec<Result<StreamEvent>> = Vec::new();
+        let stop = match host.behaviour {
+            HostBehaviour::DiesAfter(n) => n.min(texts.len()),
+            _ => texts.len(),
+        };
+        for (i, text) in texts.iter().enumerate().take(stop) {
+            events.push(Ok(StreamEvent::Tokens(TokenBatch {
+                first_index: i as u64,
+                tokens: vec![StreamToken {
+                    id: i as u32,
+                    text: text.clone(),
+                }],
+            })));
+        }
+        if let HostBehaviour::DiesAfter(_) = host.behaviour {
+            events.push(Err(Error::P2p(fabstir_p2p::Error::Truncated(
+                "connection reset".into(),
+            ))));
+        } else {
+            let full: String = texts.concat();
+            let reported = if host.behaviour == HostBehaviour::WrongCid {
+                "not what was streamed".to_owned()
+            } else {
+                full.clone()
+            };
+            let cid = fabstir_storage::cid_of(reported.as_bytes()).to_string();
+            self.chain
+                .submit(job, host.capabilities.eth_address, &cid, texts.len() as u64)?;
+            events.push(Ok(StreamEvent::Done(StreamDone {
+                result_cid: cid,
+                tokens_used: texts.len() as u64,
+                signature: Vec::new(),
+            })));
+        }
+        Ok(futures::stream::iter(events).boxed())
+    }
+
+    fn record_outcome(&self, host: &NodePeerId, success: bool) {
+        if let Ok(mut history) = self.history.lock() {
+            let entry = history.entry(host.clone()).or_default();
+            if success {
+                entry.successes += 1;
+            } else {
+                entry.failures += 1;
+            }
+        }
+    }
+}

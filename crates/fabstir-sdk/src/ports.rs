@@ -1,0 +1,80 @@
+//! The layers the SDK holds, each behind a trait over `fabstir-core` types so that it can be
+//! swapped: the chain (contracts and payments) and the network (discovery, quotes, streams).
+//! The real implementations are [`ChainClient`](crate::ChainClient) and
+//! [`P2pNetwork`](crate::P2pNetwork); the in-memory ones (`test-utils`) pass the same
+//! conformance suite (`crate::conformance`).
+//!
+//! Spending calls take the application's key for that call only; nothing here stores one.
+
+use async_trait::async_trait;
+use fabstir_core::auth::{ClientSigner, SigningKey};
+use fabstir_core::primitives::Address;
+use fabstir_core::wire::{PromptFrame, Quote, QuoteRequest};
+use fabstir_core::{
+    DiscoveredNode, JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, NodePeerId,
+    OnChainJob, PaymentToken, ProviderQuery, StreamEvent, TokenAmount,
+};
+use fabstir_p2p::PoolStats;
+use futures::stream::BoxStream;
+
+use crate::Result;
+
+/// The chain as the SDK uses it.
+#[async_trait]
+pub trait ChainLayer: Send + Sync {
+    /// The chain id.
+    fn chain_id(&self) -> u64;
+    /// The JobMarketplace address (covered by client signatures).
+    fn marketplace(&self) -> Address;
+    /// Resolves a payment token by symbol or address.
+    fn token(&self, symbol_or_address: &str) -> Result<PaymentToken>;
+    /// The chain's current time (latest block), unix seconds.
+    async fn now(&self) -> Result<u64>;
+    /// `owner`'s balance of `token`.
+    async fn balance(&self, owner: Address, token: &PaymentToken) -> Result<TokenAmount>;
+    /// Posts a job and pays its escrow from `key`'s account; returns its id.
+    async fn post_job(
+        &self,
+        details: &JobDetails,
+        requirements: &JobRequirements,
+        payment: &JobPayment,
+        key: &SigningKey,
+    ) -> Result<JobId>;
+    /// A job as stored on chain; [`Error::JobNotFound`](crate::Error::JobNotFound) or a
+    /// `None`-status job for an unknown id.
+    async fn job(&self, id: JobId) -> Result<OnChainJob>;
+    /// Cancels an unclaimed job of `key`'s account (full refund).
+    async fn cancel_job(&self, id: JobId, key: &SigningKey) -> Result<()>;
+    /// Expires a job after its deadline (full refund to its client).
+    async fn expire_job(&self, id: JobId, key: &SigningKey) -> Result<()>;
+    /// How a job ended once it holds no more funds (settled with a result, or refunded);
+    /// `None` while it is open.
+    async fn job_outcome(&self, id: JobId) -> Result<Option<JobOutcome>>;
+}
+
+/// The network as the SDK uses it.
+#[async_trait]
+pub trait NetworkLayer: Send + Sync {
+    /// Verified providers matching the query.
+    async fn find_providers(&self, query: &ProviderQuery) -> Result<Vec<DiscoveredNode>>;
+    /// Asks a host for a quote; a refusal is
+    /// [`Error::HostDeclined`](crate::Error::HostDeclined).
+    async fn quote(&self, host: &NodePeerId, request: QuoteRequest) -> Result<Quote>;
+    /// Tells a host that its quoted job is posted (it claims it on chain).
+    async fn announce_posted(&self, host: &NodePeerId, job: JobId) -> Result<()>;
+    /// Opens an authenticated token stream for a claimed job.
+    async fn open_stream(
+        &self,
+        host: &NodePeerId,
+        job: JobId,
+        signer: &dyn ClientSigner,
+        prompt: PromptFrame,
+    ) -> Result<BoxStream<'static, Result<StreamEvent>>>;
+    /// Records how a job with a host went (ranking uses it).
+    fn record_outcome(&self, host: &NodePeerId, success: bool);
+    /// The connection pool's counters, for a network that keeps a pool (the in-memory one
+    /// does not).
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+}

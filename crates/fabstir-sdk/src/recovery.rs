@@ -1,0 +1,60 @@
+//! Getting a failed job's escrow back: cancel while it is posted, expire once its deadline
+//! passed. Failovers run this in the background; [`FabstirSdk::recover_funds`] runs it for
+//! a job found after a restart.
+//!
+//! [`FabstirSdk::recover_funds`]: crate::FabstirSdk::recover_funds
+
+use std::time::Duration;
+
+use fabstir_core::auth::SigningKey;
+use fabstir_core::clock::unix_now;
+use fabstir_core::{JobId, JobState, JobStatus};
+
+use crate::SdkEvent;
+use crate::sdk::Inner;
+
+/// Returns when the job no longer holds funds (refunded, or settled by someone else).
+pub(crate) async fn recover_escrow(inner: &Inner, job: JobId, key: &SigningKey) {
+    loop {
+        let on_chain = match inner.chain.job(job).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "recovery: reading the job");
+                tokio::time::sleep(inner.poll).await;
+                continue;
+            }
+        };
+        let attempt = match on_chain.status {
+            JobStatus::Posted => inner.chain.cancel_job(job, key).await,
+            JobStatus::Claimed => {
+                // The latest block may be old on a quiet chain; the next block is mined at
+                // least at the wall clock's time.
+                let now = inner.chain.now().await.unwrap_or_default().max(unix_now());
+                if now > on_chain.details.deadline {
+                    inner.chain.expire_job(job, key).await
+                } else {
+                    let wait = Duration::from_secs(on_chain.details.deadline - now)
+                        .min(Duration::from_secs(1));
+                    tokio::time::sleep(wait.max(inner.poll)).await;
+                    continue;
+                }
+            }
+            _ => break,
+        };
+        match attempt {
+            Ok(()) => {
+                let _ = inner.events.send(SdkEvent::Refunded {
+                    job,
+                    amount: on_chain.amount,
+                });
+                inner.track(job, JobState::Failed);
+                tracing::info!(%job, "escrow recovered");
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(%job, error = %e, "recovery attempt");
+                tokio::time::sleep(inner.poll).await;
+            }
+        }
+    }
+}
