@@ -16,6 +16,29 @@ pub use forward::Session;
 pub use sampler::Sampler;
 pub use tokenizer::Tokenizer;
 
+/// Checks the attention shape run.c and the engine need: `dim` a multiple of `n_heads`,
+/// `n_heads` a multiple of `n_kv_heads`, and an even head size (RoPE rotates pairs). The
+/// error says which rule failed; fields are assumed non-zero.
+pub fn check_attention_shape(
+    dim: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+) -> std::result::Result<(), String> {
+    if !dim.is_multiple_of(n_heads) {
+        return Err(format!("dim {dim} is not a multiple of n_heads {n_heads}"));
+    }
+    if n_kv_heads > n_heads || !n_heads.is_multiple_of(n_kv_heads) {
+        return Err(format!(
+            "n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}"
+        ));
+    }
+    let head_size = dim / n_heads;
+    if !head_size.is_multiple_of(2) {
+        return Err(format!("head size {head_size} is odd; RoPE rotates pairs"));
+    }
+    Ok(())
+}
+
 /// The beginning-of-sequence token: generation starts from it and stops when the model
 /// emits it again.
 pub const BOS: u32 = 1;

@@ -6,6 +6,12 @@ use candle_core::{D, DType, Device, Tensor, Var};
 
 use crate::{Error, Result, Rng};
 
+mod ops;
+#[cfg(test)]
+mod tests;
+
+use ops::{repeat_kv, rms_norm, rope, rope_tables};
+
 /// RMSNorm's epsilon, as run.c.
 const RMS_EPS: f64 = 1e-5;
 /// Bytes of a llama2.c checkpoint header: seven little-endian `i32`s.
@@ -73,24 +79,8 @@ impl ModelConfig {
         if fields.iter().any(|&f| f == 0 || i32::try_from(f).is_err()) {
             return bad(format!("every field must be in 1..=i32::MAX: {self:?}"));
         }
-        if !self.dim.is_multiple_of(self.n_heads) {
-            return bad(format!(
-                "dim {} is not a multiple of n_heads {}",
-                self.dim, self.n_heads
-            ));
-        }
-        if self.n_kv_heads > self.n_heads || !self.n_heads.is_multiple_of(self.n_kv_heads) {
-            return bad(format!(
-                "n_heads {} is not a multiple of n_kv_heads {}",
-                self.n_heads, self.n_kv_heads
-            ));
-        }
-        if !self.head_size().is_multiple_of(2) {
-            return bad(format!(
-                "head size {} is odd; RoPE rotates pairs",
-                self.head_size()
-            ));
-        }
+        fabstir_inference::llama2c::check_attention_shape(self.dim, self.n_heads, self.n_kv_heads)
+            .map_err(Error::InvalidConfig)?;
         Ok(())
     }
 
@@ -485,124 +475,5 @@ impl Model {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Self::from_llama2c_bytes(&bytes)
-    }
-}
-
-/// run.c's RoPE tables, `seq_len` rows of `head_size / 2` cosines and sines, computed in
-/// `f32` exactly as the engine does so that both see the same rotations.
-fn rope_tables(c: &ModelConfig) -> (Vec<f32>, Vec<f32>) {
-    let (hs, half) = (c.head_size(), c.head_size() / 2);
-    let mut cos = Vec::with_capacity(c.seq_len * half);
-    let mut sin = Vec::with_capacity(c.seq_len * half);
-    for pos in 0..c.seq_len {
-        for j in 0..half {
-            let head_dim = (2 * j) as f32;
-            let freq = 1.0f32 / 10000.0f32.powf(head_dim / hs as f32);
-            let val = pos as f32 * freq;
-            cos.push(val.cos());
-            sin.push(val.sin());
-        }
-    }
-    (cos, sin)
-}
-
-/// `weight * x / sqrt(mean(x^2) + eps)` over the last dimension.
-fn rms_norm(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + RMS_EPS)?
-        .sqrt()?
-        .recip()?;
-    Ok(x.broadcast_mul(&scale)?.broadcast_mul(weight)?)
-}
-
-/// Rotates pairs `(2j, 2j + 1)` of each head of `(batch, heads, time, head_size)`.
-fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    // candle's fused rope_i has no backward pass; this one is made of differentiable ops.
-    Ok(candle_nn::rotary_emb::rope_i_slow(x, cos, sin)?)
-}
-
-/// Repeats each key/value head `n` times in place, so query head `h` meets head `h / n`.
-fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
-    if n == 1 {
-        return Ok(x.clone());
-    }
-    let (b, kv, t, hs) = x.dims4()?;
-    Ok(x.unsqueeze(2)?
-        .broadcast_as((b, kv, n, t, hs))?
-        .reshape((b, kv * n, t, hs))?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tiny() -> ModelConfig {
-        ModelConfig {
-            dim: 16,
-            hidden_dim: 32,
-            n_layers: 2,
-            n_heads: 4,
-            n_kv_heads: 2,
-            vocab_size: 11,
-            seq_len: 8,
-        }
-    }
-
-    #[test]
-    fn hidden_dim_follows_llama() {
-        assert_eq!(llama_hidden_dim(64), 192);
-        assert_eq!(llama_hidden_dim(128), 352);
-        assert_eq!(llama_hidden_dim(288), 768);
-    }
-
-    #[test]
-    fn rejects_inconsistent_configs() {
-        assert!(tiny().validate().is_ok());
-        for bad in [
-            ModelConfig { dim: 18, ..tiny() },
-            ModelConfig {
-                n_kv_heads: 3,
-                ..tiny()
-            },
-            ModelConfig {
-                n_heads: 8,
-                n_kv_heads: 8,
-                dim: 8,
-                ..tiny()
-            },
-            ModelConfig {
-                seq_len: 0,
-                ..tiny()
-            },
-        ] {
-            assert!(Model::new(bad, 1).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn checkpoint_round_trips_and_has_llama2c_size() {
-        let model = Model::new(tiny(), 3).unwrap();
-        let bytes = model.to_llama2c_bytes().unwrap();
-        let c = tiny();
-        let floats = c.parameter_count() + c.seq_len * c.head_size();
-        assert_eq!(bytes.len(), HEADER_BYTES + 4 * floats);
-        assert_eq!(&bytes[20..24], &11i32.to_le_bytes());
-        let back = Model::from_llama2c_bytes(&bytes).unwrap();
-        assert_eq!(back.to_llama2c_bytes().unwrap(), bytes);
-        assert!(Model::from_llama2c_bytes(&bytes[..bytes.len() - 4]).is_err());
-    }
-
-    #[test]
-    fn later_tokens_do_not_change_earlier_logits() {
-        let model = Model::new(tiny(), 5).unwrap();
-        let short = model.logits(&[1, 4, 5]).unwrap();
-        let long = model.logits(&[1, 4, 5, 9, 10]).unwrap();
-        assert_eq!(long.len(), 5);
-        for (a, b) in short.iter().zip(&long) {
-            for (x, y) in a.iter().zip(b) {
-                assert!((x - y).abs() < 1e-5, "{x} vs {y}");
-            }
-        }
-        assert!(model.logits(&[11]).is_err());
-        assert!(model.logits(&[1; 9]).is_err());
     }
 }

@@ -69,25 +69,8 @@ impl Config {
             seq_len: positive(6, "seq_len")?,
             shared_classifier: vocab > 0,
         };
-        let bad = |reason: String| Err(Error::InvalidCheckpointHeader(reason));
-        if !config.dim.is_multiple_of(config.n_heads) {
-            return bad(format!(
-                "dim {} is not a multiple of n_heads {}",
-                config.dim, config.n_heads
-            ));
-        }
-        if config.n_kv_heads > config.n_heads || !config.n_heads.is_multiple_of(config.n_kv_heads) {
-            return bad(format!(
-                "n_heads {} is not a multiple of n_kv_heads {}",
-                config.n_heads, config.n_kv_heads
-            ));
-        }
-        if !config.head_size().is_multiple_of(2) {
-            return bad(format!(
-                "head size {} is odd; RoPE rotates pairs",
-                config.head_size()
-            ));
-        }
+        super::check_attention_shape(config.dim, config.n_heads, config.n_kv_heads)
+            .map_err(Error::InvalidCheckpointHeader)?;
         Ok(config)
     }
 

@@ -1,0 +1,5 @@
+//! One suite per layer trait. Each suite is a set of `async fn`s over a fixture trait; every
+//! implementation (in memory, real) provides a fixture and runs every check.
+
+pub(crate) mod chain;
+mod chain_memory;

@@ -1,0 +1,240 @@
+//! The [`ChainLayer`] suite: what every chain the SDK runs on must do, money to the base unit.
+
+use async_trait::async_trait;
+use fabstir_core::auth::{SigningKey, address_of};
+use fabstir_core::job::prompt_hash;
+use fabstir_core::primitives::Address;
+use fabstir_core::{
+    JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, JobStatus, ModelId, PaymentToken,
+    RefundReason, TokenAmount,
+};
+use fabstir_sdk::ChainLayer;
+
+/// What the chain suite needs besides the layer: funded accounts and the host's side of the
+/// marketplace (which the SDK's port does not have).
+#[async_trait]
+pub(crate) trait ChainFixture: Send + Sync {
+    /// The layer under test.
+    fn chain(&self) -> &dyn ChainLayer;
+    /// A client funded with [`ChainFixture::token`] (at least 1,000,000 base units).
+    fn client(&self) -> &SigningKey;
+    /// An account with none of the token.
+    fn stranger(&self) -> &SigningKey;
+    /// The payment token the suite uses (an ERC-20).
+    fn token(&self) -> PaymentToken;
+    /// A registered host serving [`ChainFixture::model`].
+    fn host(&self) -> Address;
+    /// A model the host serves.
+    fn model(&self) -> ModelId;
+    /// The protocol fee in basis points.
+    fn fee_bps(&self) -> u64;
+    /// The host claims `job`.
+    async fn claim(&self, job: JobId);
+    /// The host submits `cid` for `job` with `tokens` used.
+    async fn submit(&self, job: JobId, cid: &str, tokens: u64);
+    /// Moves the chain's clock forward by `secs`.
+    async fn pass_time(&self, secs: u64);
+}
+
+const PRICE: u64 = 10;
+const MAX_TOKENS: u32 = 100;
+
+async fn details(f: &dyn ChainFixture, deadline_in: u64) -> JobDetails {
+    JobDetails {
+        model: f.model(),
+        prompt_hash: prompt_hash("conformance"),
+        max_tokens: MAX_TOKENS,
+        price_per_token: TokenAmount::from_base_units(PRICE),
+        deadline: f.chain().now().await.unwrap() + deadline_in,
+    }
+}
+
+async fn balance(f: &dyn ChainFixture, key: &SigningKey) -> TokenAmount {
+    f.chain()
+        .balance(address_of(key), &f.token())
+        .await
+        .unwrap()
+}
+
+/// Posts a job for the fixture's host; returns it and its escrow.
+async fn post(f: &dyn ChainFixture, deadline_in: u64) -> (JobId, JobDetails, TokenAmount) {
+    let details = details(f, deadline_in).await;
+    let payment = JobPayment::for_job(f.token(), &details).unwrap();
+    let job = f
+        .chain()
+        .post_job(
+            &details,
+            &JobRequirements {
+                assigned_host: Some(f.host()),
+            },
+            &payment,
+            f.client(),
+        )
+        .await
+        .unwrap();
+    (job, details, payment.amount)
+}
+
+/// Tokens resolve by symbol and by address, in any case; others are refused.
+pub(crate) async fn tokens_resolve(f: &dyn ChainFixture) {
+    let token = f.token();
+    let by_symbol = f.chain().token(&token.symbol.to_lowercase()).unwrap();
+    assert_eq!(by_symbol, token);
+    let by_address = f
+        .chain()
+        .token(
+            &format!("{:#x}", token.address())
+                .to_uppercase()
+                .replace("0X", "0x"),
+        )
+        .unwrap();
+    assert_eq!(by_address, token);
+    let err = f.chain().token("NOPE").unwrap_err();
+    assert!(err.to_string().contains("NOPE"), "{err}");
+}
+
+/// Posting moves exactly the escrow and records the job as asked.
+pub(crate) async fn posting_escrows_exactly(f: &dyn ChainFixture) {
+    let before = balance(f, f.client()).await;
+    let (job, details, escrow) = post(f, 600).await;
+    assert_eq!(
+        escrow,
+        TokenAmount::from_base_units(PRICE * u64::from(MAX_TOKENS))
+    );
+    assert_eq!(
+        balance(f, f.client()).await,
+        before.checked_sub(escrow).unwrap()
+    );
+    let on_chain = f.chain().job(job).await.unwrap();
+    assert_eq!(on_chain.id, job);
+    assert_eq!(on_chain.status, JobStatus::Posted);
+    assert_eq!(on_chain.client, address_of(f.client()));
+    assert_eq!(on_chain.host, Some(f.host()));
+    assert_eq!(on_chain.token, f.token().address());
+    assert_eq!(on_chain.amount, escrow);
+    assert_eq!(on_chain.details, details);
+    assert_eq!(f.chain().job_outcome(job).await.unwrap(), None);
+}
+
+/// A client without funds is refused and nothing moves.
+pub(crate) async fn posting_without_funds_is_refused(f: &dyn ChainFixture) {
+    let details = details(f, 600).await;
+    let payment = JobPayment::for_job(f.token(), &details).unwrap();
+    let err = f
+        .chain()
+        .post_job(
+            &details,
+            &JobRequirements::default(),
+            &payment,
+            f.stranger(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("insufficient {}", f.token().symbol)),
+        "{err}"
+    );
+    assert_eq!(balance(f, f.stranger()).await, TokenAmount::ZERO);
+}
+
+/// Only the client cancels, only before a claim, and gets all of it back.
+pub(crate) async fn cancelling_refunds_in_full(f: &dyn ChainFixture) {
+    let before = balance(f, f.client()).await;
+    let (job, _, escrow) = post(f, 600).await;
+    let err = f.chain().cancel_job(job, f.stranger()).await.unwrap_err();
+    assert!(err.to_string().contains("not"), "{err}");
+    f.chain().cancel_job(job, f.client()).await.unwrap();
+    assert_eq!(balance(f, f.client()).await, before);
+    assert_eq!(
+        f.chain().job(job).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    assert_eq!(
+        f.chain().job_outcome(job).await.unwrap(),
+        Some(JobOutcome::Refunded {
+            reason: RefundReason::Cancelled,
+            amount: escrow,
+        })
+    );
+    assert!(f.chain().cancel_job(job, f.client()).await.is_err());
+    assert_eq!(balance(f, f.client()).await, before, "no second refund");
+}
+
+/// A claimed job cannot be cancelled; its settlement pays tokens x price, less the fee, and
+/// refunds the rest, to the base unit.
+pub(crate) async fn settlement_splits_exactly(f: &dyn ChainFixture) {
+    let before = balance(f, f.client()).await;
+    let (job, _, escrow) = post(f, 600).await;
+    f.claim(job).await;
+    assert_eq!(f.chain().job(job).await.unwrap().status, JobStatus::Claimed);
+    assert!(f.chain().cancel_job(job, f.client()).await.is_err());
+    let tokens = 37;
+    f.submit(job, "bafkreiconformance", tokens).await;
+    let cost = PRICE * tokens;
+    let fee = cost * f.fee_bps() / 10_000;
+    let Some(JobOutcome::Settled(settled)) = f.chain().job_outcome(job).await.unwrap() else {
+        panic!("job {job} is not settled");
+    };
+    assert_eq!(settled.host, f.host());
+    assert_eq!(settled.result_cid, "bafkreiconformance");
+    assert_eq!(settled.tokens_used, tokens);
+    assert_eq!(settled.fee, TokenAmount::from_base_units(fee));
+    assert_eq!(settled.paid, TokenAmount::from_base_units(cost - fee));
+    assert_eq!(
+        settled.refund,
+        escrow
+            .checked_sub(TokenAmount::from_base_units(cost))
+            .unwrap()
+    );
+    assert_eq!(
+        balance(f, f.client()).await,
+        before
+            .checked_sub(TokenAmount::from_base_units(cost))
+            .unwrap()
+    );
+    assert_eq!(
+        f.chain().job(job).await.unwrap().status,
+        JobStatus::Completed
+    );
+}
+
+/// A claimed job expires only after its deadline, back to its client.
+pub(crate) async fn expiry_waits_for_the_deadline(f: &dyn ChainFixture) {
+    let before = balance(f, f.client()).await;
+    let (job, _, escrow) = post(f, 30).await;
+    f.claim(job).await;
+    let err = f.chain().expire_job(job, f.stranger()).await.unwrap_err();
+    assert!(err.to_string().contains("deadline"), "{err}");
+    f.pass_time(60).await;
+    assert!(f.chain().now().await.unwrap() > f.chain().job(job).await.unwrap().details.deadline);
+    f.chain().expire_job(job, f.stranger()).await.unwrap();
+    assert_eq!(balance(f, f.client()).await, before);
+    assert_eq!(f.chain().job(job).await.unwrap().status, JobStatus::Expired);
+    assert_eq!(
+        f.chain().job_outcome(job).await.unwrap(),
+        Some(JobOutcome::Refunded {
+            reason: RefundReason::Expired,
+            amount: escrow,
+        })
+    );
+}
+
+/// An unknown job is "not found"; it has no outcome.
+pub(crate) async fn unknown_jobs_are_not_found(f: &dyn ChainFixture) {
+    let id = JobId(987_654);
+    let err = f.chain().job(id).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("job {id} not found"));
+    assert_eq!(f.chain().job_outcome(id).await.unwrap(), None);
+}
+
+/// Runs every check of the suite, in order, on one fixture.
+pub(crate) async fn run_all(f: &dyn ChainFixture) {
+    tokens_resolve(f).await;
+    posting_escrows_exactly(f).await;
+    posting_without_funds_is_refused(f).await;
+    cancelling_refunds_in_full(f).await;
+    settlement_splits_exactly(f).await;
+    expiry_waits_for_the_deadline(f).await;
+    unknown_jobs_are_not_found(f).await;
+}
