@@ -12,7 +12,7 @@ use fabstir_payments::SharedNonce;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::host::Host;
+use crate::host::{Host, Terms};
 use crate::{Error, Result};
 
 /// What a host registers.
@@ -114,12 +114,11 @@ fn sorted_prices(prices: &[TokenPrice]) -> Vec<(Address, TokenAmount)> {
     prices
 }
 
-/// Watches the marketplace from `from_block` and claims jobs for this host's models that name
-/// it or no host, until `shutdown`.
+/// Watches the marketplace from `from_block` and claims the jobs this host takes on their
+/// terms (its models and prices, naming it or no host), until `shutdown`.
 pub async fn watch_jobs(host: Arc<Host>, from_block: u64, shutdown: CancellationToken) {
     let contracts = host.contracts().clone();
     let mut events = Box::pin(contracts.watch_events(from_block));
-    let me = host.address();
     loop {
         let next = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -135,20 +134,35 @@ pub async fn watch_jobs(host: Arc<Host>, from_block: u64, shutdown: Cancellation
         };
         if let MarketplaceEvent::JobPosted {
             job,
+            client,
             model,
+            token,
             host: assigned,
+            max_tokens,
+            price_per_token,
+            deadline,
             ..
         } = event
         {
-            let ours = host.models().any(|(id, _)| *id == model);
-            if ours && assigned.is_none_or(|a| a == me) {
-                let host = host.clone();
-                tokio::spawn(async move {
-                    if let Err((reason, message)) = host.ensure_claimed(job).await {
-                        tracing::debug!(%job, ?reason, %message, "not claiming job");
-                    }
-                });
+            let terms = Terms {
+                model,
+                token,
+                price_per_token,
+                max_tokens,
+                host: assigned,
+                client,
+                deadline: Some(deadline),
+            };
+            if let Err(refusal) = host.check_terms(&terms) {
+                tracing::debug!(%job, %refusal, "not claiming job");
+                continue;
             }
+            let host = host.clone();
+            tokio::spawn(async move {
+                if let Err((reason, message)) = host.ensure_claimed(job).await {
+                    tracing::debug!(%job, ?reason, %message, "not claiming job");
+                }
+            });
         }
     }
 }

@@ -1,29 +1,35 @@
-//! The host's decisions: quotes, claims, client authorization, inference, results and
-//! settlement. [`Host`] implements the network layer's [`HostService`]; the chain watcher in
-//! [`crate::chain`] feeds it jobs announced on chain.
+//! The host's state and decisions: quotes and claims ([`claims`]), the terms every job is
+//! checked against ([`terms`]), serving a client's stream ([`stream`]) and settling on chain
+//! ([`settlement`]). [`HostHandle`] implements the network layer's
+//! [`HostService`](fabstir_p2p::HostService) over it; the chain watcher in [`crate::chain`]
+//! feeds it jobs announced on chain.
+
+mod claims;
+mod service;
+mod settlement;
+mod stream;
+mod terms;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use dashmap::DashMap;
-use fabstir_contracts::{HeadlessContractManager, JobStatus, OnChainJob, WalletSigner};
+use fabstir_contracts::{HeadlessContractManager, WalletSigner};
 use fabstir_core::auth::{self, SigningKey};
-use fabstir_core::primitives::{Address, keccak256};
-use fabstir_core::wire::{
-    CapabilitiesResponse, JobRequest, JobResponse, PromptFrame, Quote, QuoteRequest, RejectReason,
-    StreamDone, StreamError, StreamErrorCode, StreamToken,
-};
+use fabstir_core::primitives::Address;
+use fabstir_core::wire::CapabilitiesResponse;
 use fabstir_core::{JobId, ModelId, NodeCapabilities, NodePeerId, TokenAmount, TokenPrice};
-use fabstir_inference::{GenerateRequest, InferenceBackend};
-use fabstir_p2p::{HostService, PeerId, TokenSink};
+use fabstir_inference::InferenceBackend;
 use fabstir_payments::SharedNonce;
 use fabstir_storage::ResultStore;
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::metrics::Metrics;
+use crate::metrics::{CountGauge, Metrics};
+
+pub use service::HostHandle;
+pub(crate) use terms::Terms;
 
 /// The software version hosts advertise.
 pub const VERSION: &str = concat!("fabstir-node/", env!("CARGO_PKG_VERSION"));
@@ -37,6 +43,16 @@ pub struct ServedModel {
     pub backend: Arc<dyn InferenceBackend>,
     /// Price per token, one per accepted payment token.
     pub prices: Vec<TokenPrice>,
+}
+
+impl ServedModel {
+    /// The price per token in `token`, if this model accepts it.
+    pub fn price(&self, token: Address) -> Option<TokenAmount> {
+        self.prices
+            .iter()
+            .find(|p| p.token == token)
+            .map(|p| p.price_per_token)
+    }
 }
 
 impl std::fmt::Debug for ServedModel {
@@ -61,12 +77,6 @@ pub struct HostLimits {
     pub quote_validity: Duration,
 }
 
-/// What the host knows of a job it claimed.
-#[derive(Debug, Clone)]
-struct ClaimedJob {
-    job: OnChainJob,
-}
-
 /// The host node's state and decisions. Cheap to share behind an `Arc`.
 pub struct Host {
     key: SigningKey,
@@ -79,9 +89,9 @@ pub struct Host {
     store: Arc<dyn ResultStore>,
     limits: HostLimits,
     slots: Semaphore,
-    claims: DashMap<JobId, Arc<Mutex<Option<ClaimedJob>>>>,
+    claims: DashMap<JobId, Arc<Mutex<Option<claims::ClaimedJob>>>>,
     metrics: Arc<Metrics>,
-    stopping: std::sync::atomic::AtomicBool,
+    stopping: AtomicBool,
 }
 
 impl std::fmt::Debug for Host {
@@ -138,7 +148,7 @@ impl Host {
             limits: parts.limits,
             claims: DashMap::new(),
             metrics: parts.metrics,
-            stopping: std::sync::atomic::AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -174,19 +184,11 @@ impl Host {
 
     /// The capabilities advertised now.
     pub fn current_capabilities(&self) -> NodeCapabilities {
-        let mut prices: Vec<TokenPrice> = Vec::new();
-        for model in self.models.values() {
-            for price in &model.prices {
-                if !prices.iter().any(|p| p.token == price.token) {
-                    prices.push(*price);
-                }
-            }
-        }
         NodeCapabilities {
             peer_id: self.peer_id.clone(),
             eth_address: self.address,
             models: self.models.keys().copied().collect(),
-            prices,
+            prices: distinct_prices(self.models.values()),
             max_tokens: self.limits.max_tokens,
             current_load: gauge(&self.metrics.jobs_running),
             max_concurrent: u32::try_from(self.limits.max_concurrent).unwrap_or(u32::MAX),
@@ -195,400 +197,51 @@ impl Host {
         }
     }
 
-    fn price(&self, model: &ModelId, token: Address) -> Option<TokenAmount> {
-        self.models
-            .get(model)?
-            .prices
-            .iter()
-            .find(|p| p.token == token)
-            .map(|p| p.price_per_token)
+    /// The capabilities advertised now, with the identity signature that binds this peer id
+    /// to the host's address on this chain.
+    fn signed_capabilities(&self) -> CapabilitiesResponse {
+        let capabilities = self.current_capabilities();
+        let message = auth::identity_message(
+            self.chain_id,
+            &capabilities.peer_id,
+            capabilities.eth_address,
+        );
+        CapabilitiesResponse {
+            capabilities,
+            chain_id: self.chain_id,
+            identity_signature: self.sign(&message),
+        }
+    }
+
+    /// Signs `message` with the host's key (an empty signature if signing fails).
+    fn sign(&self, message: &str) -> Vec<u8> {
+        auth::sign_message(&self.key, message)
+            .map(|s| s.to_vec())
+            .unwrap_or_default()
     }
 
     fn busy(&self) -> bool {
         let waiting = usize::try_from(gauge(&self.metrics.jobs_waiting)).unwrap_or(usize::MAX);
         self.slots.available_permits() == 0 && waiting >= self.limits.queue
     }
-
-    fn quote(&self, request: &QuoteRequest) -> JobResponse {
-        let reject = |reason, message: String| JobResponse::Rejected { reason, message };
-        if !self.models.contains_key(&request.model) {
-            return reject(
-                RejectReason::UnknownModel,
-                format!("model {} not served", request.model),
-            );
-        }
-        let Some(price) = self.price(&request.model, request.token) else {
-            return reject(
-                RejectReason::TokenNotAccepted,
-                format!("token {:#x} not accepted", request.token),
-            );
-        };
-        if request.offered_price_per_token < price {
-            return reject(
-                RejectReason::PriceTooLow,
-                format!("price per token is {}", price.base_units()),
-            );
-        }
-        if request.max_tokens > self.limits.max_tokens {
-            return reject(
-                RejectReason::TooManyTokens,
-                format!("at most {} tokens per job", self.limits.max_tokens),
-            );
-        }
-        if self.busy() {
-            return reject(RejectReason::Busy, "at capacity".into());
-        }
-        JobResponse::Quote(Quote {
-            host: self.address,
-            model: request.model,
-            price_per_token: price,
-            token: request.token,
-            max_tokens: request.max_tokens,
-            valid_until: unix_now() + self.limits.quote_validity.as_secs(),
-        })
-    }
-
-    /// Whether this host would take `job` on its terms (ignoring its status).
-    fn acceptable(&self, job: &OnChainJob) -> Result<(), (RejectReason, String)> {
-        if let Some(host) = job.host
-            && host != self.address
-            && job.status == JobStatus::Posted
-        {
-            return Err((
-                RejectReason::TermsMismatch,
-                format!("job names host {host:#x}"),
-            ));
-        }
-        let details = &job.details;
-        let Some(price) = self.price(&details.model, job.token) else {
-            return Err((
-                RejectReason::UnknownModel,
-                "model or token not served".into(),
-            ));
-        };
-        if details.price_per_token < price {
-            return Err((
-                RejectReason::PriceTooLow,
-                "job pays below this host's price".into(),
-            ));
-        }
-        if details.max_tokens > self.limits.max_tokens {
-            return Err((
-                RejectReason::TooManyTokens,
-                "job asks for too many tokens".into(),
-            ));
-        }
-        if details.deadline <= unix_now() {
-            return Err((RejectReason::TermsMismatch, "deadline passed".into()));
-        }
-        Ok(())
-    }
-
-    /// Claims `job` unless it is already claimed by this host; idempotent and safe to call
-    /// from the chain watcher and a peer's message at once.
-    pub async fn ensure_claimed(&self, id: JobId) -> Result<OnChainJob, (RejectReason, String)> {
-        if self.is_stopping() {
-            return Err((RejectReason::Busy, "shutting down".into()));
-        }
-        let slot = self.claims.entry(id).or_default().clone();
-        let mut claimed = slot.lock().await;
-        if let Some(entry) = claimed.as_ref() {
-            return Ok(entry.job.clone());
-        }
-        let job = self
-            .contracts
-            .job(id)
-            .await
-            .map_err(|e| (RejectReason::JobNotFound, e.to_string()))?;
-        match job.status {
-            JobStatus::Claimed if job.host == Some(self.address) => {}
-            JobStatus::Posted => {
-                self.acceptable(&job)?;
-                if self.busy() {
-                    return Err((RejectReason::Busy, "at capacity".into()));
-                }
-                match self.contracts.claim_job(id, &self.sender).await {
-                    Ok(_) => {}
-                    Err(fabstir_contracts::Error::JobAlreadyClaimed { claimer, .. })
-                        if claimer == self.address => {}
-                    Err(e) => {
-                        Metrics::inc(&self.metrics.errors);
-                        return Err((RejectReason::JobNotFound, e.to_string()));
-                    }
-                }
-                Metrics::inc(&self.metrics.jobs_claimed);
-                tracing::info!(job = %id, client = %job.client, "claimed job");
-            }
-            status => {
-                return Err((RejectReason::JobNotFound, format!("job {id} is {status}")));
-            }
-        }
-        let job = OnChainJob {
-            host: Some(self.address),
-            status: JobStatus::Claimed,
-            ..job
-        };
-        *claimed = Some(ClaimedJob { job: job.clone() });
-        Ok(job)
-    }
-
-    /// Gives a claimed job back so its client is refunded at once (after a failed inference).
-    async fn release(&self, id: JobId) {
-        match self.contracts.release_job(id, &self.sender).await {
-            Ok(_) => {
-                Metrics::inc(&self.metrics.jobs_released);
-                tracing::warn!(job = %id, "released job; client refunded");
-            }
-            Err(e) => {
-                Metrics::inc(&self.metrics.errors);
-                tracing::error!(job = %id, error = %e, "could not release job");
-            }
-        }
-    }
-
-    async fn claimed_job(&self, id: JobId) -> Option<OnChainJob> {
-        let slot = self.claims.get(&id)?.clone();
-        let claimed = slot.lock().await;
-        claimed.as_ref().map(|c| c.job.clone())
-    }
-
-    /// Generates, streams and stores; returns the text and the tokens delivered, and whether
-    /// the client cancelled.
-    async fn generate(
-        &self,
-        job: &OnChainJob,
-        prompt: &PromptFrame,
-        sink: &TokenSink,
-    ) -> Result<(String, u64, bool), StreamError> {
-        let model = self
-            .models
-            .get(&job.details.model)
-            .ok_or_else(|| StreamError {
-                code: StreamErrorCode::UnknownJob,
-                message: "model not served".into(),
-            })?;
-        let request = GenerateRequest {
-            prompt: prompt.prompt.clone(),
-            max_tokens: job.details.max_tokens.min(self.limits.max_tokens),
-            temperature: milli(prompt.temperature_milli),
-            top_p: milli(prompt.top_p_milli),
-            seed: prompt.seed,
-            ..GenerateRequest::default()
-        };
-        let failed = |e: fabstir_inference::Error| StreamError {
-            code: StreamErrorCode::InferenceFailed,
-            message: e.to_string(),
-        };
-        let mut tokens = model.backend.generate(request).await.map_err(failed)?;
-        let mut text = String::new();
-        let mut count = 0u64;
-        while let Some(token) = tokens.next_token().await {
-            let token = token.map_err(failed)?;
-            text.push_str(&token.text);
-            count += 1;
-            let frame = StreamToken {
-                id: token.id,
-                text: token.text,
-            };
-            if sink.send(frame).await.is_err() {
-                tokens.cancel();
-                return Ok((text, count, true));
-            }
-        }
-        Ok((text, count, false))
-    }
-
-    /// Submits a result on chain, in the background.
-    fn settle(self: &Arc<Self>, id: JobId, cid: String, tokens_used: u64) {
-        if self.is_stopping() {
-            tracing::warn!(job = %id, "stopping: not settling an interrupted job");
-            return;
-        }
-        let host = self.clone();
-        tokio::spawn(async move {
-            match host
-                .contracts
-                .submit_result(id, cid.as_bytes(), tokens_used, &host.sender)
-                .await
-            {
-                Ok(settlement) => {
-                    Metrics::inc(&host.metrics.jobs_completed);
-                    tracing::info!(job = %id, %cid, tokens_used, paid = %settlement.paid.base_units(), "result submitted");
-                }
-                Err(e) => {
-                    Metrics::inc(&host.metrics.errors);
-                    tracing::error!(job = %id, error = %e, "submitting the result failed");
-                }
-            }
-        });
-    }
 }
 
-/// The [`HostService`] the network layer calls, over a shared [`Host`].
-#[derive(Debug, Clone)]
-pub struct HostHandle(pub Arc<Host>);
-
-#[async_trait]
-impl HostService for HostHandle {
-    fn address(&self) -> Address {
-        self.0.address
-    }
-
-    async fn capabilities(&self) -> CapabilitiesResponse {
-        let host = &self.0;
-        let caps = host.current_capabilities();
-        let message = auth::identity_message(host.chain_id, &caps.peer_id, caps.eth_address);
-        let identity_signature = auth::sign_message(&host.key, &message)
-            .map(|s| s.to_vec())
-            .unwrap_or_default();
-        CapabilitiesResponse {
-            capabilities: caps,
-            chain_id: host.chain_id,
-            identity_signature,
+/// The first price of each payment token over `models`, in order: what a host registers and
+/// advertises.
+pub(crate) fn distinct_prices<'a>(
+    models: impl IntoIterator<Item = &'a ServedModel>,
+) -> Vec<TokenPrice> {
+    let mut prices: Vec<TokenPrice> = Vec::new();
+    for price in models.into_iter().flat_map(|m| &m.prices) {
+        if !prices.iter().any(|p| p.token == price.token) {
+            prices.push(*price);
         }
     }
-
-    async fn job(&self, _peer: PeerId, request: JobRequest) -> JobResponse {
-        match request {
-            JobRequest::Quote(quote) => self.0.quote(&quote),
-            JobRequest::Posted { job } => match self.0.ensure_claimed(job).await {
-                Ok(_) => JobResponse::Accepted { job },
-                Err((reason, message)) => {
-                    Metrics::inc(&self.0.metrics.jobs_refused);
-                    JobResponse::Rejected { reason, message }
-                }
-            },
-        }
-    }
-
-    async fn authorize(&self, job: JobId, client: Address) -> Result<(), StreamError> {
-        let host = &self.0;
-        let claimed = match host.claimed_job(job).await {
-            Some(claimed) => claimed,
-            None => {
-                // Check who posted the job before claiming it: a stranger's stream must not
-                // make this host claim anything.
-                let posted = host.contracts.job(job).await.map_err(|e| StreamError {
-                    code: StreamErrorCode::UnknownJob,
-                    message: e.to_string(),
-                })?;
-                if posted.client != client {
-                    Metrics::inc(&host.metrics.jobs_refused);
-                    return Err(StreamError {
-                        code: StreamErrorCode::AuthFailed,
-                        message: format!("{client:#x} is not the client of job {job}"),
-                    });
-                }
-                host.ensure_claimed(job)
-                    .await
-                    .map_err(|(_, message)| StreamError {
-                        code: StreamErrorCode::UnknownJob,
-                        message,
-                    })?
-            }
-        };
-        if claimed.client != client {
-            Metrics::inc(&host.metrics.jobs_refused);
-            return Err(StreamError {
-                code: StreamErrorCode::AuthFailed,
-                message: format!("{client:#x} is not the client of job {job}"),
-            });
-        }
-        Ok(())
-    }
-
-    async fn run(
-        &self,
-        job: JobId,
-        client: Address,
-        prompt: PromptFrame,
-        sink: TokenSink,
-    ) -> Result<StreamDone, StreamError> {
-        let host = &self.0;
-        let Some(claimed) = host.claimed_job(job).await.filter(|j| j.client == client) else {
-            return Err(StreamError {
-                code: StreamErrorCode::UnknownJob,
-                message: format!("job {job} is not claimed for {client:#x}"),
-            });
-        };
-        if keccak256(prompt.prompt.as_bytes()) != claimed.details.prompt_hash.0 {
-            Metrics::inc(&host.metrics.jobs_refused);
-            return Err(StreamError {
-                code: StreamErrorCode::PromptMismatch,
-                message: "the prompt does not match the job's prompt hash".into(),
-            });
-        }
-        host.metrics.jobs_waiting.fetch_add(1, Ordering::Relaxed);
-        let permit = host.slots.acquire().await;
-        host.metrics.jobs_waiting.fetch_sub(1, Ordering::Relaxed);
-        let Ok(_permit) = permit else {
-            return Err(StreamError {
-                code: StreamErrorCode::Unavailable,
-                message: "shutting down".into(),
-            });
-        };
-        host.metrics.jobs_running.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let outcome = host.generate(&claimed, &prompt, &sink).await;
-        host.metrics.jobs_running.fetch_sub(1, Ordering::Relaxed);
-        let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        host.metrics
-            .streaming_millis
-            .fetch_add(elapsed, Ordering::Relaxed);
-        let (text, tokens_used, cancelled) = match outcome {
-            Ok(done) => done,
-            Err(error) => {
-                Metrics::inc(&host.metrics.errors);
-                host.release(job).await;
-                return Err(error);
-            }
-        };
-        host.metrics
-            .tokens_generated
-            .fetch_add(tokens_used, Ordering::Relaxed);
-        let cid = match host.store.put(text.into_bytes().into()).await {
-            Ok(cid) => cid.to_string(),
-            Err(e) => {
-                Metrics::inc(&host.metrics.errors);
-                host.release(job).await;
-                return Err(StreamError {
-                    code: StreamErrorCode::InferenceFailed,
-                    message: format!("storing the result: {e}"),
-                });
-            }
-        };
-        let message = auth::result_message(host.chain_id, job, &cid, tokens_used);
-        let signature = auth::sign_message(&host.key, &message)
-            .map(|s| s.to_vec())
-            .unwrap_or_default();
-        // Delivered tokens are paid for even when the client stopped early.
-        self.0.settle(job, cid.clone(), tokens_used);
-        if cancelled {
-            return Err(StreamError {
-                code: StreamErrorCode::Cancelled,
-                message: format!("cancelled after {tokens_used} tokens"),
-            });
-        }
-        Ok(StreamDone {
-            result_cid: cid,
-            tokens_used,
-            signature,
-        })
-    }
-
-    async fn result(&self, cid: &str) -> Option<Vec<u8>> {
-        let cid = fabstir_storage::parse_cid(cid).ok()?;
-        self.0.store.get(&cid).await.ok()
-    }
+    prices
 }
 
-fn gauge(value: &std::sync::atomic::AtomicU64) -> u32 {
-    u32::try_from(value.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
-}
-
-fn milli(value: u32) -> f32 {
-    // Sampling parameters travel as thousandths; 1000 is 1.0.
-    (f64::from(value) / 1000.0) as f32
+fn gauge(value: &CountGauge) -> u32 {
+    u32::try_from(value.get()).unwrap_or(u32::MAX)
 }
 
 pub(crate) fn unix_now() -> u64 {

@@ -158,12 +158,7 @@ pub async fn start_with(
         })
         .collect::<Result<Vec<_>>>()?;
     let model_ids: Vec<ModelId> = models.iter().map(|m| ModelId::from_name(&m.name)).collect();
-    let mut prices: Vec<TokenPrice> = Vec::new();
-    for price in models.iter().flat_map(|m| &m.prices) {
-        if !prices.iter().any(|p| p.token == price.token) {
-            prices.push(*price);
-        }
-    }
+    let prices = host::distinct_prices(&models);
     let stake = match &config.stake {
         Some(text) => Some(fabstir_core::TokenAmount::parse(text, 18)?),
         None => None,

@@ -8,7 +8,6 @@ use fabstir_core::wire::{JobRequest, JobResponse, QuoteRequest, RejectReason, St
 use fabstir_core::{JobRequirements, ModelId, TokenAmount};
 use fabstir_node::RunningNode;
 use futures::StreamExt as _;
-use std::sync::atomic::Ordering;
 
 use crate::common::{
     ETH_PRICE, Env, MAX_TOKENS, MODEL, OTHER_MODEL, USDC_PRICE, dial, prompt, stream_job, wait_for,
@@ -24,9 +23,9 @@ fn assigned(host: Address) -> JobRequirements {
 fn counters(node: &RunningNode) -> (u64, u64, u64) {
     let metrics = node.host.metrics();
     (
-        metrics.jobs_refused.load(Ordering::Relaxed),
-        metrics.tokens_generated.load(Ordering::Relaxed),
-        metrics.jobs_completed.load(Ordering::Relaxed),
+        metrics.jobs_refused.get(),
+        metrics.tokens_generated.get(),
+        metrics.jobs_completed.get(),
     )
 }
 
@@ -194,12 +193,12 @@ async fn a_job_for_a_model_the_hosts_do_not_serve_is_ignored_and_can_be_cancelle
         let metrics = host.host.metrics().clone();
         wait_for(&format!("host {i} to count its claim"), move || {
             let metrics = metrics.clone();
-            async move { (metrics.jobs_claimed.load(Ordering::Relaxed) >= 1).then_some(()) }
+            async move { (metrics.jobs_claimed.get() >= 1).then_some(()) }
         })
         .await;
     }
     for (i, host) in [(0, &host_a), (1, &host_b)] {
-        let claims = host.host.metrics().jobs_claimed.load(Ordering::Relaxed);
+        let claims = host.host.metrics().jobs_claimed.get();
         assert_eq!(claims, 1, "host {i} claimed only the job for its model");
     }
     let ignored = env.manager.job(other).await.unwrap();

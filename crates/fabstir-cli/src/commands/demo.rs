@@ -1,0 +1,103 @@
+//! `fabstir demo`: the whole marketplace end to end on a local devnet, one USDC job and one
+//! ETH job, with what each paid.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use fabstir_cli::devnet::{Devnet, DevnetConfig};
+use fabstir_core::{ModelId, ProviderQuery};
+use fabstir_sdk::JobRequest;
+
+use super::ask::ask;
+use super::devnet::workspace_root;
+
+/// Arguments of `fabstir demo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Number of host nodes.
+    #[arg(long, default_value_t = 3)]
+    hosts: usize,
+    /// The prompt.
+    #[arg(long, default_value = "")]
+    prompt: Option<String>,
+    /// Most tokens per job.
+    #[arg(long, default_value_t = 200)]
+    max_tokens: u32,
+}
+
+/// Starts a devnet, runs the two jobs with progress on stderr, and stops everything.
+pub(crate) async fn run(args: Args) -> Result<()> {
+    let started = Instant::now();
+    let hosts = args.hosts;
+    let mut config = DevnetConfig::new(&workspace_root());
+    config.hosts = hosts;
+    let model = config.model.name.clone();
+    let prompt = args.prompt.filter(|p| !p.is_empty()).unwrap_or_else(|| {
+        if config.model.tokenizer.is_some() {
+            "ROMEO:".into()
+        } else {
+            String::new()
+        }
+    });
+    eprintln!("starting a local devnet: anvil, contracts, {hosts} hosts serving {model}...");
+    let devnet = Devnet::start(config).await?;
+    eprintln!(
+        "  chain {} at {}",
+        devnet.deployment.chain_id,
+        devnet.anvil.endpoint()
+    );
+    for (i, addr) in devnet.bootstrap.iter().enumerate() {
+        eprintln!("  host {i}: {addr}");
+    }
+    let sdk = devnet.client_sdk().await?;
+    let client = sdk.signer_address().context("signer")?;
+    let nodes = sdk
+        .discover(&ProviderQuery::new(
+            ModelId::from_name(&model),
+            sdk.token("USDC")?.address(),
+        ))
+        .await?;
+    eprintln!("discovered {} verified hosts for {model}", nodes.len());
+    for (seed, (symbol, label)) in [("USDC", "USDC (ERC-20)"), ("ETH", "ETH (native)")]
+        .into_iter()
+        .enumerate()
+    {
+        let before = sdk.balance(client, symbol).await?;
+        eprintln!("\n=== job paid in {label}; prompt {prompt:?} ===");
+        let mut request = JobRequest::new(&model, prompt.clone())
+            .pay_with(symbol)
+            .max_tokens(args.max_tokens);
+        // Sampled rather than greedy: small greedy models loop.
+        request.temperature_milli = 800;
+        request.seed = 42 + seed as u64;
+        // The model continues the prompt: show it first.
+        out!("{prompt}");
+        let result = ask(&sdk, request, true).await?;
+        let token = &result.token;
+        eprintln!("job {} settled on chain:", result.job);
+        eprintln!("  result CID    {} (matches the streamed text)", result.cid);
+        eprintln!("  tokens used   {}", result.tokens_used);
+        eprintln!(
+            "  paid to host  {} ({:#x})",
+            token.format_amount(result.paid),
+            result.host_address
+        );
+        eprintln!("  protocol fee  {}", token.format_amount(result.fee));
+        eprintln!("  refunded      {}", token.format_amount(result.refund));
+        let after = sdk.balance(client, symbol).await?;
+        let spent = before.checked_sub(after).unwrap_or_default();
+        eprintln!(
+            "  client spent  {}{}",
+            token.format_amount(spent),
+            if token.is_native() { " (with gas)" } else { "" }
+        );
+    }
+    drop(sdk);
+    devnet.stop().await?;
+    eprintln!(
+        "\ndemo finished in {:.1?}; everything it started is stopped",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Quotes, claims and the client check before a stream: what the host answers a peer's job
+//! message, how it claims a job once (from the chain watcher and a peer at once), and who may
+//! open a stream for a claimed job.
+
+use fabstir_contracts::{JobStatus, OnChainJob};
+use fabstir_core::JobId;
+use fabstir_core::primitives::Address;
+use fabstir_core::wire::{
+    JobRequest, JobResponse, Quote, QuoteRequest, RejectReason, StreamError, StreamErrorCode,
+};
+
+use super::{Host, Terms, unix_now};
+
+/// What the host knows of a job it claimed.
+#[derive(Debug, Clone)]
+pub(super) struct ClaimedJob {
+    job: OnChainJob,
+}
+
+impl Host {
+    /// Answers a peer's job message: a quote, or whether the host takes a posted job.
+    pub(super) async fn answer(&self, request: JobRequest) -> JobResponse {
+        match request {
+            JobRequest::Quote(quote) => self.quote(&quote),
+            JobRequest::Posted { job } => match self.ensure_claimed(job).await {
+                Ok(_) => JobResponse::Accepted { job },
+                Err((reason, message)) => {
+                    self.metrics.jobs_refused.inc();
+                    JobResponse::Rejected { reason, message }
+                }
+            },
+        }
+    }
+
+    fn quote(&self, request: &QuoteRequest) -> JobResponse {
+        let price = match self.check_terms(&Terms::of_quote(request)) {
+            Ok(price) => price,
+            Err(refusal) => {
+                return JobResponse::Rejected {
+                    reason: refusal.reason(),
+                    message: refusal.to_string(),
+                };
+            }
+        };
+        if self.busy() {
+            return JobResponse::Rejected {
+                reason: RejectReason::Busy,
+                message: "at capacity".into(),
+            };
+        }
+        JobResponse::Quote(Quote {
+            host: self.address,
+            model: request.model,
+            price_per_token: price,
+            token: request.token,
+            max_tokens: request.max_tokens,
+            valid_until: unix_now() + self.limits.quote_validity.as_secs(),
+        })
+    }
+
+    /// Claims `job` unless it is already claimed by this host; idempotent and safe to call
+    /// from the chain watcher and a peer's message at once.
+    pub async fn ensure_claimed(&self, id: JobId) -> Result<OnChainJob, (RejectReason, String)> {
+        if self.is_stopping() {
+            return Err((RejectReason::Busy, "shutting down".into()));
+        }
+        let slot = self.claims.entry(id).or_default().clone();
+        let mut claimed = slot.lock().await;
+        if let Some(entry) = claimed.as_ref() {
+            return Ok(entry.job.clone());
+        }
+        let job = self
+            .contracts
+            .job(id)
+            .await
+            .map_err(|e| (RejectReason::JobNotFound, e.to_string()))?;
+        match job.status {
+            JobStatus::Claimed if job.host == Some(self.address) => {}
+            JobStatus::Posted => {
+                self.check_terms(&Terms::of_job(&job))
+                    .map_err(|refusal| (refusal.reason(), refusal.to_string()))?;
+                if self.busy() {
+                    return Err((RejectReason::Busy, "at capacity".into()));
+                }
+                match self.contracts.claim_job(id, &self.sender).await {
+                    Ok(_) => {}
+                    Err(fabstir_contracts::Error::JobAlreadyClaimed { claimer, .. })
+                        if claimer == self.address => {}
+                    Err(e) => {
+                        self.metrics.errors.inc();
+                        return Err((RejectReason::JobNotFound, e.to_string()));
+                    }
+                }
+                self.metrics.jobs_claimed.inc();
+                tracing::info!(job = %id, client = %job.client, "claimed job");
+            }
+            status => {
+                return Err((RejectReason::JobNotFound, format!("job {id} is {status}")));
+            }
+        }
+        let job = OnChainJob {
+            host: Some(self.address),
+            status: JobStatus::Claimed,
+            ..job
+        };
+        *claimed = Some(ClaimedJob { job: job.clone() });
+        Ok(job)
+    }
+
+    /// The job `id` if this host claimed it.
+    pub(super) async fn claimed_job(&self, id: JobId) -> Option<OnChainJob> {
+        let slot = self.claims.get(&id)?.clone();
+        let claimed = slot.lock().await;
+        claimed.as_ref().map(|c| c.job.clone())
+    }
+
+    /// Lets `client` (recovered from its challenge answer) open a stream for `job` only if it
+    /// posted the job; claims the job first if need be, but never for a stranger.
+    pub(super) async fn authorize(&self, job: JobId, client: Address) -> Result<(), StreamError> {
+        let claimed = match self.claimed_job(job).await {
+            Some(claimed) => claimed,
+            None => {
+                // Check who posted the job before claiming it: a stranger's stream must not
+                // make this host claim anything.
+                let posted = self.contracts.job(job).await.map_err(|e| StreamError {
+                    code: StreamErrorCode::UnknownJob,
+                    message: e.to_string(),
+                })?;
+                self.check_client(&posted, client)?;
+                self.ensure_claimed(job)
+                    .await
+                    .map_err(|(_, message)| StreamError {
+                        code: StreamErrorCode::UnknownJob,
+                        message,
+                    })?
+            }
+        };
+        self.check_client(&claimed, client)
+    }
+
+    fn check_client(&self, job: &OnChainJob, client: Address) -> Result<(), StreamError> {
+        Terms::of_job(job).check_client(client).map_err(|refusal| {
+            self.metrics.jobs_refused.inc();
+            StreamError {
+                code: StreamErrorCode::AuthFailed,
+                message: format!("{refusal} of job {}", job.id),
+            }
+        })
+    }
+}

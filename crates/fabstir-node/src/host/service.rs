@@ -1,0 +1,52 @@
+//! The network layer's [`HostService`] over a shared [`Host`]: each call is one of the host's
+//! decisions.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fabstir_core::JobId;
+use fabstir_core::primitives::Address;
+use fabstir_core::wire::{
+    CapabilitiesResponse, JobRequest, JobResponse, PromptFrame, StreamDone, StreamError,
+};
+use fabstir_p2p::{HostService, PeerId, TokenSink};
+
+use super::Host;
+
+/// The [`HostService`] the network layer calls, over a shared [`Host`].
+#[derive(Debug, Clone)]
+pub struct HostHandle(pub Arc<Host>);
+
+#[async_trait]
+impl HostService for HostHandle {
+    fn address(&self) -> Address {
+        self.0.address
+    }
+
+    async fn capabilities(&self) -> CapabilitiesResponse {
+        self.0.signed_capabilities()
+    }
+
+    async fn job(&self, _peer: PeerId, request: JobRequest) -> JobResponse {
+        self.0.answer(request).await
+    }
+
+    async fn authorize(&self, job: JobId, client: Address) -> Result<(), StreamError> {
+        self.0.authorize(job, client).await
+    }
+
+    async fn run(
+        &self,
+        job: JobId,
+        client: Address,
+        prompt: PromptFrame,
+        tokens: TokenSink,
+    ) -> Result<StreamDone, StreamError> {
+        self.0.serve_stream(job, client, prompt, tokens).await
+    }
+
+    async fn result(&self, cid: &str) -> Option<Vec<u8>> {
+        let cid = fabstir_storage::parse_cid(cid).ok()?;
+        self.0.store.get(&cid).await.ok()
+    }
+}
