@@ -145,22 +145,29 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("FABSTIR_STORAGE", "storage"),
 ];
 
+/// The node's own configuration error for a file that could not be read or parsed.
+fn config_error(e: fabstir_core::Error) -> Error {
+    match e {
+        fabstir_core::Error::Config(message) => Error::Config(message),
+        other => other.into(),
+    }
+}
+
 impl NodeConfig {
     /// Parses TOML; paths stay as written (see [`Self::resolve_paths`]).
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Config(format!("invalid node TOML: {e}")))
+        fabstir_core::config::from_toml(text, "node TOML").map_err(config_error)
     }
 
     /// The configuration as TOML.
     pub fn to_toml(&self) -> Result<String> {
-        toml::to_string(self).map_err(|e| Error::Config(e.to_string()))
+        fabstir_core::config::to_toml(self).map_err(config_error)
     }
 
     /// Reads a TOML file; relative paths inside it are taken relative to the file's folder.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
-        let mut config = Self::from_toml(&text)?;
+        let mut config: Self =
+            fabstir_core::config::read_toml(path, "node TOML").map_err(config_error)?;
         if let Some(dir) = path.parent() {
             config.resolve_paths(dir);
         }
@@ -201,12 +208,7 @@ impl NodeConfig {
                 "FABSTIR_RPC_URL" => self.rpc_url = value,
                 "FABSTIR_STORAGE" => self.storage = PathBuf::from(value),
                 "FABSTIR_BOOTSTRAP_PEERS" => {
-                    self.bootstrap_peers = value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect();
+                    self.bootstrap_peers = fabstir_core::config::env_list(&value);
                 }
                 _ => {}
             }

@@ -13,7 +13,7 @@ mod terms;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use fabstir_contracts::{HeadlessContractManager, WalletSigner};
@@ -242,11 +242,4 @@ pub(crate) fn distinct_prices<'a>(
 
 fn gauge(value: &CountGauge) -> u32 {
     u32::try_from(value.get()).unwrap_or(u32::MAX)
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }

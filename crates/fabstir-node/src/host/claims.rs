@@ -9,7 +9,9 @@ use fabstir_core::wire::{
     JobRequest, JobResponse, Quote, QuoteRequest, RejectReason, StreamError, StreamErrorCode,
 };
 
-use super::{Host, Terms, unix_now};
+use fabstir_core::clock::unix_now;
+
+use super::{Host, Terms};
 
 /// What the host knows of a job it claimed.
 #[derive(Debug, Clone)]

@@ -7,7 +7,9 @@ use fabstir_core::primitives::Address;
 use fabstir_core::wire::{QuoteRequest, RejectReason};
 use fabstir_core::{ModelId, TokenAmount};
 
-use super::{Host, unix_now};
+use fabstir_core::clock::unix_now;
+
+use super::Host;
 
 /// What a client asks of a host, from a quote request, a job on chain or its `JobPosted`
 /// event.

@@ -3,3 +3,5 @@
 
 pub(crate) mod chain;
 mod chain_memory;
+pub(crate) mod network;
+mod network_memory;
