@@ -4,7 +4,7 @@
 use ethers::contract::parse_log;
 use ethers::providers::Middleware;
 use ethers::types::{Address, BlockNumber, Filter, H256, Log, U256};
-use fabstir_core::{JobId, ModelId, TokenAmount};
+use fabstir_core::{JobId, JobOutcome, JobSettlement, ModelId, RefundReason, TokenAmount};
 use futures::{Stream, StreamExt};
 
 use crate::bindings::job_marketplace::JobMarketplaceEvents as Raw;
@@ -112,6 +112,38 @@ impl MarketplaceEvent {
             | Self::JobExpired { job, .. }
             | Self::JobReleased { job, .. } => Some(*job),
             Self::TokenAcceptanceChanged { .. } | Self::Other => None,
+        }
+    }
+
+    /// How the job ended, if this event ends one: a settlement or a refund.
+    pub fn outcome(&self) -> Option<JobOutcome> {
+        let refunded = |reason, amount: &TokenAmount| {
+            Some(JobOutcome::Refunded {
+                reason,
+                amount: *amount,
+            })
+        };
+        match self {
+            Self::JobCompleted {
+                host,
+                result_cid,
+                tokens_used,
+                paid,
+                fee,
+                refund,
+                ..
+            } => Some(JobOutcome::Settled(JobSettlement {
+                host: *host,
+                result_cid: String::from_utf8_lossy(result_cid).into_owned(),
+                tokens_used: tokens_used.low_u64(),
+                paid: *paid,
+                fee: *fee,
+                refund: *refund,
+            })),
+            Self::JobCancelled { refund, .. } => refunded(RefundReason::Cancelled, refund),
+            Self::JobExpired { refund, .. } => refunded(RefundReason::Expired, refund),
+            Self::JobReleased { refund, .. } => refunded(RefundReason::Released, refund),
+            _ => None,
         }
     }
 }

@@ -183,34 +183,21 @@ mod tests {
 
     #[test]
     fn usdc_examples() {
-        assert_eq!(
-            TokenAmount::parse("1.5", 6).unwrap(),
-            TokenAmount::from_base_units(1_500_000u64)
-        );
-        assert_eq!(
-            TokenAmount::parse("0.000001", 6).unwrap(),
-            TokenAmount::from_base_units(1u64)
-        );
-        assert_eq!(
-            TokenAmount::parse("  42 ", 6).unwrap(),
-            TokenAmount::from_base_units(42_000_000u64)
-        );
-        assert_eq!(
-            TokenAmount::parse(".5", 6).unwrap(),
-            TokenAmount::from_base_units(500_000u64)
-        );
-        assert_eq!(
-            TokenAmount::parse("5.", 6).unwrap(),
-            TokenAmount::from_base_units(5_000_000u64)
-        );
-        assert_eq!(
-            TokenAmount::parse("1_000.25", 6).unwrap(),
-            TokenAmount::from_base_units(1_000_250_000u64)
-        );
-        assert_eq!(
-            TokenAmount::parse("1.500000000", 6).unwrap(),
-            TokenAmount::from_base_units(1_500_000u64)
-        );
+        for (text, base) in [
+            ("1.5", 1_500_000u64),
+            ("0.000001", 1),
+            ("  42 ", 42_000_000),
+            (".5", 500_000),
+            ("5.", 5_000_000),
+            ("1_000.25", 1_000_250_000),
+            ("1.500000000", 1_500_000),
+        ] {
+            assert_eq!(
+                TokenAmount::parse(text, 6).unwrap(),
+                TokenAmount::from_base_units(base),
+                "{text:?}"
+            );
+        }
         assert_eq!(TokenAmount::from_base_units(1_500_000u64).format(6), "1.5");
         assert_eq!(TokenAmount::from_base_units(2_000_000u64).format(6), "2");
         assert_eq!(TokenAmount::from_base_units(1u64).format(6), "0.000001");

@@ -16,6 +16,14 @@ pub use forward::Session;
 pub use sampler::Sampler;
 pub use tokenizer::Tokenizer;
 
+/// Reads a whole model or tokenizer file, naming it in the error.
+fn read_file(path: &std::path::Path) -> crate::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| crate::Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Checks the attention shape run.c and the engine need: `dim` a multiple of `n_heads`,
 /// `n_heads` a multiple of `n_kv_heads`, and an even head size (RoPE rotates pairs). The
 /// error says which rule failed; fields are assumed non-zero.

@@ -4,12 +4,12 @@
 
 use async_trait::async_trait;
 use ethers::signers::LocalWallet;
-use fabstir_contracts::{HeadlessContractManager, LoggedEvent, MarketplaceEvent, TxInfo};
+use fabstir_contracts::{HeadlessContractManager, LoggedEvent, TxInfo};
 use fabstir_core::auth::SigningKey;
 use fabstir_core::primitives::Address;
 use fabstir_core::{
-    JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, JobSettlement, OnChainJob,
-    PaymentToken, RefundReason, TokenAmount,
+    JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, OnChainJob, PaymentToken,
+    TokenAmount,
 };
 use fabstir_payments::PaymentManager;
 
@@ -107,41 +107,6 @@ impl ChainClient {
     }
 }
 
-/// How a job ended, from its events: the first settlement or refund found.
-fn outcome_of(events: Vec<LoggedEvent>) -> Option<JobOutcome> {
-    events.into_iter().find_map(|e| match e.event {
-        MarketplaceEvent::JobCompleted {
-            host,
-            result_cid,
-            tokens_used,
-            paid,
-            fee,
-            refund,
-            ..
-        } => Some(JobOutcome::Settled(JobSettlement {
-            host,
-            result_cid: String::from_utf8_lossy(&result_cid).into_owned(),
-            tokens_used: tokens_used.low_u64(),
-            paid,
-            fee,
-            refund,
-        })),
-        MarketplaceEvent::JobCancelled { refund, .. } => Some(JobOutcome::Refunded {
-            reason: RefundReason::Cancelled,
-            amount: refund,
-        }),
-        MarketplaceEvent::JobExpired { refund, .. } => Some(JobOutcome::Refunded {
-            reason: RefundReason::Expired,
-            amount: refund,
-        }),
-        MarketplaceEvent::JobReleased { refund, .. } => Some(JobOutcome::Refunded {
-            reason: RefundReason::Released,
-            amount: refund,
-        }),
-        _ => None,
-    })
-}
-
 #[async_trait]
 impl ChainLayer for ChainClient {
     fn chain_id(&self) -> u64 {
@@ -200,6 +165,11 @@ impl ChainLayer for ChainClient {
     }
 
     async fn job_outcome(&self, id: JobId) -> Result<Option<JobOutcome>> {
-        Ok(outcome_of(self.job_events(id).await?))
+        // The first event that ends the job says how.
+        Ok(self
+            .job_events(id)
+            .await?
+            .iter()
+            .find_map(|e| e.event.outcome()))
     }
 }

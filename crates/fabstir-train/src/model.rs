@@ -66,18 +66,14 @@ impl ModelConfig {
 
     /// Checks what run.c and the engine require.
     pub fn validate(&self) -> Result<()> {
-        let bad = |reason: String| Err(Error::InvalidConfig(reason));
-        let fields = [
-            self.dim,
-            self.hidden_dim,
-            self.n_layers,
-            self.n_heads,
-            self.n_kv_heads,
-            self.vocab_size,
-            self.seq_len,
-        ];
-        if fields.iter().any(|&f| f == 0 || i32::try_from(f).is_err()) {
-            return bad(format!("every field must be in 1..=i32::MAX: {self:?}"));
+        if self
+            .fields()
+            .iter()
+            .any(|&f| f == 0 || i32::try_from(f).is_err())
+        {
+            return Err(Error::InvalidConfig(format!(
+                "every field must be in 1..=i32::MAX: {self:?}"
+            )));
         }
         fabstir_inference::llama2c::check_attention_shape(self.dim, self.n_heads, self.n_kv_heads)
             .map_err(Error::InvalidConfig)?;
@@ -87,6 +83,11 @@ impl ModelConfig {
     /// The llama2.c header; a positive vocabulary size means the classifier is shared.
     fn header(&self) -> [i32; 7] {
         // validate() checked that every field fits.
+        self.fields().map(|f| i32::try_from(f).unwrap_or(i32::MAX))
+    }
+
+    /// The header's fields, in llama2.c's order.
+    fn fields(&self) -> [usize; 7] {
         [
             self.dim,
             self.hidden_dim,
@@ -96,7 +97,6 @@ impl ModelConfig {
             self.vocab_size,
             self.seq_len,
         ]
-        .map(|f| i32::try_from(f).unwrap_or(i32::MAX))
     }
 }
 

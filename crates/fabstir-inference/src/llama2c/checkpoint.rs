@@ -149,12 +149,7 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Reads a checkpoint file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_bytes(&bytes)
+        Self::from_bytes(&super::read_file(path.as_ref())?)
     }
 
     /// Parses a checkpoint held in memory; its length must be exactly what the header implies.

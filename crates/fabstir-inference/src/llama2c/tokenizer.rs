@@ -39,12 +39,7 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Reads a `tokenizer.bin` file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_bytes(&bytes)
+        Self::from_bytes(&super::read_file(path.as_ref())?)
     }
 
     /// Parses a tokenizer file held in memory: an `i32` max token length, then until the end
