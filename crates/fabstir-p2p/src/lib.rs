@@ -33,6 +33,7 @@ mod pool;
 mod ranking;
 mod registry;
 mod service;
+mod shared;
 mod signer;
 mod stream;
 
@@ -41,7 +42,7 @@ pub use codec::{ResultRequest, ResultResponse};
 pub use config::{P2pConfig, StreamConfig};
 pub use dht::{provider_key, provider_key_bytes};
 pub use error::{Error, Result};
-pub use network::{Network, NetworkEvent};
+pub use network::Network;
 pub use pool::{ConnectionPool, PoolLease, PoolStats};
 pub use ranking::{ScoredNode, rank, rank_scored, select_optimal};
 pub use registry::{
@@ -49,6 +50,7 @@ pub use registry::{
     verify_capabilities,
 };
 pub use service::{HostService, TokenSink};
+pub use shared::NetworkEvent;
 pub use signer::ClientSigner;
 pub use stream::{StreamEvent, TokenStream};
 
