@@ -16,6 +16,9 @@
 //!   [`rank`]s the result, [`Network::negotiate`]s, and [`Network::open_stream`]s with a
 //!   [`ClientSigner`].
 //! - [`ConnectionPool`] and [`rank`] are pure and tested without a swarm.
+//! - Behind the `test-utils` feature, `testing::TestHost` is a configurable host for tests and
+//!   benchmarks: scripted, or faults (forged capabilities, a crash after quoting) over another
+//!   service.
 //!
 //! The wire format is described in `docs/PROTOCOL.md`.
 
@@ -36,6 +39,8 @@ mod service;
 mod shared;
 mod signer;
 mod stream;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 pub use behaviour::{IDENTIFY_PROTOCOL, agent_version};
 pub use codec::{ResultRequest, ResultResponse};
