@@ -5,20 +5,17 @@
 //! completing on another host.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ethers::types::Address;
 use fabstir_cli::devnet::{Devnet, DevnetConfig};
-use fabstir_core::wire::{
-    CapabilitiesResponse, JobRequest as WireJobRequest, JobResponse, PromptFrame, StreamDone,
-    StreamError,
-};
 use fabstir_core::{JobId, JobState, ProviderQuery, TokenAmount};
 use fabstir_node::{Host, HostHandle, NodeHooks};
+use fabstir_p2p::HostService;
 use fabstir_p2p::fault::StreamFault;
-use fabstir_p2p::{HostService, PeerId, TokenSink};
+use fabstir_p2p::testing::{Fault, TestHost};
 use fabstir_sdk::SdkEvent;
 use fabstir_sdk::{Error, FabstirSdk, JobRequest, JobResult};
 use fabstir_storage::{Cid, ResultStore};
@@ -109,58 +106,6 @@ fn client_of(sdk: &FabstirSdk) -> Address {
     sdk.signer_address().unwrap()
 }
 
-/// A host that answers its first quote and crashes at once: it never claims the job it quoted
-/// for. It tells the test which host it was, so that the test can take its network down too.
-struct CrashAfterQuote {
-    host: Arc<Host>,
-    inner: HostHandle,
-    armed: Arc<AtomicBool>,
-    crashed: mpsc::UnboundedSender<Address>,
-}
-
-#[async_trait]
-impl HostService for CrashAfterQuote {
-    fn address(&self) -> Address {
-        self.inner.address()
-    }
-
-    async fn capabilities(&self) -> CapabilitiesResponse {
-        self.inner.capabilities().await
-    }
-
-    async fn job(&self, peer: PeerId, request: WireJobRequest) -> JobResponse {
-        let quoting = matches!(request, WireJobRequest::Quote(_));
-        let answer = self.inner.job(peer, request).await;
-        if quoting
-            && matches!(answer, JobResponse::Quote(_))
-            && self.armed.swap(false, Ordering::SeqCst)
-        {
-            // From here on the host claims nothing, as if its process had died.
-            self.host.stop();
-            let _ = self.crashed.send(self.host.address());
-        }
-        answer
-    }
-
-    async fn authorize(&self, job: JobId, client: Address) -> Result<(), StreamError> {
-        self.inner.authorize(job, client).await
-    }
-
-    async fn run(
-        &self,
-        job: JobId,
-        client: Address,
-        prompt: PromptFrame,
-        sink: TokenSink,
-    ) -> Result<StreamDone, StreamError> {
-        self.inner.run(job, client, prompt, sink).await
-    }
-
-    async fn result(&self, cid: &str) -> Option<Vec<u8>> {
-        self.inner.result(cid).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_killed_before_claiming_is_cancelled_and_replaced() {
     let armed = Arc::new(AtomicBool::new(true));
@@ -168,14 +113,26 @@ async fn a_host_killed_before_claiming_is_cancelled_and_replaced() {
     let mut config = DevnetConfig::new(&fabstir_e2e::workspace_root());
     config.hosts = 2;
     config.claim_timeout = Duration::from_secs(3);
+    // The first host to answer a quote crashes at once: it never claims the job it quoted
+    // for, and tells the test which host it was, so that the test can take its network down
+    // too.
     config.hooks = NodeHooks {
         service: Some(Arc::new(move |host: Arc<Host>| {
-            Arc::new(CrashAfterQuote {
-                inner: HostHandle(host.clone()),
-                host,
-                armed: armed.clone(),
-                crashed: crashed_tx.clone(),
-            }) as Arc<dyn HostService>
+            let crashed = crashed_tx.clone();
+            let dying = host.clone();
+            let crash = Arc::new(move || {
+                // From here on the host claims nothing, as if its process had died.
+                dying.stop();
+                let _ = crashed.send(dying.address());
+            });
+            Arc::new(
+                TestHost::wrapping(Arc::new(HostHandle(host)))
+                    .fault(Fault::CrashAfterQuote {
+                        armed: armed.clone(),
+                        crash,
+                    })
+                    .build(),
+            ) as Arc<dyn HostService>
         })),
         ..NodeHooks::default()
     };

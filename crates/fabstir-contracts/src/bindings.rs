@@ -30,8 +30,44 @@ pub mod payment_escrow {
     );
 }
 
-/// The USDC-like test token (6 decimals, EIP-2612 permit). Its ABI is a superset of ERC-20, so
-/// it is also used to talk to any ERC-20.
+/// Any ERC-20 token: OpenZeppelin's `IERC20`, `IERC20Metadata` and `IERC20Errors`, with
+/// EIP-2612 permit (`IERC20Permit`) and the ERC-5267 EIP-712 domain (`IERC5267`). Tokens without
+/// permit revert on those calls, which is how support is detected. A human-readable ABI: the
+/// interfaces have no bytecode to deploy.
+pub mod erc20 {
+    ethers::contract::abigen!(
+        Erc20Permit,
+        r#"[
+            event Transfer(address indexed from, address indexed to, uint256 value)
+            event Approval(address indexed owner, address indexed spender, uint256 value)
+            function totalSupply() external view returns (uint256)
+            function balanceOf(address account) external view returns (uint256)
+            function transfer(address to, uint256 value) external returns (bool)
+            function allowance(address owner, address spender) external view returns (uint256)
+            function approve(address spender, uint256 value) external returns (bool)
+            function transferFrom(address from, address to, uint256 value) external returns (bool)
+            function name() external view returns (string)
+            function symbol() external view returns (string)
+            function decimals() external view returns (uint8)
+            function permit(address owner, address spender, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external
+            function nonces(address owner) external view returns (uint256)
+            function DOMAIN_SEPARATOR() external view returns (bytes32)
+            function eip712Domain() external view returns (bytes1 fields, string name, string version, uint256 chainId, address verifyingContract, bytes32 salt, uint256[] extensions)
+            error ERC20InsufficientBalance(address sender, uint256 balance, uint256 needed)
+            error ERC20InvalidSender(address sender)
+            error ERC20InvalidReceiver(address receiver)
+            error ERC20InsufficientAllowance(address spender, uint256 allowance, uint256 needed)
+            error ERC20InvalidApprover(address approver)
+            error ERC20InvalidSpender(address spender)
+            error ERC2612ExpiredSignature(uint256 deadline)
+            error ERC2612InvalidSigner(address signer, address owner)
+            error InvalidAccountNonce(address account, uint256 currentNonce)
+        ]"#
+    );
+}
+
+/// The USDC-like test token (6 decimals, EIP-2612 permit, an open faucet `mint`). Talk to
+/// tokens in general through [`erc20`]; this binding is for deploying and minting test tokens.
 pub mod test_usdc {
     ethers::contract::abigen!(
         TestUSDC,

@@ -1,5 +1,6 @@
 //! Stateless access to the Fabstir smart contracts (NodeRegistry, JobMarketplace,
-//! PaymentEscrow and the test tokens).
+//! PaymentEscrow), any ERC-20 payment token (with EIP-2612 permit where it has it) and the
+//! test tokens.
 //!
 //! This is the only layer besides `fabstir-payments` that talks to an Ethereum node. Its
 //! [`HeadlessContractManager`] holds contract addresses and a read-only provider; every

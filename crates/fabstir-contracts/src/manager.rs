@@ -16,7 +16,6 @@ use fabstir_core::{ContractAddresses, Deployment, JobId, ModelId, NodePeerId, To
 use crate::bindings::job_marketplace::{JobMarketplace, JobPostedFilter};
 use crate::bindings::node_registry::NodeRegistry;
 use crate::bindings::payment_escrow::PaymentEscrow;
-use crate::bindings::test_usdc::TestUSDC;
 use crate::convert;
 use crate::error::{Error, Result};
 use crate::types::{OnChainJob, RegisteredNode, TxInfo};
@@ -154,10 +153,6 @@ impl HeadlessContractManager {
 
     pub(crate) fn registry_read(&self) -> NodeRegistry<Provider<Http>> {
         NodeRegistry::new(self.addresses.node_registry, self.provider.clone())
-    }
-
-    pub(crate) fn token_read(&self, token: Address) -> TestUSDC<Provider<Http>> {
-        TestUSDC::new(token, self.provider.clone())
     }
 
     // ----- job reads -----
@@ -345,7 +340,7 @@ impl HeadlessContractManager {
             return Ok(TokenAmount(wei));
         }
         Ok(TokenAmount(
-            call(self.token_read(token).balance_of(owner)).await?,
+            call(self.erc20(token).balance_of(owner)).await?,
         ))
     }
 
@@ -357,7 +352,7 @@ impl HeadlessContractManager {
         spender: Address,
     ) -> Result<TokenAmount> {
         Ok(TokenAmount(
-            call(self.token_read(token).allowance(owner, spender)).await?,
+            call(self.erc20(token).allowance(owner, spender)).await?,
         ))
     }
 }

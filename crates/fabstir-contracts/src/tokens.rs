@@ -8,12 +8,20 @@ use ethers::types::transaction::eip712::TypedData;
 use ethers::types::{Address, Signature};
 use fabstir_core::TokenAmount;
 
+use ethers::providers::{Http, Provider};
+
+use crate::bindings::erc20::Erc20Permit;
 use crate::bindings::test_usdc::TestUSDC;
 use crate::error::{Error, Result};
 use crate::manager::{HeadlessContractManager, call, send, tx_info};
 use crate::types::TxInfo;
 
 impl HeadlessContractManager {
+    /// The ERC-20 (and EIP-2612) binding of `token` on the read-only provider.
+    pub fn erc20(&self, token: Address) -> Erc20Permit<Provider<Http>> {
+        Erc20Permit::new(token, self.provider().clone())
+    }
+
     /// Approves `spender` for `amount` of `token` from the signer. Works for tokens that
     /// return nothing (USDT); for tokens that require a zero allowance first, set it to zero
     /// before changing a non-zero allowance.
@@ -24,7 +32,7 @@ impl HeadlessContractManager {
         amount: TokenAmount,
         signer: &Arc<S>,
     ) -> Result<TxInfo> {
-        let contract = TestUSDC::new(token, signer.clone());
+        let contract = Erc20Permit::new(token, signer.clone());
         let receipt = send(contract.approve(spender, amount.base_units())).await?;
         Ok(tx_info(&receipt))
     }
@@ -55,7 +63,7 @@ impl HeadlessContractManager {
         wallet: &W,
     ) -> Result<Signature> {
         let owner = wallet.address();
-        let contract = self.token_read(token);
+        let contract = self.erc20(token);
         let (_, name, version, chain_id, verifying_contract, _, _) =
             call(contract.eip_712_domain()).await?;
         let nonce = call(contract.nonces(owner)).await?;

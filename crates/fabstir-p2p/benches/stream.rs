@@ -14,23 +14,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ethers_core::k256::ecdsa::SigningKey;
 use fabstir_core::auth;
 use fabstir_core::node::{NodeCapabilities, NodeHistory, TokenPrice};
 use fabstir_core::primitives::Address;
-use fabstir_core::wire::{
-    CapabilitiesResponse, JobRequest, JobResponse, PromptFrame, RejectReason, StreamDone,
-    StreamError, StreamToken,
-};
+use fabstir_core::wire::PromptFrame;
 use fabstir_core::{
-    DiscoveredNode, JobId, ModelId, NodeInfo, NodePeerId, ProviderQuery, SelectionCriteria,
-    TokenAmount, rank,
+    DiscoveredNode, JobId, ModelId, NodePeerId, ProviderQuery, SelectionCriteria, TokenAmount, rank,
 };
+use fabstir_p2p::testing::{Pacing, Script, TestHost};
 use fabstir_p2p::{
-    HostService, InMemoryRegistry, Keypair, Network, P2pConfig, PeerId, StreamEvent, TokenSink,
-    node_peer_id, sign_capabilities,
+    HostService, InMemoryRegistry, Keypair, Network, P2pConfig, PeerId, StreamEvent,
 };
 use futures::StreamExt;
 
@@ -40,93 +35,31 @@ fn model() -> ModelId {
     ModelId::from_name("bench-model")
 }
 
-fn registry_entry(host: &BenchHost) -> NodeInfo {
-    NodeInfo {
-        address: host.address(),
-        peer_id: node_peer_id(&host.peer).unwrap(),
-        models: vec![model()],
-        prices: vec![],
-        metadata: String::new(),
-        stake: TokenAmount::default(),
-        active: true,
-    }
+/// The client's key; the benchmark's job 1 is its.
+fn client_key() -> SigningKey {
+    SigningKey::from_bytes(&[2u8; 32].into()).unwrap()
 }
 
-struct BenchHost {
-    key: SigningKey,
-    peer: PeerId,
-}
-
-#[async_trait]
-impl HostService for BenchHost {
-    fn address(&self) -> Address {
-        auth::address_of(&self.key)
-    }
-
-    async fn capabilities(&self) -> CapabilitiesResponse {
-        let caps = NodeCapabilities {
-            peer_id: node_peer_id(&self.peer).unwrap(),
-            eth_address: Address::zero(),
-            models: vec![model()],
-            prices: vec![TokenPrice {
-                token: Address::zero(),
-                price_per_token: TokenAmount::from_base_units(10u64),
-            }],
-            max_tokens: 1000,
-            current_load: 0,
-            max_concurrent: 4,
-            queue_depth: 0,
-            version: String::new(),
-        };
-        sign_capabilities(&self.key, 31_337, caps).unwrap()
-    }
-
-    async fn job(&self, _: PeerId, _: JobRequest) -> JobResponse {
-        JobResponse::Rejected {
-            reason: RejectReason::Busy,
-            message: String::new(),
-        }
-    }
-
-    async fn authorize(&self, _: JobId, _: Address) -> Result<(), StreamError> {
-        Ok(())
-    }
-
-    async fn run(
-        &self,
-        job: JobId,
-        _: Address,
-        _: PromptFrame,
-        sink: TokenSink,
-    ) -> Result<StreamDone, StreamError> {
-        for i in 0..TOKENS {
-            let token = StreamToken {
-                id: u32::try_from(i).unwrap(),
-                text: " word".into(),
-            };
-            if sink.send(token).await.is_err() {
-                break;
-            }
-        }
-        let cid = "bench".to_owned();
-        let message = auth::result_message(31_337, job, &cid, TOKENS);
-        Ok(StreamDone {
-            result_cid: cid,
-            tokens_used: TOKENS,
-            signature: auth::sign_message(&self.key, &message).unwrap().to_vec(),
-        })
-    }
+/// A host of the model streaming `TOKENS` tokens as fast as the client reads them.
+fn bench_host(seed: u8, peer: PeerId) -> Arc<TestHost> {
+    let key = SigningKey::from_bytes(&[seed; 32].into()).unwrap();
+    Arc::new(
+        TestHost::builder(key, peer)
+            .models(vec![model()])
+            .price(10)
+            .script(Script::Tokens(TOKENS))
+            .pacing(Pacing::Free)
+            .job(JobId(1), auth::address_of(&client_key()))
+            .build(),
+    )
 }
 
 async fn pair(max_batch_tokens: usize) -> (Network, Network) {
     let registry = Arc::new(InMemoryRegistry::new());
     let keypair = Keypair::generate_ed25519();
     let peer = keypair.public().to_peer_id();
-    let host = Arc::new(BenchHost {
-        key: SigningKey::from_bytes(&[1u8; 32].into()).unwrap(),
-        peer,
-    });
-    registry.insert(registry_entry(&host));
+    let host = bench_host(1, peer);
+    registry.insert(host.registry_entry().unwrap());
     let mut config = P2pConfig::loopback();
     config.stream.max_batch_tokens = max_batch_tokens;
     let host_net = Network::spawn(config, keypair, registry.clone(), Some(host))
@@ -172,7 +105,7 @@ fn stream_throughput(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let key = SigningKey::from_bytes(&[2u8; 32].into()).unwrap();
+    let key = client_key();
     let mut group = c.benchmark_group("stream");
     group.throughput(Throughput::Elements(TOKENS));
     group.sample_size(10);
@@ -276,11 +209,8 @@ fn discovery(c: &mut Criterion) {
         for i in 0..49u8 {
             let keypair = Keypair::generate_ed25519();
             let host = (i < 5).then(|| {
-                let host = Arc::new(BenchHost {
-                    key: SigningKey::from_bytes(&[i + 10; 32].into()).unwrap(),
-                    peer: keypair.public().to_peer_id(),
-                });
-                registry.insert(registry_entry(&host));
+                let host = bench_host(i + 10, keypair.public().to_peer_id());
+                registry.insert(host.registry_entry().unwrap());
                 host as Arc<dyn HostService>
             });
             let node = Network::spawn(config.clone(), keypair, registry.clone(), host)

@@ -1,4 +1,4 @@
-//! The libp2p behaviour of a Fabstir node and how its swarm is built.
+//! The libp2p behaviour of a Fabstir node, how its swarm is built and how it starts listening.
 
 use std::time::Duration;
 
@@ -6,10 +6,11 @@ use fabstir_core::wire::{
     CAPABILITIES_PROTOCOL, CapabilitiesRequest, CapabilitiesResponse, JOB_PROTOCOL, JobRequest,
     JobResponse, KAD_PROTOCOL, RESULT_PROTOCOL,
 };
+use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::NetworkBehaviour;
-use libp2p::{StreamProtocol, Swarm, identify, kad, noise, ping, tcp, yamux};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, StreamProtocol, Swarm, identify, kad, noise, ping, tcp, yamux};
 
 use crate::codec::{ResultRequest, ResultResponse, WireCodec};
 use crate::config::P2pConfig;
@@ -116,4 +117,43 @@ pub(crate) async fn build_swarm(
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();
     Ok(swarm)
+}
+
+/// Listens on every address of `addrs` and returns once each listener has an address, so that
+/// callers can hand them out; a listener that fails or closes first is an error.
+pub(crate) async fn listen(
+    swarm: &mut Swarm<Behaviour>,
+    addrs: &[Multiaddr],
+    timeout: Duration,
+) -> Result<()> {
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| Error::Config(format!("listen on {addr}: {e}")))?;
+        listeners.push(id);
+    }
+    let wait = async {
+        while !listeners.is_empty() {
+            match swarm.select_next_some().await {
+                SwarmEvent::NewListenAddr { listener_id, .. } => {
+                    listeners.retain(|l| *l != listener_id);
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(Error::Config(format!("listener failed: {error}")));
+                }
+                SwarmEvent::ListenerClosed { reason, .. } => {
+                    return Err(Error::Config(format!("listener closed: {reason:?}")));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, wait)
+        .await
+        .map_err(|_| Error::Timeout {
+            what: "listening",
+            after: timeout,
+        })?
 }

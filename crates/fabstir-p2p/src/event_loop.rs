@@ -17,8 +17,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::codec::{ResultRequest, ResultResponse};
-use crate::network::{NetworkEvent, Shared};
 use crate::service::HostService;
+use crate::shared::{NetworkEvent, Shared};
 use crate::{Error, Result};
 
 type Reply<T> = oneshot::Sender<Result<T>>;
@@ -47,20 +47,10 @@ pub(crate) enum Command {
         key: RecordKey,
         reply: Reply<HashSet<PeerId>>,
     },
-    Capabilities {
+    /// A request-response request to `peer`.
+    Request {
         peer: PeerId,
-        request: CapabilitiesRequest,
-        reply: Reply<CapabilitiesResponse>,
-    },
-    Job {
-        peer: PeerId,
-        request: JobRequest,
-        reply: Reply<JobResponse>,
-    },
-    Result {
-        peer: PeerId,
-        request: ResultRequest,
-        reply: Reply<ResultResponse>,
+        request: Outbound,
     },
     Disconnect {
         peer: PeerId,
@@ -73,6 +63,13 @@ pub(crate) enum Command {
     },
 }
 
+/// A request to another node on one of the request-response protocols, with its reply.
+pub(crate) enum Outbound {
+    Capabilities(CapabilitiesRequest, Reply<CapabilitiesResponse>),
+    Job(JobRequest, Reply<JobResponse>),
+    Result(ResultRequest, Reply<ResultResponse>),
+}
+
 /// A host's answer, computed off the loop, to send on a response channel.
 pub(crate) enum HostReply {
     Capabilities(ResponseChannel<CapabilitiesResponse>, CapabilitiesResponse),
@@ -81,22 +78,50 @@ pub(crate) enum HostReply {
 }
 
 pub(crate) struct EventLoop {
-    pub(crate) swarm: Swarm<Behaviour>,
-    pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) host_replies: mpsc::Receiver<HostReply>,
-    pub(crate) host_reply_tx: mpsc::Sender<HostReply>,
-    pub(crate) events: broadcast::Sender<NetworkEvent>,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) host: Option<Arc<dyn HostService>>,
-    pub(crate) pending_caps: HashMap<OutboundRequestId, Reply<CapabilitiesResponse>>,
-    pub(crate) pending_job: HashMap<OutboundRequestId, Reply<JobResponse>>,
-    pub(crate) pending_result: HashMap<OutboundRequestId, Reply<ResultResponse>>,
-    pub(crate) pending_providers: HashMap<QueryId, (HashSet<PeerId>, Reply<HashSet<PeerId>>)>,
-    pub(crate) pending_queries: HashMap<QueryId, Reply<()>>,
-    pub(crate) pending_dials: HashMap<PeerId, Vec<Reply<()>>>,
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    host_replies: mpsc::Receiver<HostReply>,
+    host_reply_tx: mpsc::Sender<HostReply>,
+    events: broadcast::Sender<NetworkEvent>,
+    shared: Arc<Shared>,
+    host: Option<Arc<dyn HostService>>,
+    pending_caps: HashMap<OutboundRequestId, Reply<CapabilitiesResponse>>,
+    pending_job: HashMap<OutboundRequestId, Reply<JobResponse>>,
+    pending_result: HashMap<OutboundRequestId, Reply<ResultResponse>>,
+    pending_providers: HashMap<QueryId, (HashSet<PeerId>, Reply<HashSet<PeerId>>)>,
+    pending_queries: HashMap<QueryId, Reply<()>>,
+    pending_dials: HashMap<PeerId, Vec<Reply<()>>>,
 }
 
 impl EventLoop {
+    /// A loop over `swarm` serving `commands`; with a `host` it answers inbound requests
+    /// (off the loop, through a channel of `buffer` answers).
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        events: broadcast::Sender<NetworkEvent>,
+        shared: Arc<Shared>,
+        host: Option<Arc<dyn HostService>>,
+        buffer: usize,
+    ) -> Self {
+        let (host_reply_tx, host_replies) = mpsc::channel(buffer.max(1));
+        Self {
+            swarm,
+            commands,
+            host_replies,
+            host_reply_tx,
+            events,
+            shared,
+            host,
+            pending_caps: HashMap::new(),
+            pending_job: HashMap::new(),
+            pending_result: HashMap::new(),
+            pending_providers: HashMap::new(),
+            pending_queries: HashMap::new(),
+            pending_dials: HashMap::new(),
+        }
+    }
+
     pub(crate) async fn run(mut self) {
         let idle = self.shared.pool.config().idle_timeout;
         let period = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
@@ -205,40 +230,23 @@ impl EventLoop {
                 let id = self.swarm.behaviour_mut().kad.get_providers(key);
                 self.pending_providers.insert(id, (HashSet::new(), reply));
             }
-            Command::Capabilities {
-                peer,
-                request,
-                reply,
-            } => {
+            Command::Request { peer, request } => {
                 self.shared.pool.record_use(&peer, now);
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .capabilities
-                    .send_request(&peer, request);
-                self.pending_caps.insert(id, reply);
-            }
-            Command::Job {
-                peer,
-                request,
-                reply,
-            } => {
-                self.shared.pool.record_use(&peer, now);
-                let id = self.swarm.behaviour_mut().job.send_request(&peer, request);
-                self.pending_job.insert(id, reply);
-            }
-            Command::Result {
-                peer,
-                request,
-                reply,
-            } => {
-                self.shared.pool.record_use(&peer, now);
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .result
-                    .send_request(&peer, request);
-                self.pending_result.insert(id, reply);
+                let b = self.swarm.behaviour_mut();
+                match request {
+                    Outbound::Capabilities(request, reply) => {
+                        let id = b.capabilities.send_request(&peer, request);
+                        self.pending_caps.insert(id, reply);
+                    }
+                    Outbound::Job(request, reply) => {
+                        let id = b.job.send_request(&peer, request);
+                        self.pending_job.insert(id, reply);
+                    }
+                    Outbound::Result(request, reply) => {
+                        let id = b.result.send_request(&peer, request);
+                        self.pending_result.insert(id, reply);
+                    }
+                }
             }
             Command::Disconnect { peer } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
@@ -296,7 +304,7 @@ impl EventLoop {
                 self.shared.rtt.remove(&peer_id);
                 if cause.is_some() {
                     // Closed by an error rather than by us: the peer may be gone.
-                    forget(&self.shared, &peer_id).await;
+                    self.shared.forget(&peer_id).await;
                 }
                 self.emit(NetworkEvent::Disconnected(peer_id));
             }
@@ -304,7 +312,7 @@ impl EventLoop {
                 if let Some(peer) = peer_id
                     && !self.swarm.is_connected(&peer)
                 {
-                    forget(&self.shared, &peer).await;
+                    self.shared.forget(&peer).await;
                     for reply in self.pending_dials.remove(&peer).unwrap_or_default() {
                         let _ = reply.send(Err(Error::Dial {
                             peer: peer.to_string(),
@@ -344,47 +352,50 @@ impl EventLoop {
                 id, result, step, ..
             }) => self.on_query(id, result, step.last),
             BehaviourEvent::Capabilities(event) => {
-                let host = self.host.clone();
-                let tx = self.host_reply_tx.clone();
                 if let Some((peer, _req, channel)) = self.on_request_response(event, caps_map).await
-                    && let Some(host) = host
                 {
-                    tokio::spawn(async move {
+                    self.answer(move |host| async move {
                         tracing::trace!(%peer, "capabilities request");
-                        let resp = host.capabilities().await;
-                        let _ = tx.send(HostReply::Capabilities(channel, resp)).await;
+                        HostReply::Capabilities(channel, host.capabilities().await)
                     });
                 }
             }
             BehaviourEvent::Job(event) => {
-                let host = self.host.clone();
-                let tx = self.host_reply_tx.clone();
-                if let Some((peer, req, channel)) = self.on_request_response(event, job_map).await
-                    && let Some(host) = host
-                {
-                    tokio::spawn(async move {
-                        let resp = host.job(peer, req).await;
-                        let _ = tx.send(HostReply::Job(channel, resp)).await;
+                if let Some((peer, req, channel)) = self.on_request_response(event, job_map).await {
+                    self.answer(move |host| async move {
+                        HostReply::Job(channel, host.job(peer, req).await)
                     });
                 }
             }
             BehaviourEvent::Result(event) => {
-                let host = self.host.clone();
-                let tx = self.host_reply_tx.clone();
-                if let Some((_, req, channel)) = self.on_request_response(event, result_map).await
-                    && let Some(host) = host
-                {
-                    tokio::spawn(async move {
+                if let Some((_, req, channel)) = self.on_request_response(event, result_map).await {
+                    self.answer(move |host| async move {
                         let resp = match host.result(&req.cid).await {
                             Some(bytes) => ResultResponse::Found(bytes),
                             None => ResultResponse::NotFound,
                         };
-                        let _ = tx.send(HostReply::Result(channel, resp)).await;
+                        HostReply::Result(channel, resp)
                     });
                 }
             }
             _ => {}
         }
+    }
+
+    /// Has the host compute an answer off the loop, which comes back as a [`HostReply`].
+    /// Without a host the request goes unanswered.
+    fn answer<F, Fut>(&self, respond: F)
+    where
+        F: FnOnce(Arc<dyn HostService>) -> Fut + Send + 'static,
+        Fut: Future<Output = HostReply> + Send,
+    {
+        let Some(host) = self.host.clone() else {
+            return;
+        };
+        let tx = self.host_reply_tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(respond(host).await).await;
+        });
     }
 
     fn on_query(&mut self, id: QueryId, result: QueryResult, last: bool) {
@@ -446,7 +457,7 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                forget(&self.shared, &peer).await;
+                self.shared.forget(&peer).await;
                 if let Some(reply) = which(self).remove(&request_id) {
                     let _ = reply.send(Err(Error::Request {
                         peer: peer.to_string(),
@@ -470,9 +481,4 @@ fn job_map(l: &mut EventLoop) -> &mut HashMap<OutboundRequestId, Reply<JobRespon
 
 fn result_map(l: &mut EventLoop) -> &mut HashMap<OutboundRequestId, Reply<ResultResponse>> {
     &mut l.pending_result
-}
-
-/// A peer failed us: forget what discovery knew about it.
-async fn forget(shared: &Shared, peer: &PeerId) {
-    shared.nodes.invalidate(peer).await;
 }

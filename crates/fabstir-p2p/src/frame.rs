@@ -1,6 +1,8 @@
 //! Reading and writing length-prefixed wire frames on byte streams, with the size limit
 //! checked before anything is allocated.
 
+use std::time::Duration;
+
 use fabstir_core::wire::{self, FRAME_HEADER_LEN, MAX_FRAME_LEN, WireMessage};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -35,6 +37,21 @@ pub(crate) async fn read_frame<T: WireMessage, R: AsyncRead + Unpin>(
             _ => Error::Io(e),
         })?;
     Ok(Some(wire::decode(&payload)?))
+}
+
+/// [`read_frame`] within `timeout`; a frame that does not come in time is
+/// [`Error::Timeout`] naming `what`.
+pub(crate) async fn read_frame_within<T: WireMessage, R: AsyncRead + Unpin>(
+    io: &mut R,
+    timeout: Duration,
+    what: &'static str,
+) -> Result<Option<T>> {
+    tokio::time::timeout(timeout, read_frame(io))
+        .await
+        .map_err(|_| Error::Timeout {
+            what,
+            after: timeout,
+        })?
 }
 
 /// Like [`read_frame`], with a limit other than [`MAX_FRAME_LEN`] (for request-response

@@ -17,6 +17,9 @@
 //!   ranks the result, [`Network::negotiate`]s, and [`Network::open_stream`]s with a
 //!   [`ClientSigner`].
 //! - [`ConnectionPool`] is pure and tested without a swarm.
+//! - Behind the `test-utils` feature, `testing::TestHost` is a configurable host for tests and
+//!   benchmarks: scripted, or faults (forged capabilities, a crash after quoting) over another
+//!   service.
 //!
 //! The wire format is described in `docs/PROTOCOL.md`.
 
@@ -33,8 +36,11 @@ mod network;
 mod pool;
 mod registry;
 mod service;
+mod shared;
 mod signer;
 mod stream;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 pub use behaviour::{IDENTIFY_PROTOCOL, agent_version};
 pub use codec::{ResultRequest, ResultResponse};
@@ -44,10 +50,11 @@ pub use error::{Error, Result};
 /// The registry port and its in-memory version, from `fabstir-core` (re-exported because
 /// [`Network::spawn`] takes one).
 pub use fabstir_core::{InMemoryRegistry, PeerRegistry};
-pub use network::{Network, NetworkEvent};
+pub use network::Network;
 pub use pool::{ConnectionPool, PoolLease, PoolStats};
 pub use registry::{libp2p_peer_id, node_peer_id, sign_capabilities, verify_capabilities};
 pub use service::{HostService, TokenSink};
+pub use shared::NetworkEvent;
 pub use signer::ClientSigner;
 pub use stream::{StreamEvent, TokenStream};
 

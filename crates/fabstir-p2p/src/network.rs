@@ -1,63 +1,33 @@
 //! The [`Network`] handle: a cheap `Clone` that talks to the event loop owning the swarm, and
-//! the client-side operations built on it (discovery, capabilities, negotiation, results).
+//! the client-side operations built on it (discovery, capabilities, negotiation, results,
+//! token streams).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
-use fabstir_core::node::NodeHistory;
-use fabstir_core::wire::{CapabilitiesRequest, CapabilitiesResponse, JobRequest, JobResponse};
-use fabstir_core::{DiscoveredNode, ModelId, NodePeerId, ProviderQuery};
+use fabstir_core::wire::{
+    CapabilitiesRequest, CapabilitiesResponse, JobRequest, JobResponse, PromptFrame,
+};
+use fabstir_core::{DiscoveredNode, JobId, ModelId, NodePeerId, ProviderQuery};
 use futures::{Stream, StreamExt};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::behaviour::build_swarm;
+use crate::behaviour::{build_swarm, listen};
 use crate::codec::{ResultRequest, ResultResponse};
 use crate::config::P2pConfig;
 use crate::dht::provider_key;
-use crate::event_loop::{Command, EventLoop};
-use crate::pool::{ConnectionPool, PoolStats};
+use crate::event_loop::{Command, EventLoop, Outbound};
+use crate::pool::PoolStats;
 use crate::registry::{node_peer_id, verify_capabilities};
 use crate::service::HostService;
+use crate::shared::{NetworkEvent, Shared};
+use crate::signer::ClientSigner;
+use crate::stream::TokenStream;
+use crate::stream::{client, host};
 use crate::{Error, Result};
 use fabstir_core::PeerRegistry;
-
-/// Something that happened on the network, for subscribers of [`Network::events`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum NetworkEvent {
-    /// The node listens on a new address.
-    Listening(Multiaddr),
-    /// A first connection to a peer opened.
-    Connected(PeerId),
-    /// The last connection to a peer closed.
-    Disconnected(PeerId),
-    /// A peer told us who it is.
-    Identified {
-        /// The peer.
-        peer: PeerId,
-        /// Its agent version (`fabstir/0.1.0` for our nodes).
-        agent: String,
-    },
-}
-
-/// State shared between the handles and the event loop.
-pub(crate) struct Shared {
-    pub(crate) pool: Arc<ConnectionPool>,
-    /// Last ping round-trip time per connected peer.
-    pub(crate) rtt: DashMap<PeerId, Duration>,
-    /// Listen addresses peers reported through Identify.
-    pub(crate) addrs: DashMap<PeerId, Vec<Multiaddr>>,
-    /// Verified providers (capabilities and measured latency), with the discovery TTL.
-    pub(crate) nodes: moka::future::Cache<PeerId, DiscoveredNode>,
-    /// Providers per model, with the discovery TTL.
-    pub(crate) models: moka::future::Cache<ModelId, Arc<Vec<PeerId>>>,
-    /// This client's history with each host.
-    pub(crate) history: DashMap<NodePeerId, NodeHistory>,
-}
 
 struct Inner {
     peer_id: PeerId,
@@ -102,77 +72,23 @@ impl Network {
     ) -> Result<Self> {
         let peer_id = keypair.public().to_peer_id();
         let mut swarm = build_swarm(keypair, &config, host.is_some()).await?;
-        let mut listeners = Vec::new();
-        for addr in &config.listen_addrs {
-            let id = swarm
-                .listen_on(addr.clone())
-                .map_err(|e| Error::Config(format!("listen on {addr}: {e}")))?;
-            listeners.push(id);
-        }
-        // Wait until each listener has an address, so that callers can hand them out.
-        let wait = async {
-            while !listeners.is_empty() {
-                match swarm.select_next_some().await {
-                    libp2p::swarm::SwarmEvent::NewListenAddr { listener_id, .. } => {
-                        listeners.retain(|l| *l != listener_id);
-                    }
-                    libp2p::swarm::SwarmEvent::ListenerError { error, .. } => {
-                        return Err(Error::Config(format!("listener failed: {error}")));
-                    }
-                    libp2p::swarm::SwarmEvent::ListenerClosed { reason, .. } => {
-                        return Err(Error::Config(format!("listener closed: {reason:?}")));
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        };
-        tokio::time::timeout(config.connect_timeout, wait)
-            .await
-            .map_err(|_| Error::Timeout {
-                what: "listening",
-                after: config.connect_timeout,
-            })??;
+        listen(&mut swarm, &config.listen_addrs, config.connect_timeout).await?;
 
         let control = swarm.behaviour().stream.new_control();
-        let ttl = config.discovery_ttl.max(Duration::from_millis(1));
-        let shared = Arc::new(Shared {
-            pool: Arc::new(ConnectionPool::new(config.pool)),
-            rtt: DashMap::new(),
-            addrs: DashMap::new(),
-            nodes: moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(ttl)
-                .build(),
-            models: moka::future::Cache::builder()
-                .max_capacity(1_000)
-                .time_to_live(ttl)
-                .build(),
-            history: DashMap::new(),
-        });
+        let shared = Arc::new(Shared::new(config.pool, config.discovery_ttl));
         let (command_tx, command_rx) = mpsc::channel(config.command_buffer.max(1));
-        let (host_reply_tx, host_reply_rx) = mpsc::channel(config.command_buffer.max(1));
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
         let (shutdown, _) = watch::channel(false);
-        let event_loop = EventLoop {
+        let event_loop = EventLoop::new(
             swarm,
-            commands: command_rx,
-            host_replies: host_reply_rx,
-            host_reply_tx,
-            events: events.clone(),
-            shared: Arc::clone(&shared),
-            host: host.clone(),
-            pending_caps: HashMap::new(),
-            pending_job: HashMap::new(),
-            pending_result: HashMap::new(),
-            pending_providers: HashMap::new(),
-            pending_queries: HashMap::new(),
-            pending_dials: HashMap::new(),
-        };
+            command_rx,
+            events.clone(),
+            Arc::clone(&shared),
+            host.clone(),
+            config.command_buffer,
+        );
         let shutdown_rx = shutdown.subscribe();
-        tokio::spawn(async move {
-            event_loop.run().await;
-        });
+        tokio::spawn(event_loop.run());
         let network = Self {
             inner: Arc::new(Inner {
                 peer_id,
@@ -188,8 +104,8 @@ impl Network {
             }),
         };
         if let Some(host) = host {
-            crate::stream::spawn_host(
-                network.clone_control(),
+            host::spawn_host(
+                network.inner.control.clone(),
                 host,
                 &network.inner.config,
                 network.inner.shared.pool.clone(),
@@ -212,22 +128,6 @@ impl Network {
     #[cfg(feature = "fault-injection")]
     pub fn inject_stream_fault(&self, fault: Option<crate::fault::StreamFault>) {
         self.inner.faults.set(fault);
-    }
-
-    pub(crate) fn clone_control(&self) -> libp2p_stream::Control {
-        self.inner.control.clone()
-    }
-
-    pub(crate) fn config(&self) -> &P2pConfig {
-        &self.inner.config
-    }
-
-    pub(crate) fn registry(&self) -> &dyn PeerRegistry {
-        self.inner.registry.as_ref()
-    }
-
-    pub(crate) fn pool(&self) -> &Arc<ConnectionPool> {
-        &self.inner.shared.pool
     }
 
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
@@ -352,12 +252,9 @@ impl Network {
     pub async fn capabilities(&self, peer: PeerId) -> Result<CapabilitiesResponse> {
         let request = CapabilitiesRequest { token: None };
         let timeout = self.inner.config.request_timeout + self.inner.config.connect_timeout;
-        self.call_timeout("capabilities request", timeout, |reply| {
-            Command::Capabilities {
-                peer,
-                request,
-                reply,
-            }
+        self.call_timeout("capabilities request", timeout, |reply| Command::Request {
+            peer,
+            request: Outbound::Capabilities(request, reply),
         })
         .await
     }
@@ -378,50 +275,24 @@ impl Network {
         )
         .await;
         if let Err(e) = verified {
-            self.inner.shared.nodes.invalidate(&peer).await;
+            self.inner.shared.forget(&peer).await;
             return Err(e);
         }
-        let shared = &self.inner.shared;
-        let latency = shared.rtt.get(&peer).map(|r| *r).unwrap_or(request_rtt);
-        let addresses = shared
-            .addrs
-            .get(&peer)
-            .map(|a| a.iter().map(ToString::to_string).collect())
-            .unwrap_or_default();
-        let history = shared
-            .history
-            .get(&response.capabilities.peer_id)
-            .map(|h| *h)
-            .unwrap_or_default();
-        Ok(DiscoveredNode {
-            capabilities: response.capabilities,
-            addresses,
-            latency,
-            history,
-        })
+        Ok(self
+            .inner
+            .shared
+            .discovered(&peer, response.capabilities, request_rtt))
     }
 
     /// Verified providers matching `query`: from the cache while it is fresh, otherwise
     /// through [`Network::refresh_providers`].
     pub async fn find_providers(&self, query: &ProviderQuery) -> Result<Vec<DiscoveredNode>> {
         let shared = &self.inner.shared;
-        let mut nodes = Vec::new();
-        if let Some(peers) = shared.models.get(&query.model).await {
-            for peer in peers.iter() {
-                if let Some(node) = shared.nodes.get(peer).await {
-                    nodes.push(node);
-                }
-            }
-        }
+        let mut nodes = shared.cached_providers(&query.model).await;
         if nodes.is_empty() {
             nodes = self.refresh_providers(&query.model).await?;
         }
-        let history = &shared.history;
-        for node in &mut nodes {
-            if let Some(h) = history.get(&node.capabilities.peer_id) {
-                node.history = *h;
-            }
-        }
+        shared.refresh_history(&mut nodes);
         Ok(nodes.into_iter().filter(|n| query.matches(n)).collect())
     }
 
@@ -447,7 +318,7 @@ impl Network {
                 }
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "provider dropped");
-                    shared.nodes.invalidate(&peer).await;
+                    shared.forget(&peer).await;
                 }
             }
         }
@@ -467,21 +338,15 @@ impl Network {
 
     /// Records the outcome of a job with a host, used as its history in later discoveries.
     pub fn record_outcome(&self, host: &NodePeerId, success: bool) {
-        let mut entry = self.inner.shared.history.entry(host.clone()).or_default();
-        if success {
-            entry.successes = entry.successes.saturating_add(1);
-        } else {
-            entry.failures = entry.failures.saturating_add(1);
-        }
+        self.inner.shared.record_outcome(host, success);
     }
 
     /// Sends a job message to `peer` (`/fabstir/job/1.0.0`) and returns its answer.
     pub async fn negotiate(&self, peer: PeerId, request: JobRequest) -> Result<JobResponse> {
         let timeout = self.inner.config.request_timeout + self.inner.config.connect_timeout;
-        self.call_timeout("job request", timeout, |reply| Command::Job {
+        self.call_timeout("job request", timeout, |reply| Command::Request {
             peer,
-            request,
-            reply,
+            request: Outbound::Job(request, reply),
         })
         .await
     }
@@ -500,10 +365,9 @@ impl Network {
         };
         let timeout = self.inner.config.request_timeout + self.inner.config.connect_timeout;
         let response = self
-            .call_timeout("result request", timeout, |reply| Command::Result {
+            .call_timeout("result request", timeout, |reply| Command::Request {
                 peer,
-                request,
-                reply,
+                request: Outbound::Result(request, reply),
             })
             .await?;
         match response {
@@ -514,6 +378,35 @@ impl Network {
                 reason: format!("result bytes do not match {cid}"),
             }),
         }
+    }
+
+    /// Opens a raw `/fabstir/stream/1.0.0` stream to `peer` (dialing if needed), without the
+    /// handshake: for diagnostics and protocol tests. Use [`Network::open_stream`] for jobs.
+    pub async fn open_raw_stream(&self, peer: PeerId) -> Result<libp2p::Stream> {
+        self.connect(peer).await?;
+        client::open_raw(self.inner.control.clone(), peer).await
+    }
+
+    /// Opens an authenticated token stream for `job` to the host `peer`: answers its
+    /// challenge with `signer` (after checking the challenge names the registry's owner of
+    /// `peer`), sends `prompt`, and returns the stream of tokens.
+    ///
+    /// Refusals by the host come back as [`Error::Remote`] with its code (`AuthFailed`,
+    /// `ChallengeExpired`, `UnknownJob`...).
+    pub async fn open_stream(
+        &self,
+        peer: PeerId,
+        job: JobId,
+        signer: &dyn ClientSigner,
+        prompt: PromptFrame,
+    ) -> Result<TokenStream> {
+        let stream = self.open_raw_stream(peer).await?;
+        let ctx = client::ClientContext {
+            config: &self.inner.config,
+            registry: self.inner.registry.as_ref(),
+            pool: &self.inner.shared.pool,
+        };
+        client::open(ctx, stream, peer, job, signer, prompt).await
     }
 
     /// The connection pool's counters.

@@ -1,5 +1,8 @@
 //! The error type of `fabstir-payments`.
 
+use std::sync::Arc;
+
+use ethers::providers::Middleware;
 use ethers::types::Address;
 
 /// Everything that can go wrong routing a payment.
@@ -41,9 +44,10 @@ pub enum Error {
     /// The signer has no address.
     #[error("the signer has no address")]
     NoSender,
-    /// An error met by a concurrent caller loading the same cached value.
-    #[error("{0}")]
-    Shared(String),
+    /// An error met by a concurrent caller loading the same cached value, shared by every
+    /// caller that waited for that load.
+    #[error(transparent)]
+    Shared(Arc<Error>),
     /// A contract call failed (revert decoded by `fabstir-contracts`, or transport).
     #[error(transparent)]
     Contract(#[from] fabstir_contracts::Error),
@@ -51,3 +55,45 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A token whose registry entry and chain disagree; each side is (symbol, decimals).
+    pub(crate) fn token_mismatch(
+        address: Address,
+        expected: (&str, u8),
+        actual: (&str, u8),
+    ) -> Self {
+        let describe = |(symbol, decimals): (&str, u8)| format!("{symbol}, {decimals} decimals");
+        Self::TokenMismatch {
+            address,
+            expected: describe(expected),
+            actual: describe(actual),
+        }
+    }
+}
+
+/// A failed call through a raw contract binding, decoded as `fabstir-contracts` does.
+pub(crate) fn contract_error<M: Middleware>(e: ethers::contract::ContractError<M>) -> Error {
+    fabstir_contracts::Error::from_contract(e).into()
+}
+
+/// Unwraps an error shared by moka between the callers of one load, keeping the variants
+/// callers match on.
+pub(crate) fn unshare(e: Arc<Error>) -> Error {
+    match Arc::try_unwrap(e) {
+        Ok(e) => e,
+        Err(shared) => match &*shared {
+            Error::TokenMismatch {
+                address,
+                expected,
+                actual,
+            } => Error::TokenMismatch {
+                address: *address,
+                expected: expected.clone(),
+                actual: actual.clone(),
+            },
+            Error::TokenNotAccepted(token) => Error::TokenNotAccepted(token.clone()),
+            _ => Error::Shared(shared),
+        },
+    }
+}

@@ -15,14 +15,17 @@
 //! parallel submissions from one signer do not collide. Amounts are `fabstir_core`
 //! [`TokenAmount`](fabstir_core::TokenAmount)s: no floating point anywhere.
 
+mod allowance;
+mod cache;
 mod error;
 mod manager;
 mod nonce;
 mod registry;
+mod routing;
 
+pub use allowance::ApprovalPolicy;
 pub use error::{Error, Result};
-pub use manager::{
-    ApprovalPolicy, JobPayment, PaymentConfig, PaymentManager, PaymentMethod, Submission,
-};
+pub use manager::{PaymentConfig, PaymentManager};
 pub use nonce::{NonceBook, SharedNonce};
 pub use registry::{TokenEntry, TokenRegistry};
+pub use routing::{JobPayment, PaymentMethod, Submission};

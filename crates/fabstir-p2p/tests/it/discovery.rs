@@ -9,9 +9,10 @@ use fabstir_core::primitives::Address;
 use fabstir_core::select_optimal;
 use fabstir_core::wire::{JobRequest, JobResponse, QuoteRequest};
 use fabstir_core::{ModelId, ProviderQuery, SelectionCriteria, TokenAmount};
-use fabstir_p2p::{InMemoryRegistry, Network, PeerId};
+use fabstir_p2p::testing::Fault;
+use fabstir_p2p::{HostService, InMemoryRegistry, Network, PeerId};
 
-use crate::harness::{Forgery, config, eventually, first_addr, host_node, plain_node};
+use crate::harness::{config, eventually, first_addr, host_node, plain_node};
 
 fn ids(nodes: &[fabstir_core::DiscoveredNode]) -> BTreeSet<PeerId> {
     nodes
@@ -42,18 +43,7 @@ async fn every_models_verified_providers_are_found_through_the_dht() {
         (3, vec![c], 30),
         (4, vec![b], 5),
     ] {
-        hosts.push(
-            host_node(
-                cfg.clone(),
-                &registry,
-                seed,
-                models,
-                price,
-                Forgery::None,
-                true,
-            )
-            .await,
-        );
+        hosts.push(host_node(cfg.clone(), &registry, seed, models, price, None, true).await);
     }
     // Serves model a, but its capabilities are signed by another key.
     let forged = host_node(
@@ -62,13 +52,13 @@ async fn every_models_verified_providers_are_found_through_the_dht() {
         5,
         vec![a],
         1,
-        Forgery::BadSignature,
+        Some(Fault::ForgedCapabilities),
         true,
     )
     .await;
     // Serves model a with a valid signature, but the registry names another owner.
-    let unregistered = host_node(cfg.clone(), &registry, 6, vec![a], 1, Forgery::None, false).await;
-    let mut wrong_entry = unregistered.1.registry_entry();
+    let unregistered = host_node(cfg.clone(), &registry, 6, vec![a], 1, None, false).await;
+    let mut wrong_entry = unregistered.1.registry_entry().unwrap();
     wrong_entry.address = Address::repeat_byte(0x66);
     registry.insert(wrong_entry);
 
@@ -87,7 +77,7 @@ async fn every_models_verified_providers_are_found_through_the_dht() {
         node.bootstrap().await.unwrap();
     }
     for (node, host) in hosts.iter().chain([&forged, &unregistered]) {
-        for model in &host.models {
+        for model in host.models() {
             node.advertise(model).await.unwrap();
         }
     }
@@ -96,7 +86,7 @@ async fn every_models_verified_providers_are_found_through_the_dht() {
     let expect = |models: &[ModelId]| -> BTreeSet<PeerId> {
         hosts
             .iter()
-            .filter(|(_, h)| h.models.iter().any(|m| models.contains(m)))
+            .filter(|(_, h)| h.models().iter().any(|m| models.contains(m)))
             .map(|(n, _)| n.peer_id())
             .collect()
     };
@@ -125,7 +115,7 @@ async fn every_models_verified_providers_are_found_through_the_dht() {
                 .find(|(n, _)| n.node_peer_id().unwrap() == node.capabilities.peer_id)
                 .unwrap()
                 .1;
-            assert_eq!(node.capabilities.eth_address, host.eth_address());
+            assert_eq!(node.capabilities.eth_address, host.address());
             assert!(node.capabilities.serves(&model));
             assert!(!node.addresses.is_empty());
         }
@@ -153,7 +143,7 @@ async fn every_models_verified_providers_are_found_through_the_dht() {
     let best = select_optimal(all_b, &criteria).unwrap();
     assert_eq!(
         best.capabilities.eth_address,
-        hosts[3].1.eth_address(),
+        hosts[3].1.address(),
         "cheapest wins"
     );
 
@@ -175,7 +165,7 @@ async fn every_models_verified_providers_are_found_through_the_dht() {
     match quote {
         JobResponse::Quote(q) => {
             assert_eq!(q.max_tokens, 1000);
-            assert_eq!(q.host, hosts[0].1.eth_address());
+            assert_eq!(q.host, hosts[0].1.address());
         }
         other => panic!("expected a quote, got {other:?}"),
     }

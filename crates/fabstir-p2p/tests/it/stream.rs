@@ -2,7 +2,6 @@
 //! cancellation, and bad frames that end one stream while the host keeps serving.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fabstir_core::auth;
@@ -14,8 +13,8 @@ use fabstir_p2p::{Error, InMemoryRegistry, Network, StreamEvent, TokenStream};
 use futures::{AsyncWriteExt, StreamExt};
 
 use crate::harness::{
-    CHAIN, Forgery, RawReader, TestHost, config, eth_key, eventually, first_addr, host_node,
-    padded_token, plain_node, prompt, send_frame, token,
+    CHAIN, RawReader, TestHost, config, eth_key, eventually, first_addr, host_node, padded_token,
+    plain_node, prompt, send_frame, token,
 };
 
 struct Setup {
@@ -34,17 +33,13 @@ async fn setup(challenge_ttl: Duration) -> Setup {
         1,
         vec![ModelId::from_name("m")],
         10,
-        Forgery::None,
+        None,
         true,
     )
     .await;
     // Job 1 belongs to the client key 0x11, job 2 to 0x22.
-    service
-        .jobs
-        .insert(JobId(1), auth::address_of(&eth_key(0x11)));
-    service
-        .jobs
-        .insert(JobId(2), auth::address_of(&eth_key(0x22)));
+    service.allow(JobId(1), auth::address_of(&eth_key(0x11)));
+    service.allow(JobId(2), auth::address_of(&eth_key(0x22)));
     let client = plain_node(config(), &registry).await;
     client.dial(first_addr(&host).await).await.unwrap();
     Setup {
@@ -151,11 +146,7 @@ async fn authentication_refuses_wrong_keys_clients_and_replays() {
         .open_stream(peer, JobId(9), &eth_key(0x11), prompt("count:3"))
         .await;
     assert_eq!(remote_code(unknown), StreamErrorCode::UnknownJob);
-    assert_eq!(
-        s.service.produced.load(Ordering::SeqCst),
-        3,
-        "no refused job ran"
-    );
+    assert_eq!(s.service.produced(), 3, "no refused job ran");
 
     // A replayed answer: valid once, refused on a new stream.
     let mut first = s.client.open_raw_stream(peer).await.unwrap();
@@ -264,7 +255,7 @@ async fn cancelling_or_dropping_a_stream_stops_the_producer() {
     let service = s.service.clone();
     assert!(
         eventually(Duration::from_secs(10), || async {
-            service.cancelled.load(Ordering::SeqCst) == 1
+            service.cancelled() == 1
         })
         .await,
         "the producer did not stop after Cancel"
@@ -283,15 +274,15 @@ async fn cancelling_or_dropping_a_stream_stops_the_producer() {
     let service = s.service.clone();
     assert!(
         eventually(Duration::from_secs(10), || async {
-            service.cancelled.load(Ordering::SeqCst) == 2
+            service.cancelled() == 2
         })
         .await,
         "the producer did not stop after the stream was dropped"
     );
     // The producer really stopped: its count no longer grows.
-    let before = s.service.produced.load(Ordering::SeqCst);
+    let before = s.service.produced();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(s.service.produced.load(Ordering::SeqCst), before);
+    assert_eq!(s.service.produced(), before);
     s.client.shutdown().await.unwrap();
     s.host.shutdown().await.unwrap();
 }
@@ -347,7 +338,7 @@ async fn bad_frames_end_one_stream_and_the_host_keeps_serving() {
 
     // Meanwhile another client is served in full.
     let registry = Arc::new(InMemoryRegistry::new());
-    registry.insert(s.service.registry_entry());
+    registry.insert(s.service.registry_entry().unwrap());
     let other = plain_node(config(), &registry).await;
     other.dial(first_addr(&s.host).await).await.unwrap();
     let stream = other
@@ -374,7 +365,7 @@ async fn a_slow_reader_gets_coalesced_batches() {
     let service = s.service.clone();
     assert!(
         eventually(Duration::from_secs(10), || async {
-            service.produced.load(Ordering::SeqCst) > 300
+            service.produced() > 300
         })
         .await
     );

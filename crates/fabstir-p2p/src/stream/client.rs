@@ -1,0 +1,293 @@
+//! The client's side of `/fabstir/stream/1.0.0`: answers the host's challenge with a
+//! [`ClientSigner`] (after checking that it names the registry's owner of the peer), sends the
+//! prompt and reads a [`TokenStream`] of [`StreamEvent`]s, checking batch indices and the
+//! host's signature over the final frame. Dropping the stream or calling
+//! [`TokenStream::cancel`] stops the host's producer.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use fabstir_core::JobId;
+use fabstir_core::StreamEvent;
+use fabstir_core::auth;
+use fabstir_core::primitives::Address;
+use fabstir_core::wire::{AuthResponse, ClientFrame, HostFrame, PromptFrame, STREAM_PROTOCOL};
+use futures::{AsyncWriteExt, Stream, StreamExt};
+use libp2p::{PeerId, StreamProtocol};
+use tokio::sync::oneshot;
+
+use crate::config::P2pConfig;
+use crate::frame::{read_frame_within, write_frame};
+use crate::pool::{ConnectionPool, PoolLease};
+use crate::registry::node_peer_id;
+use crate::signer::ClientSigner;
+use crate::{Error, Result};
+use fabstir_core::PeerRegistry;
+
+/// Reads the next host frame within the handshake timeout.
+async fn next_host_frame(
+    stream: &mut libp2p::Stream,
+    timeout: Duration,
+) -> Result<Option<HostFrame>> {
+    read_frame_within(stream, timeout, "host frame").await
+}
+
+/// The client's side of a token stream: a [`Stream`] of [`StreamEvent`]s ending after
+/// [`StreamEvent::Done`] or an error. Dropping it cancels the job.
+pub struct TokenStream {
+    inner: Pin<Box<dyn Stream<Item = Result<StreamEvent>> + Send>>,
+    cancel: Option<oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for TokenStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenStream").finish_non_exhaustive()
+    }
+}
+
+impl TokenStream {
+    /// Asks the host to stop generating, then ends the stream.
+    pub async fn cancel(mut self) -> Result<()> {
+        if let Some(cancel) = self.cancel.take() {
+            let _ = cancel.send(());
+        }
+        while let Some(event) = self.inner.next().await {
+            match event {
+                Err(Error::Cancelled) => return Ok(()),
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Stream for TokenStream {
+    type Item = Result<StreamEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+struct Reader {
+    stream: libp2p::Stream,
+    peer: PeerId,
+    host: Address,
+    job: JobId,
+    chain_id: u64,
+    stall: Duration,
+    next_index: u64,
+    cancel: oneshot::Receiver<()>,
+    done: bool,
+    _lease: PoolLease,
+}
+
+enum Step {
+    Cancel,
+    Frame(Result<Option<HostFrame>>),
+}
+
+impl Reader {
+    async fn next_event(&mut self) -> Option<Result<StreamEvent>> {
+        if self.done {
+            return None;
+        }
+        let stall = self.stall;
+        let step = tokio::select! {
+            biased;
+            _ = &mut self.cancel => Step::Cancel,
+            frame = read_frame_within(&mut self.stream, stall, "next stream frame") => Step::Frame(frame),
+        };
+        let protocol = |reason: &str| Error::Protocol {
+            peer: self.peer.to_string(),
+            reason: reason.to_owned(),
+        };
+        self.done = true;
+        let event = match step {
+            Step::Cancel => {
+                let _ = write_frame(&mut self.stream, &ClientFrame::Cancel).await;
+                let _ = self.stream.close().await;
+                Err(Error::Cancelled)
+            }
+            Step::Frame(Err(e)) => Err(e),
+            Step::Frame(Ok(None)) => Err(Error::Truncated(
+                "stream ended before the final frame".into(),
+            )),
+            Step::Frame(Ok(Some(HostFrame::Tokens(batch)))) => {
+                if batch.first_index != self.next_index {
+                    Err(protocol(&format!(
+                        "batch starts at token {}, expected {}",
+                        batch.first_index, self.next_index
+                    )))
+                } else {
+                    let count = u64::try_from(batch.tokens.len()).unwrap_or(u64::MAX);
+                    self.next_index = self.next_index.saturating_add(count);
+                    self.done = false;
+                    Ok(StreamEvent::Tokens(batch))
+                }
+            }
+            Step::Frame(Ok(Some(HostFrame::Done(done)))) => {
+                let message = auth::result_message(
+                    self.chain_id,
+                    self.job,
+                    &done.result_cid,
+                    done.tokens_used,
+                );
+                match auth::verify_signer(&message, &done.signature, self.host) {
+                    Ok(()) => Ok(StreamEvent::Done(done)),
+                    Err(e) => Err(Error::Unverified {
+                        peer: self.peer.to_string(),
+                        reason: format!("result signature: {e}"),
+                    }),
+                }
+            }
+            Step::Frame(Ok(Some(HostFrame::Error(e)))) => Err(remote(e)),
+            Step::Frame(Ok(Some(_))) => Err(protocol("handshake frame while streaming")),
+        };
+        Some(event)
+    }
+}
+
+/// A host's refusal, as the client reports it.
+fn remote(e: fabstir_core::wire::StreamError) -> Error {
+    Error::Remote {
+        code: e.code,
+        message: e.message,
+    }
+}
+
+/// The next handshake frame, the one `pick` accepts: a refusal is [`Error::Remote`], another
+/// frame a protocol error saying what was `expected`, the end of the stream a truncation
+/// saying when it `closed`.
+async fn handshake_frame<T>(
+    stream: &mut libp2p::Stream,
+    timeout: Duration,
+    peer: &PeerId,
+    (expected, closed): (&str, &str),
+    pick: impl FnOnce(HostFrame) -> Option<T>,
+) -> Result<T> {
+    match next_host_frame(stream, timeout).await? {
+        Some(HostFrame::Error(e)) => Err(remote(e)),
+        Some(frame) => pick(frame).ok_or_else(|| Error::Protocol {
+            peer: peer.to_string(),
+            reason: expected.to_owned(),
+        }),
+        None => Err(Error::Truncated(closed.to_owned())),
+    }
+}
+
+/// Opens a raw `/fabstir/stream/1.0.0` stream to a connected `peer`.
+pub(crate) async fn open_raw(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+) -> Result<libp2p::Stream> {
+    control
+        .open_stream(peer, StreamProtocol::new(STREAM_PROTOCOL))
+        .await
+        .map_err(|e| Error::OpenStream {
+            peer: peer.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// What the client side of a stream uses of its node.
+pub(crate) struct ClientContext<'a> {
+    /// The chain, the marketplace and the stream timeouts.
+    pub(crate) config: &'a P2pConfig,
+    /// Who owns the host's peer id.
+    pub(crate) registry: &'a dyn PeerRegistry,
+    /// Leases keep the connection open while the stream runs.
+    pub(crate) pool: &'a Arc<ConnectionPool>,
+}
+
+/// Runs the client's handshake for `job` on a fresh `stream` to the host `peer` (see
+/// [`Network::open_stream`](crate::Network::open_stream)) and returns the stream of tokens.
+pub(crate) async fn open(
+    ctx: ClientContext<'_>,
+    mut stream: libp2p::Stream,
+    peer: PeerId,
+    job: JobId,
+    signer: &dyn ClientSigner,
+    prompt: PromptFrame,
+) -> Result<TokenStream> {
+    let config = ctx.config;
+    let timeout = config.stream.handshake_timeout;
+    let lease = ctx.pool.lease(peer, std::time::Instant::now());
+    let challenge = handshake_frame(
+        &mut stream,
+        timeout,
+        &peer,
+        ("expected a challenge", "stream closed before the challenge"),
+        |frame| match frame {
+            HostFrame::Challenge(c) => Some(c),
+            _ => None,
+        },
+    )
+    .await?;
+    let owner = ctx
+        .registry
+        .node_by_peer(&node_peer_id(&peer)?)
+        .await?
+        .ok_or_else(|| Error::Unverified {
+            peer: peer.to_string(),
+            reason: "not in the registry".into(),
+        })?;
+    if owner.address != challenge.host {
+        return Err(Error::Unverified {
+            peer: peer.to_string(),
+            reason: format!(
+                "challenge names {:#x}, registry owner is {:#x}",
+                challenge.host, owner.address
+            ),
+        });
+    }
+    let message = auth::client_auth_message(
+        config.chain_id,
+        config.marketplace,
+        job,
+        challenge.host,
+        &challenge.nonce,
+    );
+    let signature = signer.sign_message(&message).await?;
+    let answer = ClientFrame::Auth(AuthResponse {
+        job,
+        nonce: challenge.nonce,
+        signature,
+    });
+    write_frame(&mut stream, &answer).await?;
+    handshake_frame(
+        &mut stream,
+        timeout,
+        &peer,
+        (
+            "expected authenticated",
+            "stream closed during authentication",
+        ),
+        |frame| matches!(frame, HostFrame::Authenticated).then_some(()),
+    )
+    .await?;
+    write_frame(&mut stream, &ClientFrame::Prompt(prompt)).await?;
+    let (cancel_tx, cancel_rx) = oneshot::channel();
+    let reader = Reader {
+        stream,
+        peer,
+        host: challenge.host,
+        job,
+        chain_id: config.chain_id,
+        stall: config.stream.stall_timeout,
+        next_index: 0,
+        cancel: cancel_rx,
+        done: false,
+        _lease: lease,
+    };
+    let inner = futures::stream::unfold(reader, |mut reader| async move {
+        reader.next_event().await.map(|event| (event, reader))
+    });
+    Ok(TokenStream {
+        inner: Box::pin(inner),
+        cancel: Some(cancel_tx),
+    })
+}

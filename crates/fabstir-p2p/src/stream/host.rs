@@ -1,0 +1,330 @@
+//! The host's side of `/fabstir/stream/1.0.0`: sends a challenge, checks the signed answer
+//! (single-use nonce, recovered client address authorized by the [`HostService`]), reads the
+//! prompt, then streams token batches and a final or error frame. Tokens are coalesced only
+//! when the client reads slower than the job produces them. A malformed, oversized or
+//! truncated frame ends that stream only.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fabstir_core::JobId;
+use fabstir_core::auth::{self, ChallengeBook};
+use fabstir_core::primitives::Address;
+use fabstir_core::wire::{
+    AuthChallenge, ClientFrame, HostFrame, MAX_FRAME_LEN, PromptFrame, STREAM_PROTOCOL, StreamDone,
+    StreamError, StreamErrorCode, StreamToken, TokenBatch,
+};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, StreamProtocol};
+use rand::RngCore;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::config::{P2pConfig, StreamConfig};
+use crate::frame::{read_frame, read_frame_within, write_frame};
+use crate::pool::ConnectionPool;
+use crate::service::{HostService, TokenSink};
+use crate::{Error, Result};
+use fabstir_core::clock::unix_now;
+
+fn stream_error(code: StreamErrorCode, message: impl Into<String>) -> HostFrame {
+    HostFrame::Error(StreamError {
+        code,
+        message: message.into(),
+    })
+}
+
+struct HostContext {
+    host: Arc<dyn HostService>,
+    book: Mutex<ChallengeBook>,
+    chain_id: u64,
+    marketplace: Address,
+    config: StreamConfig,
+    permits: Arc<Semaphore>,
+    pool: Arc<ConnectionPool>,
+    #[cfg(feature = "fault-injection")]
+    faults: Arc<crate::fault::FaultSlot>,
+}
+
+/// Starts accepting `/fabstir/stream/1.0.0` streams for `host` until `shutdown` flips.
+pub(crate) fn spawn_host(
+    mut control: libp2p_stream::Control,
+    host: Arc<dyn HostService>,
+    config: &P2pConfig,
+    pool: Arc<ConnectionPool>,
+    mut shutdown: watch::Receiver<bool>,
+    #[cfg(feature = "fault-injection")] faults: Arc<crate::fault::FaultSlot>,
+) -> Result<()> {
+    let mut incoming = control
+        .accept(StreamProtocol::new(STREAM_PROTOCOL))
+        .map_err(|e| Error::Config(format!("stream protocol: {e}")))?;
+    let ctx = Arc::new(HostContext {
+        host,
+        book: Mutex::new(ChallengeBook::new(
+            config.stream.challenge_ttl.as_secs().max(1),
+            config.stream.challenge_capacity,
+        )),
+        chain_id: config.chain_id,
+        marketplace: config.marketplace,
+        config: config.stream,
+        permits: Arc::new(Semaphore::new(config.stream.max_concurrent.max(1))),
+        pool,
+        #[cfg(feature = "fault-injection")]
+        faults,
+    });
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                next = incoming.next() => match next {
+                    Some((peer, stream)) => {
+                        let ctx = Arc::clone(&ctx);
+                        tokio::spawn(async move {
+                            if let Err(e) = serve(peer, stream, &ctx).await {
+                                tracing::debug!(%peer, error = %e, "stream dropped");
+                            }
+                        });
+                    }
+                    None => break,
+                },
+                _ = shutdown.changed() => break,
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Reads the next client frame within the handshake timeout; `Ok(None)` if the client left.
+async fn next_client_frame(
+    stream: &mut libp2p::Stream,
+    timeout: Duration,
+) -> Result<Option<ClientFrame>> {
+    read_frame_within(stream, timeout, "client frame").await
+}
+
+/// Sends an error frame (best effort: the client may be gone) and ends the stream.
+async fn refuse(stream: &mut libp2p::Stream, frame: HostFrame, error: Error) -> Result<()> {
+    let _ = write_frame(stream, &frame).await;
+    let _ = stream.close().await;
+    Err(error)
+}
+
+async fn serve(peer: PeerId, mut stream: libp2p::Stream, ctx: &HostContext) -> Result<()> {
+    let Ok(_permit) = Arc::clone(&ctx.permits).try_acquire_owned() else {
+        let frame = stream_error(StreamErrorCode::Unavailable, "too many streams");
+        return refuse(&mut stream, frame, Error::Cancelled).await;
+    };
+    let _lease = ctx.pool.lease(peer, std::time::Instant::now());
+    let protocol_error = |reason: String| Error::Protocol {
+        peer: peer.to_string(),
+        reason,
+    };
+    let host = ctx.host.address();
+    let mut nonce = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let expires_at = ctx
+        .book
+        .lock()
+        .map_err(|_| protocol_error("challenge book poisoned".into()))?
+        .issue(nonce, unix_now());
+    write_frame(
+        &mut stream,
+        &HostFrame::Challenge(AuthChallenge {
+            nonce,
+            expires_at,
+            host,
+        }),
+    )
+    .await?;
+
+    let timeout = ctx.config.handshake_timeout;
+    let answer = match next_client_frame(&mut stream, timeout).await {
+        Ok(Some(ClientFrame::Auth(answer))) => answer,
+        Ok(None | Some(ClientFrame::Cancel)) => return Ok(()),
+        Ok(Some(ClientFrame::Prompt(_))) => {
+            let frame = stream_error(StreamErrorCode::Malformed, "expected auth");
+            return refuse(
+                &mut stream,
+                frame,
+                protocol_error("prompt before auth".into()),
+            )
+            .await;
+        }
+        Err(e) => {
+            let frame = stream_error(StreamErrorCode::Malformed, e.to_string());
+            return refuse(&mut stream, frame, e).await;
+        }
+    };
+    let consumed = ctx
+        .book
+        .lock()
+        .map_err(|_| protocol_error("challenge book poisoned".into()))?
+        .consume(&answer.nonce, unix_now());
+    if let Err(e) = consumed {
+        let frame = stream_error(StreamErrorCode::ChallengeExpired, e.to_string());
+        return refuse(&mut stream, frame, protocol_error(e.to_string())).await;
+    }
+    if answer.nonce != nonce {
+        let frame = stream_error(StreamErrorCode::AuthFailed, "answer to another challenge");
+        return refuse(&mut stream, frame, protocol_error("wrong nonce".into())).await;
+    }
+    let message =
+        auth::client_auth_message(ctx.chain_id, ctx.marketplace, answer.job, host, &nonce);
+    let client = match auth::recover_signer(&message, &answer.signature) {
+        Ok(client) => client,
+        Err(e) => {
+            let frame = stream_error(StreamErrorCode::AuthFailed, e.to_string());
+            return refuse(&mut stream, frame, protocol_error(e.to_string())).await;
+        }
+    };
+    if let Err(refusal) = ctx.host.authorize(answer.job, client).await {
+        let reason = refusal.message.clone();
+        return refuse(
+            &mut stream,
+            HostFrame::Error(refusal),
+            protocol_error(reason),
+        )
+        .await;
+    }
+    write_frame(&mut stream, &HostFrame::Authenticated).await?;
+
+    let prompt = match next_client_frame(&mut stream, timeout).await {
+        Ok(Some(ClientFrame::Prompt(prompt))) => prompt,
+        Ok(None | Some(ClientFrame::Cancel)) => return Ok(()),
+        Ok(Some(ClientFrame::Auth(_))) => {
+            let frame = stream_error(StreamErrorCode::Malformed, "expected prompt");
+            return refuse(&mut stream, frame, protocol_error("auth twice".into())).await;
+        }
+        Err(e) => {
+            let frame = stream_error(StreamErrorCode::Malformed, e.to_string());
+            return refuse(&mut stream, frame, e).await;
+        }
+    };
+    run_job(peer, stream, ctx, answer.job, client, prompt).await
+}
+
+/// What ended the client's side while tokens flowed.
+enum ClientEnd {
+    Cancelled,
+    Broken(Error),
+}
+
+async fn watch_client(reader: &mut futures::io::ReadHalf<libp2p::Stream>) -> ClientEnd {
+    match read_frame::<ClientFrame, _>(reader).await {
+        Ok(Some(ClientFrame::Cancel) | None) => ClientEnd::Cancelled,
+        Ok(Some(_)) => {
+            ClientEnd::Broken(Error::Truncated("unexpected frame while streaming".into()))
+        }
+        Err(e) => ClientEnd::Broken(e),
+    }
+}
+
+async fn run_job(
+    peer: PeerId,
+    stream: libp2p::Stream,
+    ctx: &HostContext,
+    job: JobId,
+    client: Address,
+    prompt: PromptFrame,
+) -> Result<()> {
+    let (tx, mut rx) = mpsc::channel::<StreamToken>(ctx.config.token_buffer.max(1));
+    let host = Arc::clone(&ctx.host);
+    let producer =
+        tokio::spawn(async move { host.run(job, client, prompt, TokenSink::new(tx)).await });
+    let (mut reader, mut writer) = stream.split();
+    let client_end = watch_client(&mut reader);
+    tokio::pin!(client_end);
+    let max_batch = ctx.config.max_batch_tokens.max(1);
+    let byte_budget = MAX_FRAME_LEN / 2;
+    let mut next_index = 0u64;
+    let mut batches = 0u64;
+    loop {
+        let token = tokio::select! {
+            end = &mut client_end => {
+                // The client cancelled or went away: stop the producer.
+                drop(rx);
+                stop_producer(producer).await;
+                return match end {
+                    ClientEnd::Cancelled => {
+                        let frame = stream_error(StreamErrorCode::Cancelled, "cancelled by client");
+                        let _ = write_frame(&mut writer, &frame).await;
+                        let _ = writer.close().await;
+                        Ok(())
+                    }
+                    ClientEnd::Broken(e) => {
+                        let frame = stream_error(StreamErrorCode::Malformed, e.to_string());
+                        let _ = write_frame(&mut writer, &frame).await;
+                        Err(e)
+                    }
+                };
+            }
+            token = rx.recv() => token,
+        };
+        let Some(token) = token else { break };
+        #[cfg(feature = "fault-injection")]
+        if ctx.faults.get() == Some(crate::fault::StreamFault::GarbageFrame) {
+            drop(rx);
+            stop_producer(producer).await;
+            let _ = writer.write_all(&crate::fault::GARBAGE_FRAME).await;
+            let _ = writer.close().await;
+            return Err(Error::Protocol {
+                peer: peer.to_string(),
+                reason: "injected fault: garbage frame".into(),
+            });
+        }
+        // Whatever queued up while the last frame was written goes out in this one.
+        let mut bytes = token.text.len() + 16;
+        let mut tokens = vec![token];
+        while tokens.len() < max_batch && bytes < byte_budget {
+            match rx.try_recv() {
+                Ok(token) => {
+                    bytes += token.text.len() + 16;
+                    tokens.push(token);
+                }
+                Err(_) => break,
+            }
+        }
+        let count = u64::try_from(tokens.len()).unwrap_or(u64::MAX);
+        let frame = HostFrame::Tokens(TokenBatch {
+            first_index: next_index,
+            tokens,
+        });
+        // A client that stops reading altogether must not hold a stream slot forever.
+        let stall = ctx.config.stall_timeout;
+        let written = tokio::time::timeout(stall, write_frame(&mut writer, &frame))
+            .await
+            .unwrap_or(Err(Error::Timeout {
+                what: "client reading tokens",
+                after: stall,
+            }));
+        if let Err(e) = written {
+            drop(rx);
+            stop_producer(producer).await;
+            if let Error::Wire(_) = e {
+                let frame = stream_error(StreamErrorCode::InferenceFailed, e.to_string());
+                let _ = write_frame(&mut writer, &frame).await;
+            }
+            return Err(e);
+        }
+        next_index = next_index.saturating_add(count);
+        batches += 1;
+    }
+    tracing::debug!(%peer, tokens = next_index, batches, "job produced");
+    let last = match producer.await {
+        Ok(Ok(done)) => HostFrame::Done(done),
+        Ok(Err(e)) => HostFrame::Error(e),
+        Err(e) => stream_error(StreamErrorCode::InferenceFailed, format!("job task: {e}")),
+    };
+    write_frame(&mut writer, &last).await?;
+    writer.close().await?;
+    Ok(())
+}
+
+/// Gives a cancelled producer a moment to notice, then aborts it.
+async fn stop_producer(producer: tokio::task::JoinHandle<Result<StreamDone, StreamError>>) {
+    let abort = producer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), producer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+}

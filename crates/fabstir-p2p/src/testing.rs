@@ -1,0 +1,14 @@
+//! A configurable [`HostService`](crate::HostService) for tests and benchmarks (feature `test-utils`; never enable
+//! it in a production build).
+//!
+//! [`TestHost::builder`] makes a scripted host: its own key and peer id, the models it serves
+//! at one price, what it streams ([`Script`]) and how fast ([`Pacing`]), the jobs it lets
+//! clients stream and the results it stores. [`TestHost::wrapping`] puts the same faults over
+//! another service (a real node's), which keeps deciding everything else. [`Fault`]s are what
+//! a broken or hostile host does: forged capabilities, a crash right after quoting.
+
+mod host;
+mod script;
+
+pub use host::{Fault, TEST_CHAIN_ID, TestHost, TestHostBuilder};
+pub use script::{Pacing, Script, padded_token, token};

@@ -1,0 +1,475 @@
+//! [`TestHost`]: a scripted host, or faults over another service, and its builder.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use ethers_core::k256::ecdsa::SigningKey;
+use fabstir_core::auth;
+use fabstir_core::node::{NodeCapabilities, TokenPrice};
+use fabstir_core::primitives::Address;
+use fabstir_core::wire::{
+    CapabilitiesResponse, JobRequest, JobResponse, PromptFrame, Quote, RejectReason, StreamDone,
+    StreamError, StreamErrorCode,
+};
+use fabstir_core::{JobId, ModelId, NodeInfo, TokenAmount};
+use libp2p::PeerId;
+
+use super::script::{self, Pacing, Script};
+use crate::service::{HostService, TokenSink};
+use crate::{node_peer_id, sign_capabilities};
+
+/// The chain id a test host signs for unless told otherwise (anvil's).
+pub const TEST_CHAIN_ID: u64 = 31_337;
+
+/// What a faulty host does.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Its capabilities carry an identity signature by another key than the one they name.
+    ForgedCapabilities,
+    /// Right after it answers a quote while `armed` is set, it clears `armed` and calls
+    /// `crash`: the moment a host process dies before claiming the job it quoted for. Share one
+    /// `armed` among hosts so that only the first to quote crashes; what dying means (stopping
+    /// the node's claims, taking its network down) is `crash`'s.
+    CrashAfterQuote {
+        /// Set while the crash is still to come.
+        armed: Arc<AtomicBool>,
+        /// Called once, when the host crashes.
+        crash: Arc<dyn Fn() + Send + Sync>,
+    },
+}
+
+impl fmt::Debug for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::ForgedCapabilities => f.write_str("ForgedCapabilities"),
+            Fault::CrashAfterQuote { armed, .. } => f
+                .debug_struct("CrashAfterQuote")
+                .field("armed", &armed.load(Ordering::SeqCst))
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// A scripted host's own decisions.
+struct Scripted {
+    key: SigningKey,
+    peer: PeerId,
+    models: Vec<ModelId>,
+    price: u64,
+    script: Script,
+    pacing: Pacing,
+    /// Job -> its client.
+    jobs: DashMap<JobId, Address>,
+    results: HashMap<String, Vec<u8>>,
+}
+
+/// Who decides what the host answers.
+enum Decider {
+    Script(Box<Scripted>),
+    Inner(Arc<dyn HostService>),
+}
+
+/// Settings of a [`TestHost`]; [`TestHostBuilder::build`] makes it.
+pub struct TestHostBuilder {
+    decider: Decider,
+    chain_id: u64,
+    faults: Vec<Fault>,
+}
+
+impl fmt::Debug for TestHostBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestHostBuilder")
+            .field("chain_id", &self.chain_id)
+            .field("faults", &self.faults)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestHostBuilder {
+    /// Applies `set` to a scripted host's settings; a wrapping host has none.
+    fn scripted(mut self, set: impl FnOnce(&mut Scripted)) -> Self {
+        if let Decider::Script(s) = &mut self.decider {
+            set(s);
+        }
+        self
+    }
+
+    /// The chain its signatures are for (default [`TEST_CHAIN_ID`]).
+    pub fn chain_id(mut self, chain_id: u64) -> Self {
+        self.chain_id = chain_id;
+        self
+    }
+
+    /// The models a scripted host serves and quotes for (default none). Ignored when wrapping.
+    pub fn models(self, models: Vec<ModelId>) -> Self {
+        self.scripted(|s| s.models = models)
+    }
+
+    /// A scripted host's price per token in base units, in its capabilities and quotes
+    /// (default 1). Ignored when wrapping.
+    pub fn price(self, price: u64) -> Self {
+        self.scripted(|s| s.price = price)
+    }
+
+    /// What a scripted host streams (default [`Script::FromPrompt`]). Ignored when wrapping.
+    pub fn script(self, script: Script) -> Self {
+        self.scripted(|s| s.script = script)
+    }
+
+    /// How fast a scripted host streams (default [`Pacing::YieldEvery`] 64 tokens). Ignored
+    /// when wrapping.
+    pub fn pacing(self, pacing: Pacing) -> Self {
+        self.scripted(|s| s.pacing = pacing)
+    }
+
+    /// Lets `client` stream `job` from a scripted host (see [`TestHost::allow`]). Ignored when
+    /// wrapping.
+    pub fn job(self, job: JobId, client: Address) -> Self {
+        self.scripted(|s| {
+            s.jobs.insert(job, client);
+        })
+    }
+
+    /// A result a scripted host serves under `cid` on `/fabstir/result/1.0.0`. Ignored when
+    /// wrapping.
+    pub fn result(self, cid: &str, bytes: &[u8]) -> Self {
+        self.scripted(|s| {
+            s.results.insert(cid.to_owned(), bytes.to_vec());
+        })
+    }
+
+    /// Adds a fault.
+    pub fn fault(mut self, fault: Fault) -> Self {
+        self.faults.push(fault);
+        self
+    }
+
+    /// The host.
+    pub fn build(self) -> TestHost {
+        TestHost {
+            decider: self.decider,
+            chain_id: self.chain_id,
+            faults: self.faults,
+            cancelled: AtomicU64::new(0),
+            produced: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A host for tests: scripted, or faults over another service. See the [module](crate::testing).
+pub struct TestHost {
+    decider: Decider,
+    chain_id: u64,
+    faults: Vec<Fault>,
+    cancelled: AtomicU64,
+    produced: AtomicU64,
+}
+
+impl fmt::Debug for TestHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestHost")
+            .field("address", &self.address())
+            .field("faults", &self.faults)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestHost {
+    /// A scripted host signing with `key` as the node `peer`: it serves no model at a price of
+    /// 1 until told otherwise, lets no job be streamed, quotes at most 1,000 tokens, accepts
+    /// every posted job.
+    pub fn builder(key: SigningKey, peer: PeerId) -> TestHostBuilder {
+        TestHostBuilder {
+            decider: Decider::Script(Box::new(Scripted {
+                key,
+                peer,
+                models: Vec::new(),
+                price: 1,
+                script: Script::default(),
+                pacing: Pacing::default(),
+                jobs: DashMap::new(),
+                results: HashMap::new(),
+            })),
+            chain_id: TEST_CHAIN_ID,
+            faults: Vec::new(),
+        }
+    }
+
+    /// A host that answers as `inner` does, but for its faults.
+    pub fn wrapping(inner: Arc<dyn HostService>) -> TestHostBuilder {
+        TestHostBuilder {
+            decider: Decider::Inner(inner),
+            chain_id: TEST_CHAIN_ID,
+            faults: Vec::new(),
+        }
+    }
+
+    fn scripted(&self) -> Option<&Scripted> {
+        match &self.decider {
+            Decider::Script(s) => Some(s),
+            Decider::Inner(_) => None,
+        }
+    }
+
+    /// The models a scripted host serves (none of its own when wrapping).
+    pub fn models(&self) -> &[ModelId] {
+        self.scripted().map_or(&[], |s| &s.models)
+    }
+
+    /// Lets `client` stream `job` from a scripted host; a wrapping host's inner service
+    /// decides that itself, so there it does nothing.
+    pub fn allow(&self, job: JobId, client: Address) {
+        if let Some(s) = self.scripted() {
+            s.jobs.insert(job, client);
+        }
+    }
+
+    /// The registry entry that makes a scripted host verifiable (active, its models); `None`
+    /// when wrapping.
+    pub fn registry_entry(&self) -> Option<NodeInfo> {
+        let s = self.scripted()?;
+        Some(NodeInfo {
+            address: auth::address_of(&s.key),
+            peer_id: node_peer_id(&s.peer).ok()?,
+            models: s.models.clone(),
+            prices: vec![],
+            metadata: String::new(),
+            stake: TokenAmount::default(),
+            active: true,
+        })
+    }
+
+    /// Runs of a scripted host that stopped because the client cancelled or left.
+    pub fn cancelled(&self) -> u64 {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Tokens a scripted host produced over all its runs.
+    pub fn produced(&self) -> u64 {
+        self.produced.load(Ordering::SeqCst)
+    }
+
+    fn crash_after_quote(&self) {
+        for fault in &self.faults {
+            if let Fault::CrashAfterQuote { armed, crash } = fault
+                && armed.swap(false, Ordering::SeqCst)
+            {
+                crash();
+            }
+        }
+    }
+
+    async fn scripted_run(
+        &self,
+        s: &Scripted,
+        job: JobId,
+        prompt: &PromptFrame,
+        sink: TokenSink,
+    ) -> Result<StreamDone, StreamError> {
+        let sent = script::stream(s.script, s.pacing, prompt, &sink, &self.produced).await;
+        let tokens = sent.inspect_err(|e| {
+            if e.code == StreamErrorCode::Cancelled {
+                self.cancelled.fetch_add(1, Ordering::SeqCst);
+            }
+        })?;
+        let cid = format!("cid-of-job-{job}");
+        let message = auth::result_message(self.chain_id, job, &cid, tokens);
+        let signature = auth::sign_message(&s.key, &message).map_err(|e| StreamError {
+            code: StreamErrorCode::InferenceFailed,
+            message: format!("signing the result: {e}"),
+        })?;
+        Ok(StreamDone {
+            result_cid: cid,
+            tokens_used: tokens,
+            signature: signature.to_vec(),
+        })
+    }
+}
+
+/// The key that forges capabilities signatures.
+fn forger() -> Option<SigningKey> {
+    SigningKey::from_bytes(&[0xee; 32].into()).ok()
+}
+
+#[async_trait]
+impl HostService for TestHost {
+    fn address(&self) -> Address {
+        match &self.decider {
+            Decider::Script(s) => auth::address_of(&s.key),
+            Decider::Inner(inner) => inner.address(),
+        }
+    }
+
+    async fn capabilities(&self) -> CapabilitiesResponse {
+        let mut response = match &self.decider {
+            Decider::Inner(inner) => inner.capabilities().await,
+            Decider::Script(s) => {
+                let caps = NodeCapabilities {
+                    peer_id: node_peer_id(&s.peer).expect("a libp2p peer id converts"),
+                    eth_address: Address::zero(),
+                    models: s.models.clone(),
+                    prices: vec![TokenPrice {
+                        token: Address::zero(),
+                        price_per_token: TokenAmount::from_base_units(s.price),
+                    }],
+                    max_tokens: 100_000,
+                    current_load: 0,
+                    max_concurrent: 4,
+                    queue_depth: 0,
+                    version: "test-host/0".into(),
+                };
+                sign_capabilities(&s.key, self.chain_id, caps)
+                    .expect("a test host signs its own capabilities")
+            }
+        };
+        if self
+            .faults
+            .iter()
+            .any(|f| matches!(f, Fault::ForgedCapabilities))
+            && let Some(other) = forger()
+            && let Ok(forged) =
+                sign_capabilities(&other, self.chain_id, response.capabilities.clone())
+        {
+            response.identity_signature = forged.identity_signature;
+        }
+        response
+    }
+
+    async fn job(&self, peer: PeerId, request: JobRequest) -> JobResponse {
+        let quoting = matches!(request, JobRequest::Quote(_));
+        let answer = match &self.decider {
+            Decider::Inner(inner) => inner.job(peer, request).await,
+            Decider::Script(s) => match request {
+                JobRequest::Quote(q) if s.models.contains(&q.model) => JobResponse::Quote(Quote {
+                    host: auth::address_of(&s.key),
+                    model: q.model,
+                    price_per_token: TokenAmount::from_base_units(s.price),
+                    token: q.token,
+                    max_tokens: q.max_tokens.min(1000),
+                    valid_until: 4_000_000_000,
+                }),
+                JobRequest::Quote(_) => JobResponse::Rejected {
+                    reason: RejectReason::UnknownModel,
+                    message: "not served here".into(),
+                },
+                JobRequest::Posted { job } => JobResponse::Accepted { job },
+            },
+        };
+        if quoting && matches!(answer, JobResponse::Quote(_)) {
+            self.crash_after_quote();
+        }
+        answer
+    }
+
+    async fn authorize(&self, job: JobId, client: Address) -> Result<(), StreamError> {
+        let s = match &self.decider {
+            Decider::Inner(inner) => return inner.authorize(job, client).await,
+            Decider::Script(s) => s,
+        };
+        match s.jobs.get(&job) {
+            Some(owner) if *owner == client => Ok(()),
+            Some(_) => Err(StreamError {
+                code: StreamErrorCode::AuthFailed,
+                message: format!("{client:#x} is not the client of job {job}"),
+            }),
+            None => Err(StreamError {
+                code: StreamErrorCode::UnknownJob,
+                message: format!("no job {job}"),
+            }),
+        }
+    }
+
+    async fn run(
+        &self,
+        job: JobId,
+        client: Address,
+        prompt: PromptFrame,
+        sink: TokenSink,
+    ) -> Result<StreamDone, StreamError> {
+        match &self.decider {
+            Decider::Inner(inner) => inner.run(job, client, prompt, sink).await,
+            Decider::Script(s) => self.scripted_run(s, job, &prompt, sink).await,
+        }
+    }
+
+    async fn result(&self, cid: &str) -> Option<Vec<u8>> {
+        match &self.decider {
+            Decider::Inner(inner) => inner.result(cid).await,
+            Decider::Script(s) => s.results.get(cid).cloned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> TestHostBuilder {
+        let key = SigningKey::from_bytes(&[1; 32].into()).unwrap();
+        TestHost::builder(key, PeerId::random()).models(vec![ModelId::from_name("m")])
+    }
+
+    fn quote(model: &str) -> JobRequest {
+        JobRequest::Quote(fabstir_core::wire::QuoteRequest {
+            model: ModelId::from_name(model),
+            max_tokens: 10,
+            token: Address::zero(),
+            offered_price_per_token: TokenAmount::from_base_units(1u64),
+            prompt_hash: Default::default(),
+            client: Address::zero(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_scripted_host_signs_what_it_streamed() {
+        let host = host().script(Script::Tokens(3)).build();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let prompt = PromptFrame {
+            prompt: String::new(),
+            temperature_milli: 0,
+            top_p_milli: 1000,
+            seed: 1,
+        };
+        let done = host
+            .run(JobId(7), Address::zero(), prompt, TokenSink::new(tx))
+            .await
+            .unwrap();
+        assert_eq!(done.tokens_used, 3);
+        assert_eq!(host.produced(), 3);
+        assert_eq!(rx.recv().await, Some(script::token(0)));
+        let message = auth::result_message(TEST_CHAIN_ID, JobId(7), &done.result_cid, 3);
+        auth::verify_signer(&message, &done.signature, host.address()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_wrapping_host_crashes_once_after_its_first_quote() {
+        let armed = Arc::new(AtomicBool::new(true));
+        let crashes = Arc::new(AtomicU64::new(0));
+        let counter = crashes.clone();
+        let inner: Arc<dyn HostService> = Arc::new(host().build());
+        let crashing = TestHost::wrapping(inner.clone())
+            .fault(Fault::CrashAfterQuote {
+                armed,
+                crash: Arc::new(move || {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }),
+            })
+            .build();
+        assert_eq!(crashing.address(), inner.address());
+        let peer = PeerId::random();
+        // A refusal is not a quote: no crash yet.
+        let refused = crashing.job(peer, quote("other")).await;
+        assert!(matches!(refused, JobResponse::Rejected { .. }));
+        assert_eq!(crashes.load(Ordering::SeqCst), 0);
+        for _ in 0..3 {
+            let answer = crashing.job(peer, quote("m")).await;
+            assert!(matches!(answer, JobResponse::Quote(_)));
+        }
+        assert_eq!(crashes.load(Ordering::SeqCst), 1);
+    }
+}

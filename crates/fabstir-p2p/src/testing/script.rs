@@ -1,0 +1,194 @@
+//! What a scripted [`TestHost`](super::TestHost) streams and how fast.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fabstir_core::wire::{PromptFrame, StreamError, StreamErrorCode, StreamToken};
+
+use crate::service::TokenSink;
+
+/// Token `i` as a scripted host streams it: id `i`, text `"t{i} "`.
+pub fn token(i: u64) -> StreamToken {
+    StreamToken {
+        id: u32::try_from(i % u64::from(u32::MAX)).unwrap_or_default(),
+        text: format!("t{i} "),
+    }
+}
+
+/// [`token`] `i` with its text padded to 1,000 bytes.
+pub fn padded_token(i: u64) -> StreamToken {
+    let mut t = token(i);
+    t.text = format!("{:<1000}", t.text);
+    t
+}
+
+/// What a scripted host streams for a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Script {
+    /// What the prompt says: `count:N` streams N [`token`]s, `count:N:pad` N
+    /// [`padded_token`]s, anything else streams until the client cancels.
+    #[default]
+    FromPrompt,
+    /// This many [`token`]s, whatever the prompt.
+    Tokens(u64),
+}
+
+/// How fast a scripted host produces its tokens (the client's reading paces it too: the sink
+/// is bounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pacing {
+    /// As fast as the sink takes them.
+    Free,
+    /// Yields to the runtime after every this many tokens.
+    YieldEvery(u64),
+    /// Waits this long after each token, as slow hardware would.
+    Delay(Duration),
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing::YieldEvery(64)
+    }
+}
+
+impl Script {
+    /// How many tokens to stream for `prompt`, and whether padded.
+    fn plan(self, prompt: &PromptFrame) -> Result<(u64, bool), StreamError> {
+        match self {
+            Script::Tokens(n) => Ok((n, false)),
+            Script::FromPrompt => parse_prompt(&prompt.prompt),
+        }
+    }
+}
+
+impl Pacing {
+    /// Paces after the `produced`-th token.
+    async fn after(self, produced: u64) {
+        match self {
+            Pacing::Free => {}
+            Pacing::YieldEvery(n) => {
+                if n > 0 && produced.is_multiple_of(n) {
+                    tokio::task::yield_now().await;
+                }
+            }
+            Pacing::Delay(delay) => tokio::time::sleep(delay).await,
+        }
+    }
+}
+
+/// Streams what `script` says for `prompt` into `sink` at `pacing`, counting each token in
+/// `produced`; returns how many went out, or a `Cancelled` error once the client left.
+pub(super) async fn stream(
+    script: Script,
+    pacing: Pacing,
+    prompt: &PromptFrame,
+    sink: &TokenSink,
+    produced: &AtomicU64,
+) -> Result<u64, StreamError> {
+    let (limit, pad) = script.plan(prompt)?;
+    let mut i = 0;
+    while i < limit {
+        let next = if pad { padded_token(i) } else { token(i) };
+        if sink.send(next).await.is_err() {
+            return Err(StreamError {
+                code: StreamErrorCode::Cancelled,
+                message: "client left".into(),
+            });
+        }
+        produced.fetch_add(1, Ordering::SeqCst);
+        i += 1;
+        pacing.after(i).await;
+    }
+    Ok(i)
+}
+
+/// `count:N` -> (N, false), `count:N:pad` -> (N, true), anything else -> for ever.
+fn parse_prompt(prompt: &str) -> Result<(u64, bool), StreamError> {
+    let mut parts = prompt.split(':');
+    let limit = match (parts.next(), parts.next()) {
+        (Some("count"), Some(n)) => n.parse::<u64>().map_err(|e| StreamError {
+            code: StreamErrorCode::Malformed,
+            message: format!("count {n}: {e}"),
+        })?,
+        _ => u64::MAX,
+    };
+    Ok((limit, parts.next() == Some("pad")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    fn prompt(text: &str) -> PromptFrame {
+        PromptFrame {
+            prompt: text.into(),
+            temperature_milli: 0,
+            top_p_milli: 1000,
+            seed: 1,
+        }
+    }
+
+    /// Streams `script` for `text` and collects the tokens.
+    async fn run(
+        script: Script,
+        pacing: Pacing,
+        text: &str,
+        produced: &AtomicU64,
+    ) -> (Result<u64, StreamError>, Vec<StreamToken>) {
+        let (tx, mut rx) = mpsc::channel(16);
+        let collect = tokio::spawn(async move {
+            let mut tokens = Vec::new();
+            while let Some(t) = rx.recv().await {
+                tokens.push(t);
+            }
+            tokens
+        });
+        let sink = TokenSink::new(tx);
+        let sent = stream(script, pacing, &prompt(text), &sink, produced).await;
+        drop(sink);
+        (sent, collect.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_script_says_how_many_tokens() {
+        let produced = AtomicU64::new(0);
+        let pacing = Pacing::default();
+        let (sent, tokens) = run(Script::FromPrompt, pacing, "count:5", &produced).await;
+        assert_eq!(sent.unwrap(), 5);
+        assert_eq!(tokens, (0..5).map(token).collect::<Vec<_>>());
+        let (_, padded) = run(Script::FromPrompt, pacing, "count:2:pad", &produced).await;
+        assert_eq!(padded, vec![padded_token(0), padded_token(1)]);
+        assert_eq!(produced.load(Ordering::SeqCst), 7);
+        let bad = run(Script::FromPrompt, pacing, "count:x", &produced).await;
+        assert_eq!(bad.0.unwrap_err().code, StreamErrorCode::Malformed);
+
+        let (sent, tokens) = run(Script::Tokens(3), pacing, "count:100", &produced).await;
+        assert_eq!(sent.unwrap(), 3);
+        assert_eq!(tokens.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_delay_paces_every_token() {
+        let pacing = Pacing::Delay(Duration::from_millis(25));
+        let start = Instant::now();
+        let (sent, _) = run(Script::Tokens(4), pacing, "", &AtomicU64::new(0)).await;
+        assert_eq!(sent.unwrap(), 4);
+        assert!(start.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_left_ends_the_stream() {
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let produced = AtomicU64::new(0);
+        let sink = TokenSink::new(tx);
+        let forever = prompt("forever");
+        let sent = stream(Script::FromPrompt, Pacing::Free, &forever, &sink, &produced).await;
+        assert_eq!(sent.unwrap_err().code, StreamErrorCode::Cancelled);
+        assert_eq!(produced.load(Ordering::SeqCst), 0);
+    }
+}

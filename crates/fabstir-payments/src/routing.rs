@@ -1,0 +1,203 @@
+//! Routing a job's payment: ETH through `postJob{value}`, an ERC-20 whose allowance covers
+//! the job through `postJobWithToken`, an EIP-2612 token through `postJobWithPermit`, any
+//! other ERC-20 through an approval and then `postJobWithToken`. Everything that can be known
+//! before a transaction is sent is checked first.
+
+use std::sync::Arc;
+
+use ethers::middleware::SignerMiddleware;
+use ethers::providers::Middleware;
+use ethers::signers::Signer;
+use ethers::types::Address;
+use fabstir_contracts::{PostedJob, TxInfo};
+use fabstir_core::{JobDetails, JobRequirements, PaymentToken, TokenAmount};
+
+use crate::manager::PaymentManager;
+use crate::{Error, Result};
+use fabstir_core::clock::unix_now;
+
+/// What a job pays (the core type, re-exported: the SDK's chain port speaks it too).
+pub use fabstir_core::JobPayment;
+
+/// Which path paid for a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentMethod {
+    /// `postJob{value}`.
+    Eth,
+    /// `postJobWithToken`, with an approval first if `approval` is set.
+    Token {
+        /// The approval sent for this job, if one was needed.
+        approval: bool,
+    },
+    /// `postJobWithPermit`: one transaction.
+    Permit,
+}
+
+/// The outcome of [`PaymentManager::submit_job`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The posted job.
+    pub posted: PostedJob,
+    /// How it was paid.
+    pub method: PaymentMethod,
+    /// Every transaction sent for it, in order (approvals first, the post last).
+    pub transactions: Vec<TxInfo>,
+}
+
+impl PaymentManager {
+    /// Posts a job and pays for it, choosing the path by token:
+    ///
+    /// - ETH: balance check, then `postJob{value}` (one transaction);
+    /// - ERC-20 whose allowance covers the job: `postJobWithToken` (one transaction);
+    /// - ERC-20 with EIP-2612 permit (and `prefer_permit`): `postJobWithPermit` (one);
+    /// - other ERC-20: approve, then `postJobWithToken` (two).
+    ///
+    /// Nothing is sent when the token is unknown or not accepted, or the balance is short.
+    pub async fn submit_job<M, W>(
+        &self,
+        details: &JobDetails,
+        requirements: &JobRequirements,
+        payment: &JobPayment,
+        signer: &Arc<SignerMiddleware<M, W>>,
+    ) -> Result<Submission>
+    where
+        M: Middleware + 'static,
+        W: Signer + 'static,
+    {
+        let token = self.check_token(&payment.token).await?;
+        let owner = signer.address();
+        self.check_balance(owner, &token, payment.amount).await?;
+        let inner = &self.inner;
+        let sender = inner.nonces.wrap(signer.clone(), owner);
+        let contracts = &inner.contracts;
+
+        if token.is_native() {
+            let posted = contracts
+                .post_job(details, requirements, payment.amount, &sender)
+                .await;
+            let posted = self.after_send(owner, posted).await?;
+            return Ok(Submission {
+                transactions: vec![posted.tx],
+                posted,
+                method: PaymentMethod::Eth,
+            });
+        }
+
+        let address = token.address();
+        let facts = inner.caches.facts(contracts, &token).await?;
+        if facts.permit && inner.config.prefer_permit {
+            let slot = inner.approvals.slot(owner, address);
+            let _approving = slot.lock().await;
+            let spender = contracts.payment_spender();
+            let covered = self.allowance(owner, spender, &token).await?.base_units()
+                >= slot.reserved() + payment.amount.base_units();
+            // A permit sets the allowance; it must not overwrite one that jobs in flight use.
+            if !covered && slot.reserved().is_zero() {
+                let deadline = unix_now() + inner.config.permit_validity.as_secs();
+                let signature = contracts
+                    .sign_permit(address, spender, payment.amount, deadline, signer.signer())
+                    .await?;
+                let posted = contracts
+                    .post_job_with_permit_signature(
+                        details,
+                        requirements,
+                        address,
+                        payment.amount,
+                        deadline,
+                        &signature,
+                        &sender,
+                    )
+                    .await;
+                inner.caches.forget_allowance(owner, spender, address).await;
+                let posted = self.after_send(owner, posted).await?;
+                return Ok(Submission {
+                    transactions: vec![posted.tx],
+                    posted,
+                    method: PaymentMethod::Permit,
+                });
+            }
+        }
+
+        let (reservation, mut transactions) = inner
+            .approvals
+            .reserve(
+                contracts,
+                &inner.caches,
+                &inner.nonces,
+                &token,
+                payment.amount,
+                signer,
+            )
+            .await?;
+        let posted = contracts
+            .post_job_with_token(details, requirements, address, payment.amount, &sender)
+            .await;
+        reservation.release(&inner.caches).await;
+        let posted = self.after_send(owner, posted).await?;
+        let approval = !transactions.is_empty();
+        transactions.push(posted.tx);
+        Ok(Submission {
+            posted,
+            method: PaymentMethod::Token { approval },
+            transactions,
+        })
+    }
+
+    /// Checks that the token is in the registry and accepted on chain, with the registry's
+    /// symbol and decimals; returns the registry's entry.
+    async fn check_token(&self, token: &PaymentToken) -> Result<PaymentToken> {
+        let inner = &self.inner;
+        let known = inner
+            .registry
+            .by_address(token.address())
+            .ok_or_else(|| Error::TokenNotAccepted(token.to_string()))?
+            .clone();
+        if known.decimals != token.decimals || known.symbol != token.symbol {
+            return Err(Error::token_mismatch(
+                token.address(),
+                (&known.symbol, known.decimals),
+                (&token.symbol, token.decimals),
+            ));
+        }
+        if !inner.caches.facts(&inner.contracts, &known).await?.accepted {
+            return Err(Error::TokenNotAccepted(known.to_string()));
+        }
+        Ok(known)
+    }
+
+    async fn check_balance(
+        &self,
+        owner: Address,
+        token: &PaymentToken,
+        need: TokenAmount,
+    ) -> Result<()> {
+        let have = self.balance(owner, token).await?;
+        if have < need {
+            return Err(Error::InsufficientBalance {
+                symbol: token.symbol.clone(),
+                need: token.format_amount(need),
+                have: token.format_amount(have),
+            });
+        }
+        Ok(())
+    }
+
+    /// Bookkeeping after this manager's post: the sender's balances are stale from the
+    /// receipt's block on; a failed send resets the nonce counter.
+    async fn after_send(
+        &self,
+        owner: Address,
+        result: fabstir_contracts::Result<PostedJob>,
+    ) -> Result<PostedJob> {
+        match result {
+            Ok(posted) => {
+                self.observe_block(posted.tx.block);
+                Ok(posted)
+            }
+            Err(e) => {
+                self.inner.nonces.reset(owner).await;
+                Err(e.into())
+            }
+        }
+    }
+}
