@@ -6,7 +6,9 @@
 //! state-changing call takes the signer for that call and keeps nothing of it. Reverts are
 //! decoded into [`Error`] variants that name the cause ("job 7 already claimed by 0x.."),
 //! marketplace events come back as typed [`MarketplaceEvent`]s, and [`deploy_local`] sets up
-//! a complete local deployment. The [`anvil`] module runs a real local chain for tests.
+//! a complete local deployment. The [`anvil`] module runs a real local chain for tests; with the
+//! `test-utils` feature, `testing` builds the one local-chain harness on it (deployment, named
+//! funded accounts, the chain's clock, balances, conservation of funds).
 //!
 //! It builds on the domain types of `fabstir-core` (`JobId`, `ModelId`, `JobDetails`,
 //! `TokenAmount`, `Deployment`) and is used by `fabstir-payments`, `fabstir-sdk` and
@@ -22,6 +24,8 @@ mod events;
 mod jobs;
 mod manager;
 mod registry;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 mod tokens;
 mod types;
 
