@@ -110,9 +110,9 @@ impl LocalChain {
 
     /// Starts anvil, deploys and funds as `config` says, and connects a manager.
     pub async fn start_with(config: &LocalChainConfig) -> Result<Self> {
-        let first_other = FIRST_HOST + config.hosts;
-        let first_unfunded = first_other + config.others;
-        let end = first_unfunded + config.unfunded;
+        let first_other = FIRST_HOST.saturating_add(config.hosts);
+        let first_unfunded = first_other.saturating_add(config.others);
+        let end = first_unfunded.saturating_add(config.unfunded);
         if end > TREASURY {
             return Err(Error::Anvil(format!(
                 "{} hosts, {} other and {} unfunded accounts do not fit in dev accounts \
@@ -295,5 +295,22 @@ impl LocalChain {
             .ok_or_else(|| {
                 Error::InvalidChainData(format!("the receipt of {tx:#x} has no valid gas cost"))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn too_many_accounts_are_refused_before_anvil_starts() {
+        let config = LocalChainConfig {
+            hosts: 7,
+            others: 1,
+            unfunded: 0,
+            ..LocalChainConfig::default()
+        };
+        let err = LocalChain::start_with(&config).await.unwrap_err();
+        assert!(err.to_string().contains("do not fit"), "{err}");
     }
 }

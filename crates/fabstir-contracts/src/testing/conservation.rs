@@ -174,3 +174,47 @@ impl Balances {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn balances(amounts: &[(u64, u64)]) -> Balances {
+        Balances {
+            token: Address::zero(),
+            amounts: amounts
+                .iter()
+                .map(|&(a, v)| (Address::from_low_u64_be(a), U256::from(v)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn moves_between_the_accounts_and_gas_are_conserved() {
+        let before = balances(&[(1, 100), (2, 50)]);
+        let after = balances(&[(1, 60), (2, 85)]);
+        assert_eq!(after.of(Address::from_low_u64_be(2)), U256::from(85u64));
+        assert_eq!(after.total(), U256::from(145u64));
+        after.assert_conserved_since(&before, U256::from(5u64));
+    }
+
+    #[test]
+    #[should_panic(expected = "funds left or entered the accounts")]
+    fn funds_that_leave_the_accounts_are_caught() {
+        let before = balances(&[(1, 100), (2, 50)]);
+        balances(&[(1, 60), (2, 85)]).assert_conserved_since(&before, U256::zero());
+    }
+
+    #[test]
+    fn imbalances_name_the_token() {
+        let escrow = Imbalance::Escrow {
+            token: Address::from_low_u64_be(7),
+            held: TokenAmount::from_base_units(3u64),
+            owed: TokenAmount::from_base_units(2u64),
+        };
+        assert!(
+            escrow.to_string().starts_with("escrow of token 0x0000"),
+            "{escrow}"
+        );
+    }
+}
