@@ -1,6 +1,6 @@
 //! A complete local marketplace in one process: a real anvil chain, the contracts deployed and
-//! funded, and N host nodes with the embedded engine. Used by `fabstir devnet`, the demo and
-//! the end-to-end tests.
+//! funded (the `fabstir-contracts` local-chain harness), and N host nodes with the embedded
+//! engine. Used by `fabstir devnet`, the demo and the end-to-end tests.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,23 +9,25 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ethers::signers::{LocalWallet, Signer as _};
-use fabstir_contracts::LocalDeployConfig;
 use fabstir_contracts::anvil::Anvil;
+use fabstir_contracts::testing::{self, LocalChain, LocalChainConfig};
 use fabstir_core::Deployment;
 use fabstir_node::{BackendConfig, ModelConfig, NodeConfig, NodeHooks, RunningNode};
 use fabstir_sdk::FabstirSdk;
 use fabstir_sdk::{SdkConfig, Timeouts};
 
-/// Dev account roles on the devnet's anvil.
+/// Dev account roles on the devnet's anvil: the local-chain harness's.
 pub mod accounts {
+    use super::testing;
+
     /// Deploys and owns the contracts.
-    pub const OWNER: usize = 0;
+    pub const OWNER: usize = testing::DEPLOYER;
     /// The client the demo and tests pay from.
-    pub const CLIENT: usize = 1;
+    pub const CLIENT: usize = testing::CLIENT;
     /// The first host; host `i` is `FIRST_HOST + i`.
-    pub const FIRST_HOST: usize = 2;
+    pub const FIRST_HOST: usize = testing::FIRST_HOST;
     /// Receives protocol fees.
-    pub const TREASURY: usize = 9;
+    pub const TREASURY: usize = testing::TREASURY;
 }
 
 /// What to start.
@@ -154,23 +156,16 @@ impl Devnet {
                 (temp.path().to_owned(), Some(temp))
             }
         };
-        let anvil = Anvil::spawn().context("starting anvil")?;
-        let wallet = |i: usize| anvil.wallet(i).context("dev account");
-        let mut fund = vec![wallet(accounts::CLIENT)?.address()];
-        for i in 0..config.hosts {
-            fund.push(wallet(accounts::FIRST_HOST + i)?.address());
-        }
-        let deployment = anvil
-            .deploy(
-                accounts::OWNER,
-                &LocalDeployConfig {
-                    treasury: Some(wallet(accounts::TREASURY)?.address()),
-                    fund,
-                    ..LocalDeployConfig::default()
-                },
-            )
-            .await
-            .context("deploying the contracts")?;
+        // The client and the hosts are funded; nobody else.
+        let chain = LocalChain::start_with(&LocalChainConfig {
+            hosts: config.hosts,
+            others: 0,
+            unfunded: 0,
+            ..LocalChainConfig::default()
+        })
+        .await
+        .context("starting anvil and deploying the contracts")?;
+        let (anvil, deployment) = chain.into_parts();
         let deployment_path = dir.join("deployment.json");
         deployment.save(&deployment_path)?;
 

@@ -7,7 +7,8 @@
 #![allow(clippy::unwrap_used)] // A benchmark: set-up failures abort it.
 
 #[path = "../tests/it/common.rs"]
-#[allow(dead_code)] // The tests' set-up, of which the measurement needs a part.
+#[allow(dead_code, unused_imports, unused_macros)]
+// The tests' set-up, of which the measurement needs a part.
 mod common;
 #[path = "../tests/it/gas/measure.rs"]
 mod measure;

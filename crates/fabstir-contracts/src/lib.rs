@@ -7,7 +7,9 @@
 //! state-changing call takes the signer for that call and keeps nothing of it. Reverts are
 //! decoded into [`Error`] variants that name the cause ("job 7 already claimed by 0x.."),
 //! marketplace events come back as typed [`MarketplaceEvent`]s, and [`deploy_local`] sets up
-//! a complete local deployment. The [`anvil`] module runs a real local chain for tests.
+//! a complete local deployment. The [`anvil`] module runs a real local chain for tests; with the
+//! `test-utils` feature, `testing` builds the one local-chain harness on it (deployment, named
+//! funded accounts, the chain's clock, balances, conservation of funds).
 //! [`ChainPeerRegistry`] implements the core `PeerRegistry` port over the NodeRegistry, for
 //! the network layer of hosts and clients.
 //!
@@ -26,6 +28,8 @@ mod jobs;
 mod manager;
 mod peer_registry;
 mod registry;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 mod tokens;
 mod types;
 

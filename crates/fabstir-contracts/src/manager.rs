@@ -10,7 +10,7 @@ use ethers::contract::{ContractCall, EthEvent, parse_log};
 use ethers::middleware::SignerMiddleware;
 use ethers::providers::{Http, Middleware, Provider};
 use ethers::signers::{LocalWallet, Signer as _};
-use ethers::types::{Address, Filter, H256, TransactionReceipt, U256};
+use ethers::types::{Address, BlockNumber, Filter, H256, TransactionReceipt, U256};
 use fabstir_core::{ContractAddresses, Deployment, JobId, ModelId, NodePeerId, TokenAmount};
 
 use crate::bindings::job_marketplace::{JobMarketplace, JobPostedFilter};
@@ -126,16 +126,18 @@ impl HeadlessContractManager {
         self.chain_id
     }
 
-    /// The latest block's timestamp (unix seconds): the chain's "now", which deadlines are
-    /// measured against.
+    /// The latest block's timestamp in unix seconds: the chain's "now", against which the
+    /// contracts check deadlines.
     pub async fn latest_block_time(&self) -> Result<u64> {
         let block = self
             .provider
-            .get_block(ethers::types::BlockNumber::Latest)
+            .get_block(BlockNumber::Latest)
             .await
             .map_err(|e| Error::Rpc(e.to_string()))?
-            .ok_or_else(|| Error::Rpc("no latest block".into()))?;
-        Ok(block.timestamp.as_u64())
+            .ok_or_else(|| Error::Rpc("the node has no latest block".into()))?;
+        u64::try_from(block.timestamp).map_err(|_| {
+            Error::InvalidChainData(format!("block timestamp {} overflows", block.timestamp))
+        })
     }
 
     /// Wraps `wallet` (with this chain's id) in a signing middleware over this manager's

@@ -9,54 +9,41 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ethers::providers::Middleware as _;
-use ethers::signers::Signer as _;
-use ethers::types::BlockNumber;
-use fabstir_contracts::anvil::{Anvil, RpcProxy};
-use fabstir_contracts::{HeadlessContractManager, LocalDeployConfig, ManagerConfig, deploy_local};
-use fabstir_core::job::prompt_hash;
-use fabstir_core::{Deployment, JobDetails, JobRequirements, ModelId, TokenAmount};
+use fabstir_contracts::anvil::RpcProxy;
+use fabstir_contracts::testing::LocalChain;
+use fabstir_contracts::{HeadlessContractManager, WalletSigner};
+use fabstir_core::{JobDetails, JobRequirements, TokenAmount};
 use fabstir_payments::{ApprovalPolicy, JobPayment, PaymentConfig, PaymentManager, TokenRegistry};
 
 struct Setup {
-    _anvil: Anvil,
+    chain: LocalChain,
     proxy: RpcProxy,
-    deployment: Deployment,
+    /// Connected through the proxy, which counts its calls.
     contracts: HeadlessContractManager,
-    client: Arc<fabstir_contracts::WalletSigner>,
+    client: Arc<WalletSigner>,
 }
 
 async fn setup() -> Setup {
-    let anvil = Anvil::spawn().expect("anvil (run `cargo xtask tools`)");
-    let deployer = Arc::new(ethers::middleware::SignerMiddleware::new(
-        anvil.provider().unwrap(),
-        anvil.wallet(0).unwrap().with_chain_id(anvil.chain_id()),
-    ));
-    let config = LocalDeployConfig {
-        fund: vec![anvil.wallet(1).unwrap().address()],
-        ..LocalDeployConfig::default()
-    };
-    let deployment = deploy_local(&deployer, &config).await.unwrap();
-    let proxy = RpcProxy::start(anvil.endpoint()).await.unwrap();
-    let contracts =
-        HeadlessContractManager::connect(&proxy.url, &deployment, &ManagerConfig::local())
-            .await
-            .unwrap();
-    let client = contracts.signer(anvil.wallet(1).unwrap());
+    let chain = LocalChain::start()
+        .await
+        .expect("the local chain (run `cargo xtask tools`)");
+    let proxy = RpcProxy::start(chain.endpoint()).await.unwrap();
+    let contracts = chain.connect(&proxy.url).await.unwrap();
+    let client = contracts.signer(chain.client().wallet.clone());
     Setup {
-        _anvil: anvil,
+        chain,
         proxy,
-        deployment,
         contracts,
         client,
     }
 }
 
 fn manager(setup: &Setup) -> PaymentManager {
-    let usdc = setup.deployment.token("USDC").unwrap().address();
+    let deployment = setup.chain.deployment();
+    let usdc = deployment.token("USDC").unwrap().address();
     PaymentManager::new(
         setup.contracts.clone(),
-        TokenRegistry::from_deployment(&setup.deployment),
+        TokenRegistry::from_deployment(deployment),
         PaymentConfig {
             // One standing approval, as a regular user would have: the warm path is then a
             // single transaction.
@@ -71,29 +58,19 @@ fn manager(setup: &Setup) -> PaymentManager {
     )
 }
 
+/// 100 tokens at 10 base units each, valid for a day.
 async fn details(setup: &Setup) -> JobDetails {
-    let now = setup
-        .contracts
-        .provider()
-        .get_block(BlockNumber::Latest)
+    let chain = &setup.chain;
+    chain
+        .job_details("stories260K", "Once upon a time", 100, 10, 86_400)
         .await
         .unwrap()
-        .unwrap()
-        .timestamp
-        .as_u64();
-    JobDetails {
-        model: ModelId::from_name("stories260K"),
-        prompt_hash: prompt_hash("Once upon a time"),
-        max_tokens: 100,
-        price_per_token: TokenAmount::from_base_units(10u64),
-        deadline: now + 86_400,
-    }
 }
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let setup = runtime.block_on(setup());
-    let usdc = setup.deployment.token("USDC").unwrap().clone();
+    let usdc = setup.chain.token("USDC").unwrap().clone();
     let warm = manager(&setup);
     let job = runtime.block_on(details(&setup));
     let payment = JobPayment::for_job(usdc, &job).unwrap();

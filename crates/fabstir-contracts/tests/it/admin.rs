@@ -4,31 +4,23 @@ use ethers::types::{Address, U256};
 use fabstir_contracts::{Error, NodeRegistration};
 use fabstir_core::{ModelId, TokenAmount, TokenPrice};
 
-use crate::common::{Env, MODEL, peer_id};
+use crate::common::{Env, MODEL, fails, peer_id};
 
 #[tokio::test]
 async fn fee_and_treasury_changes_apply_and_a_rejecting_treasury_is_named() {
-    let env = Env::new().await;
-    env.register(&env.host, 1, &[MODEL]).await;
+    let env = Env::with_host().await;
     let usdc = env.token("USDC");
 
     // A zero treasury, a fee above the maximum and non-owners are refused.
-    let err = env
-        .manager
-        .set_treasury(Address::zero(), &env.owner)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::ZeroAddress), "{err}");
-    let err = env
-        .manager
-        .set_fee_bps(1_001, &env.owner)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::FeeTooHigh(1_001)), "{err}");
-    let err = env.manager.set_fee_bps(10, &env.other).await.unwrap_err();
-    assert!(
-        matches!(err, Error::NotOwner(a) if a == env.other.address()),
-        "{err}"
+    let (manager, owner) = (&env.manager, &env.owner);
+    fails!(
+        manager.set_treasury(Address::zero(), owner),
+        Error::ZeroAddress
+    );
+    fails!(manager.set_fee_bps(1_001, owner), Error::FeeTooHigh(1_001));
+    fails!(
+        manager.set_fee_bps(10, &env.other),
+        Error::NotOwner(a) if a == env.other.address()
     );
 
     // 10% to a new treasury.
@@ -44,18 +36,8 @@ async fn fee_and_treasury_changes_apply_and_a_rejecting_treasury_is_named() {
     assert_eq!(env.manager.fee_bps().await.expect("read"), 1_000);
     assert_eq!(env.manager.treasury().await.expect("read"), new_treasury);
     let before = env.balance(usdc, new_treasury).await;
-    let details = env.details(100, 10).await;
-    let amount = details.escrow_amount().expect("no overflow");
-    let posted = env.post_open_token_job(&details, usdc, amount).await;
-    env.manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .expect("claims");
-    let settled = env
-        .manager
-        .submit_result(posted.job, b"bafy-fee", 100, &env.host)
-        .await
-        .expect("submits");
+    let (_, posted, _) = env.post_token_job(usdc, 100, 10).await;
+    let (_, settled) = env.settle(posted.job, b"bafy-fee", 100).await;
     assert_eq!(settled.fee.base_units(), U256::from(100u64));
     assert_eq!(
         env.balance(usdc, new_treasury).await,
@@ -70,27 +52,16 @@ async fn fee_and_treasury_changes_apply_and_a_rejecting_treasury_is_named() {
         .await
         .expect("sets treasury");
     let (posted, _) = env.post_open_eth_job(10, 1_000).await;
-    env.manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .expect("claims");
-    let err = env
-        .manager
-        .submit_result(posted.job, b"bafy-eth", 10, &env.host)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::EthTransferFailed { to, .. } if to == rejecting),
-        "{err}"
+    env.claim(posted.job, &env.host).await;
+    fails!(
+        env.manager.submit_result(posted.job, b"bafy-eth", 10, &env.host),
+        Error::EthTransferFailed { to, .. } if to == rejecting
     );
     env.manager
         .set_treasury(env.treasury, &env.owner)
         .await
         .expect("fixes treasury");
-    env.manager
-        .submit_result(posted.job, b"bafy-eth", 10, &env.host)
-        .await
-        .expect("submits");
+    env.submit(posted.job, b"bafy-eth", 10, &env.host).await;
     env.finish().await;
 }
 
@@ -98,51 +69,28 @@ async fn fee_and_treasury_changes_apply_and_a_rejecting_treasury_is_named() {
 async fn packing_limits_are_named_errors() {
     let env = Env::new().await;
     let dai = env.token("DAI");
+    let (open, client, one) = (Env::open(), &env.client, TokenAmount::from_base_units(1u64));
     let mut details = env.details(10, 1).await;
     details.price_per_token = TokenAmount(U256::from(u64::MAX) + 1);
-    let err = env
-        .manager
-        .post_job_with_token(
-            &details,
-            &Env::open(),
-            dai,
-            TokenAmount::from_base_units(1u64),
-            &env.client,
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::PriceTooLarge(_)), "{err}");
+    fails!(
+        env.manager
+            .post_job_with_token(&details, &open, dai, one, client),
+        Error::PriceTooLarge(_)
+    );
     let details = env.details(10, 1).await;
     let huge = TokenAmount(U256::one() << 96);
-    let err = env
-        .manager
-        .post_job_with_token(&details, &Env::open(), dai, huge, &env.client)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::AmountTooLarge(a) if a == huge.base_units()),
-        "{err}"
+    fails!(
+        env.manager.post_job_with_token(&details, &open, dai, huge, client),
+        Error::AmountTooLarge(a) if a == huge.base_units()
     );
     let mut details = env.details(1 << 24, 1).await;
-    let err = env
-        .manager
-        .post_job(
-            &details,
-            &Env::open(),
-            TokenAmount::from_base_units(1u64),
-            &env.client,
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::InvalidJobDetails), "{err}");
+    fails!(
+        env.manager.post_job(&details, &open, one, client),
+        Error::InvalidJobDetails
+    );
     details.max_tokens = (1 << 24) - 1;
     env.manager
-        .post_job(
-            &details,
-            &Env::open(),
-            TokenAmount::from_base_units(1u64),
-            &env.client,
-        )
+        .post_job(&details, &open, one, client)
         .await
         .expect("the largest max tokens is accepted");
     env.finish().await;
@@ -152,12 +100,10 @@ async fn packing_limits_are_named_errors() {
 async fn registry_owner_settings() {
     let env = Env::new().await;
     let min = TokenAmount(U256::exp10(18) * 500u64);
-    let err = env
-        .manager
-        .set_min_stake(min, &env.client)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::NotOwner(_)), "{err}");
+    fails!(
+        env.manager.set_min_stake(min, &env.client),
+        Error::NotOwner(_)
+    );
     env.manager
         .set_min_stake(min, &env.owner)
         .await
@@ -197,12 +143,7 @@ async fn registry_owner_settings() {
         .unregister_node(&env.host)
         .await
         .expect("unregisters");
-    let node = env
-        .manager
-        .node(env.host.address())
-        .await
-        .expect("read")
-        .expect("record");
+    let node = env.node(env.host.address()).await;
     let now = env.now().await;
     assert_eq!(node.unbonding_end, Some(now + 10), "the new delay applies");
     env.finish().await;

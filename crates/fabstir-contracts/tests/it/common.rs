@@ -1,27 +1,44 @@
-//! Shared setup: a fresh anvil chain with everything deployed, named accounts, helpers, and
-//! the conservation check run at the end of every test.
+//! Shared setup: a fresh local chain (the crate's `testing` harness) with everything deployed,
+//! the accounts by role, job helpers, and the conservation check run at the end of every test.
 
 use std::sync::Arc;
 
+use ethers::abi::Detokenize;
+use ethers::contract::ContractCall;
 use ethers::providers::Middleware;
-use ethers::signers::Signer;
 use ethers::types::{Address, U256};
-use fabstir_contracts::anvil::Anvil;
+use fabstir_contracts::testing::{Balances, LocalChain};
 use fabstir_contracts::{
-    HeadlessContractManager, LocalDeployConfig, ManagerConfig, NodeRegistration, PostedJob,
+    HeadlessContractManager, NodeRegistration, PostedJob, RegisteredNode, Settlement, TxInfo,
     WalletSigner,
 };
-use fabstir_core::job::prompt_hash;
 use fabstir_core::{
-    Deployment, JobDetails, JobRequirements, ModelId, NodePeerId, TokenAmount, TokenPrice,
+    Deployment, JobDetails, JobId, JobRequirements, ModelId, NodePeerId, TokenAmount, TokenPrice,
 };
 
 pub(crate) const MODEL: &str = "llama-2-7b";
 pub(crate) const OTHER_MODEL: &str = "mistral-7b";
 
+/// The prompt every job commits to.
+const PROMPT: &str = "Tell me a story about a brave llama.";
+
+/// Seconds from the latest block to a job's deadline.
+const JOB_LIFETIME: u64 = 3_600;
+
+/// Awaits a call that must fail and asserts that its error matches the pattern (with an
+/// optional guard); evaluates to the error.
+macro_rules! fails {
+    ($call:expr, $($pattern:tt)+) => {{
+        let err = $call.await.unwrap_err();
+        assert!(matches!(err, $($pattern)+), "{err}");
+        err
+    }};
+}
+pub(crate) use fails;
+
 /// One test's chain and actors.
 pub(crate) struct Env {
-    pub(crate) anvil: Anvil,
+    pub(crate) chain: LocalChain,
     pub(crate) manager: HeadlessContractManager,
     pub(crate) deployment: Deployment,
     pub(crate) owner: Arc<WalletSigner>,
@@ -29,6 +46,8 @@ pub(crate) struct Env {
     pub(crate) host: Arc<WalletSigner>,
     pub(crate) host2: Arc<WalletSigner>,
     pub(crate) other: Arc<WalletSigner>,
+    /// Holds ETH but no test token (no FAB to stake).
+    pub(crate) poor: Arc<WalletSigner>,
     pub(crate) treasury: Address,
     /// Extra ERC-20s a test deployed (checked by the conservation check too).
     pub(crate) extra_tokens: Vec<Address>,
@@ -36,66 +55,42 @@ pub(crate) struct Env {
 
 impl Env {
     pub(crate) async fn new() -> Self {
-        let anvil = Anvil::spawn().expect("anvil starts");
-        let wallet = |i: usize| anvil.wallet(i).expect("dev account");
-        let treasury = wallet(9).address();
-        let fund: Vec<Address> = (1..=4).map(|i| wallet(i).address()).collect();
-        let config = LocalDeployConfig {
-            treasury: Some(treasury),
-            fund,
-            ..LocalDeployConfig::default()
-        };
-        let deployment = anvil.deploy(0, &config).await.expect("deploys");
-        let manager = HeadlessContractManager::connect(
-            &anvil.endpoint(),
-            &deployment,
-            &ManagerConfig::local(),
-        )
-        .await
-        .expect("connects");
-        let owner = manager.signer(wallet(0));
-        let client = manager.signer(wallet(1));
-        let host = manager.signer(wallet(2));
-        let host2 = manager.signer(wallet(3));
-        let other = manager.signer(wallet(4));
+        let chain = LocalChain::start().await.expect("the local chain starts");
+        let signer = |account: &fabstir_contracts::testing::Account| account.signer.clone();
         Self {
-            anvil,
-            manager,
-            deployment,
-            owner,
-            client,
-            host,
-            host2,
-            other,
-            treasury,
+            manager: chain.manager().clone(),
+            deployment: chain.deployment().clone(),
+            owner: signer(chain.deployer()),
+            client: signer(chain.client()),
+            host: signer(&chain.hosts()[0]),
+            host2: signer(&chain.hosts()[1]),
+            other: signer(&chain.others()[0]),
+            poor: signer(&chain.unfunded()[0]),
+            treasury: chain.treasury().address(),
             extra_tokens: Vec::new(),
+            chain,
         }
     }
 
+    /// A fresh chain on which `host` is registered (peer id byte 1) serving [`MODEL`].
+    pub(crate) async fn with_host() -> Self {
+        let env = Self::new().await;
+        env.register(&env.host, 1, &[MODEL]).await;
+        env
+    }
+
     pub(crate) fn token(&self, symbol: &str) -> Address {
-        self.deployment
-            .token(symbol)
-            .expect("token deployed")
-            .address()
+        self.chain.token(symbol).expect("token deployed").address()
     }
 
-    /// Every account the tests use: balances outside these would mean funds went astray.
-    pub(crate) fn known_accounts(&self) -> Vec<Address> {
-        let mut accounts: Vec<Address> = self.anvil.wallets().iter().map(|w| w.address()).collect();
-        accounts.push(self.deployment.contracts.payment_escrow);
-        accounts.push(self.deployment.contracts.node_registry);
-        accounts.push(self.deployment.contracts.job_marketplace);
-        accounts.extend(self.extra_tokens.iter().copied());
-        accounts
-    }
-
-    /// Registers `signer` as a host serving `models` with ETH and USDC prices.
+    /// Registers `signer` as a host serving `models` with ETH and USDC prices; returns the
+    /// `register` transaction.
     pub(crate) async fn register(
         &self,
         signer: &Arc<WalletSigner>,
         peer_byte: u8,
         models: &[&str],
-    ) {
+    ) -> TxInfo {
         let registration = NodeRegistration {
             peer_id: peer_id(peer_byte),
             models: models.iter().map(|m| ModelId::from_name(m)).collect(),
@@ -115,30 +110,32 @@ impl Env {
         self.manager
             .register_node(&registration, signer)
             .await
-            .expect("registers");
+            .expect("registers")
     }
 
     /// The chain's latest block time.
     pub(crate) async fn now(&self) -> u64 {
-        let block = self
-            .manager
-            .provider()
-            .get_block(ethers::types::BlockNumber::Latest)
+        self.manager
+            .latest_block_time()
             .await
-            .expect("block")
-            .expect("latest block");
-        block.timestamp.as_u64()
+            .expect("latest block time")
+    }
+
+    /// Moves the chain's clock just past an hour: beyond the deadline of every job posted so
+    /// far ([`JOB_LIFETIME`]) and the registry's unbonding delay (an hour by default).
+    pub(crate) async fn pass_an_hour(&self) {
+        self.chain
+            .advance_time(JOB_LIFETIME + 1)
+            .await
+            .expect("time passes");
     }
 
     /// Job terms for `MODEL`, deadline an hour ahead.
     pub(crate) async fn details(&self, max_tokens: u32, price: u64) -> JobDetails {
-        JobDetails {
-            model: ModelId::from_name(MODEL),
-            prompt_hash: prompt_hash("Tell me a story about a brave llama."),
-            max_tokens,
-            price_per_token: TokenAmount::from_base_units(price),
-            deadline: self.now().await + 3_600,
-        }
+        self.chain
+            .job_details(MODEL, PROMPT, max_tokens, price, JOB_LIFETIME)
+            .await
+            .expect("job terms")
     }
 
     pub(crate) fn open() -> JobRequirements {
@@ -151,12 +148,29 @@ impl Env {
         }
     }
 
+    /// The registry's record of `address`, which must have one.
+    pub(crate) async fn node(&self, address: Address) -> RegisteredNode {
+        let node = self.manager.node(address).await.expect("read");
+        node.expect("a registry record")
+    }
+
     pub(crate) async fn balance(&self, token: Address, owner: Address) -> U256 {
-        self.manager
-            .balance_of(token, owner)
+        self.chain.balance(token, owner).await.expect("balance")
+    }
+
+    /// The balances of `token` a settlement moves: the client's, the host's, the treasury's
+    /// and the escrow's.
+    pub(crate) async fn parties(&self, token: Address) -> Balances {
+        let accounts = [
+            self.client.address(),
+            self.host.address(),
+            self.treasury,
+            self.deployment.contracts.payment_escrow,
+        ];
+        self.chain
+            .balances(token, &accounts)
             .await
-            .expect("balance")
-            .base_units()
+            .expect("balances")
     }
 
     /// The client posts an open ETH job of `max_tokens` at `price` wei each; returns it and
@@ -176,13 +190,28 @@ impl Env {
         (posted, value)
     }
 
+    /// The client posts an open job of `max_tokens` at `price` base units each, paid in
+    /// `token` with an approval of exactly the escrow; returns its terms, the post and the
+    /// escrow.
+    pub(crate) async fn post_token_job(
+        &self,
+        token: Address,
+        max_tokens: u32,
+        price: u64,
+    ) -> (JobDetails, PostedJob, TokenAmount) {
+        let details = self.details(max_tokens, price).await;
+        let amount = details.escrow_amount().expect("no overflow");
+        let posted = self.post_open_token_job(&details, token, amount).await;
+        (details, posted, amount)
+    }
+
     /// The client approves exactly the escrow and posts an open job paid in `token`.
     pub(crate) async fn post_open_token_job(
         &self,
         details: &JobDetails,
         token: Address,
         amount: TokenAmount,
-    ) -> fabstir_contracts::PostedJob {
+    ) -> PostedJob {
         self.approve_spender(&self.client, token, amount.base_units())
             .await;
         self.manager
@@ -208,41 +237,37 @@ impl Env {
             .expect("approves");
     }
 
+    /// `host` claims `job`.
+    pub(crate) async fn claim(&self, job: JobId, host: &Arc<WalletSigner>) -> TxInfo {
+        self.manager.claim_job(job, host).await.expect("claims")
+    }
+
+    /// `host` submits the result `cid` of `job`, `tokens` used.
+    pub(crate) async fn submit(
+        &self,
+        job: JobId,
+        cid: &[u8],
+        tokens: u64,
+        host: &Arc<WalletSigner>,
+    ) -> Settlement {
+        self.manager
+            .submit_result(job, cid, tokens, host)
+            .await
+            .expect("submits")
+    }
+
+    /// The host claims `job` and submits the result `cid`, `tokens` used; returns the claim
+    /// and the settlement.
+    pub(crate) async fn settle(&self, job: JobId, cid: &[u8], tokens: u64) -> (TxInfo, Settlement) {
+        let claim = self.claim(job, &self.host).await;
+        (claim, self.submit(job, cid, tokens, &self.host).await)
+    }
+
     /// The conservation check every test ends with: for each token, the escrow holds exactly
     /// the sum of open jobs' amounts; and every ERC-20's supply is held by known accounts, so
     /// nothing was created or lost.
     pub(crate) async fn finish(self) {
-        let totals = self.manager.open_escrow_totals().await.expect("totals");
-        let mut tokens: Vec<Address> = self.deployment.tokens.iter().map(|t| t.address()).collect();
-        tokens.extend(self.extra_tokens.iter().copied());
-        for token in &tokens {
-            let held = self
-                .manager
-                .escrow_balance(*token)
-                .await
-                .expect("escrow balance");
-            let owed = totals.get(token).copied().unwrap_or_default();
-            assert_eq!(
-                held, owed,
-                "escrow of token {token:#x} holds {held:?}, open jobs {owed:?}"
-            );
-        }
-        let accounts = self.known_accounts();
-        for token in tokens.iter().filter(|t| !t.is_zero()) {
-            let contract = fabstir_contracts::bindings::test_usdc::TestUSDC::new(
-                *token,
-                self.manager.provider().clone(),
-            );
-            let supply = contract.total_supply().call().await.expect("supply");
-            let mut sum = U256::zero();
-            for account in &accounts {
-                sum += self.balance(*token, *account).await;
-            }
-            assert_eq!(
-                sum, supply,
-                "token {token:#x}: known balances differ from supply"
-            );
-        }
+        self.chain.assert_conserved(&self.extra_tokens).await;
     }
 }
 
@@ -251,4 +276,22 @@ pub(crate) fn peer_id(byte: u8) -> NodePeerId {
     let mut bytes = vec![0x00, 36, 0x08, 0x01, 0x12, 0x20];
     bytes.extend([byte; 32]);
     NodePeerId::from_bytes(bytes).expect("valid peer id")
+}
+
+/// Job terms as the marketplace's ABI takes them, for tests that call it directly.
+pub(crate) fn abi_details(
+    details: &JobDetails,
+) -> fabstir_contracts::bindings::job_marketplace::JobDetails {
+    fabstir_contracts::bindings::job_marketplace::JobDetails {
+        model_id: details.model.0,
+        prompt_hash: details.prompt_hash.0,
+        max_tokens: details.max_tokens,
+        price_per_token: details.price_per_token.base_units(),
+        deadline: details.deadline,
+    }
+}
+
+/// Sends a raw contract call and waits until it is mined.
+pub(crate) async fn mined<M: Middleware + 'static, D: Detokenize>(call: ContractCall<M, D>) {
+    call.send().await.expect("sends").await.expect("mined");
 }

@@ -2,26 +2,20 @@
 
 use ethers::providers::Middleware as _;
 use ethers::types::{Address, U256};
-use fabstir_contracts::anvil::advance_time;
 use fabstir_contracts::{Error, JobStatus, MarketplaceEvent};
 use fabstir_core::{JobId, ModelId, TokenAmount};
 use futures::StreamExt;
 
-use crate::common::{Env, MODEL, OTHER_MODEL};
+use crate::common::{Env, MODEL, OTHER_MODEL, fails};
 
 const CID: &[u8] = b"bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
 
 #[tokio::test]
 async fn eth_job_end_to_end_with_exact_balances() {
-    let env = Env::new().await;
-    env.register(&env.host, 1, &[MODEL]).await;
+    let env = Env::with_host().await;
     let eth = Address::zero();
     let (client, host, treasury) = (env.client.address(), env.host.address(), env.treasury);
-    let before = (
-        env.balance(eth, client).await,
-        env.balance(eth, host).await,
-        env.balance(eth, treasury).await,
-    );
+    let before = env.parties(eth).await;
 
     // 100 tokens at 1 gwei each: 1e11 wei escrowed.
     let details = env.details(100, 1_000_000_000).await;
@@ -42,20 +36,12 @@ async fn eth_job_end_to_end_with_exact_balances() {
         escrow
     );
 
-    let claim = env
-        .manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .expect("claims");
+    let claim = env.claim(posted.job, &env.host).await;
     assert_eq!(
         env.manager.job(posted.job).await.expect("job").status,
         JobStatus::Claimed
     );
-    let settled = env
-        .manager
-        .submit_result(posted.job, CID, 60, &env.host)
-        .await
-        .expect("submits");
+    let settled = env.submit(posted.job, CID, 60, &env.host).await;
 
     // 60 tokens x 1 gwei = 6e10; fee 1% = 6e8; the host gets the rest; 4e10 goes back.
     let cost = U256::from(60u64) * U256::from(1_000_000_000u64);
@@ -66,22 +52,24 @@ async fn eth_job_end_to_end_with_exact_balances() {
     let job = env.manager.job(posted.job).await.expect("job");
     assert_eq!(job.status, JobStatus::Completed);
 
-    let after = (
-        env.balance(eth, client).await,
-        env.balance(eth, host).await,
-        env.balance(eth, treasury).await,
-    );
+    let after = env.parties(eth).await;
+    let host_gas = claim.fee_wei() + settled.tx.fee_wei();
     assert_eq!(
-        after.0,
-        before.0 - cost - posted.tx.fee_wei(),
+        after.of(client),
+        before.of(client) - cost - posted.tx.fee_wei(),
         "client pays cost + gas"
     );
     assert_eq!(
-        after.1,
-        before.1 + (cost - fee) - claim.fee_wei() - settled.tx.fee_wei(),
+        after.of(host),
+        before.of(host) + (cost - fee) - host_gas,
         "host gets cost - fee, minus its gas"
     );
-    assert_eq!(after.2, before.2 + fee, "treasury gets the fee exactly");
+    assert_eq!(
+        after.of(treasury),
+        before.of(treasury) + fee,
+        "treasury gets the fee exactly"
+    );
+    after.assert_conserved_since(&before, posted.tx.fee_wei() + host_gas);
 
     // The events tell the same story.
     let events = env.manager.job_events(posted.job, 0).await.expect("events");
@@ -99,58 +87,36 @@ async fn eth_job_end_to_end_with_exact_balances() {
 
 #[tokio::test]
 async fn usdc_job_end_to_end_with_exact_balances() {
-    let env = Env::new().await;
-    env.register(&env.host, 1, &[MODEL]).await;
+    let env = Env::with_host().await;
     let usdc = env.token("USDC");
     let (client, host, treasury) = (env.client.address(), env.host.address(), env.treasury);
-    let before = (
-        env.balance(usdc, client).await,
-        env.balance(usdc, host).await,
-        env.balance(usdc, treasury).await,
-    );
+    let before = env.parties(usdc).await;
     // 500 tokens at 0.000013 USDC each = 0.0065 USDC.
-    let details = env.details(500, 13).await;
-    let amount = details.escrow_amount().expect("no overflow");
-    let posted = env.post_open_token_job(&details, usdc, amount).await;
+    let (_, posted, amount) = env.post_token_job(usdc, 500, 13).await;
     assert_eq!(env.manager.job(posted.job).await.expect("job").host, None);
-    env.manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .expect("claims");
-    let settled = env
-        .manager
-        .submit_result(posted.job, CID, 333, &env.host)
-        .await
-        .expect("submits");
+    let (_, settled) = env.settle(posted.job, CID, 333).await;
     let cost = U256::from(333u64 * 13);
     let fee = cost / 100; // 43.29 -> 43 base units
     assert_eq!(fee, U256::from(43u64));
     assert_eq!(settled.paid.base_units(), cost - fee);
     assert_eq!(settled.refund.base_units(), amount.base_units() - cost);
-    assert_eq!(env.balance(usdc, client).await, before.0 - cost);
-    assert_eq!(env.balance(usdc, host).await, before.1 + cost - fee);
-    assert_eq!(env.balance(usdc, treasury).await, before.2 + fee);
+    let after = env.parties(usdc).await;
+    assert_eq!(after.of(client), before.of(client) - cost);
+    assert_eq!(after.of(host), before.of(host) + cost - fee);
+    assert_eq!(after.of(treasury), before.of(treasury) + fee);
+    after.assert_conserved_since(&before, U256::zero());
     env.finish().await;
 }
 
 #[tokio::test]
 async fn payment_is_capped_at_the_escrow() {
-    let env = Env::new().await;
-    env.register(&env.host, 1, &[MODEL]).await;
+    let env = Env::with_host().await;
     let usdc = env.token("USDC");
     // Escrow less than max_tokens x price: the host is paid at most the escrow.
     let details = env.details(1_000, 10).await;
     let amount = TokenAmount::from_base_units(5_000u64);
     let posted = env.post_open_token_job(&details, usdc, amount).await;
-    env.manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .expect("claims");
-    let settled = env
-        .manager
-        .submit_result(posted.job, CID, 900, &env.host)
-        .await
-        .expect("submits");
+    let (_, settled) = env.settle(posted.job, CID, 900).await;
     assert_eq!(
         settled.paid.base_units() + settled.fee.base_units(),
         U256::from(5_000u64)
@@ -164,12 +130,7 @@ async fn permit_posting_is_one_transaction() {
     let env = Env::new().await;
     let usdc = env.token("USDC");
     let client = env.client.address();
-    let nonce_before = env
-        .manager
-        .provider()
-        .get_transaction_count(client, None)
-        .await
-        .expect("nonce");
+    let nonce_before = env.chain.nonce(client).await.expect("nonce");
     let balance_before = env.balance(usdc, client).await;
     let details = env.details(100, 25).await;
     let amount = details.escrow_amount().expect("no overflow");
@@ -185,12 +146,7 @@ async fn permit_posting_is_one_transaction() {
         )
         .await
         .expect("posts with permit");
-    let nonce_after = env
-        .manager
-        .provider()
-        .get_transaction_count(client, None)
-        .await
-        .expect("nonce");
+    let nonce_after = env.chain.nonce(client).await.expect("nonce");
     assert_eq!(nonce_after, nonce_before + 1, "exactly one transaction");
     assert_eq!(
         env.balance(usdc, client).await,
@@ -214,22 +170,15 @@ async fn permit_posting_is_one_transaction() {
 
 #[tokio::test]
 async fn cancel_refunds_in_full_and_only_the_client_may_cancel() {
-    let env = Env::new().await;
-    env.register(&env.host, 1, &[MODEL]).await;
+    let env = Env::with_host().await;
     let usdc = env.token("USDC");
     let client = env.client.address();
     let before = env.balance(usdc, client).await;
-    let details = env.details(100, 7).await;
-    let amount = details.escrow_amount().expect("no overflow");
-    let posted = env.post_open_token_job(&details, usdc, amount).await;
-    let err = env
-        .manager
-        .cancel_job(posted.job, &env.other)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::NotClient { job, client: c, caller } if job == posted.job && c == client && caller == env.other.address()),
-        "{err}"
+    let (_, posted, _) = env.post_token_job(usdc, 100, 7).await;
+    fails!(
+        env.manager.cancel_job(posted.job, &env.other),
+        Error::NotClient { job, client: c, caller }
+            if job == posted.job && c == client && caller == env.other.address()
     );
     env.manager
         .cancel_job(posted.job, &env.client)
@@ -240,45 +189,27 @@ async fn cancel_refunds_in_full_and_only_the_client_may_cancel() {
         env.manager.job(posted.job).await.expect("job").status,
         JobStatus::Cancelled
     );
-    let err = env
-        .manager
-        .cancel_job(posted.job, &env.client)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidJobStatus {
-                status: JobStatus::Cancelled,
-                ..
-            }
-        ),
-        "{err}"
+    fails!(
+        env.manager.cancel_job(posted.job, &env.client),
+        Error::InvalidJobStatus {
+            status: JobStatus::Cancelled,
+            ..
+        }
     );
-    let err = env
-        .manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::InvalidJobStatus { .. }), "{err}");
+    fails!(
+        env.manager.claim_job(posted.job, &env.host),
+        Error::InvalidJobStatus { .. }
+    );
 
     // ETH: the refund is exact too, the client only pays gas.
     let eth = Address::zero();
     let before = env.balance(eth, client).await;
     let (posted, _) = env.post_open_eth_job(10, 1_000).await;
     // A claimed job cannot be cancelled.
-    env.manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .expect("claims");
-    let err = env
-        .manager
-        .cancel_job(posted.job, &env.client)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::JobAlreadyClaimed { claimer, .. } if claimer == env.host.address()),
-        "{err}"
+    env.claim(posted.job, &env.host).await;
+    fails!(
+        env.manager.cancel_job(posted.job, &env.client),
+        Error::JobAlreadyClaimed { claimer, .. } if claimer == env.host.address()
     );
     env.manager
         .release_job(posted.job, &env.host)
@@ -300,39 +231,21 @@ async fn cancel_refunds_in_full_and_only_the_client_may_cancel() {
 
 #[tokio::test]
 async fn expiry_refunds_in_full_and_late_submit_reverts() {
-    let env = Env::new().await;
-    env.register(&env.host, 1, &[MODEL]).await;
+    let env = Env::with_host().await;
     let usdc = env.token("USDC");
     let client = env.client.address();
     let before = env.balance(usdc, client).await;
-    let details = env.details(100, 9).await;
-    let amount = details.escrow_amount().expect("no overflow");
-    let posted = env.post_open_token_job(&details, usdc, amount).await;
-    env.manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .expect("claims");
-    let err = env
-        .manager
-        .expire_job(posted.job, &env.other)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::DeadlineNotReached { deadline, .. } if deadline == details.deadline),
-        "{err}"
+    let (details, posted, amount) = env.post_token_job(usdc, 100, 9).await;
+    env.claim(posted.job, &env.host).await;
+    fails!(
+        env.manager.expire_job(posted.job, &env.other),
+        Error::DeadlineNotReached { deadline, .. } if deadline == details.deadline
     );
 
-    advance_time(env.manager.provider().as_ref(), 3_601)
-        .await
-        .expect("time passes");
-    let err = env
-        .manager
-        .submit_result(posted.job, CID, 10, &env.host)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::DeadlinePassed { job, .. } if job == posted.job),
-        "{err}"
+    env.pass_an_hour().await;
+    let err = fails!(
+        env.manager.submit_result(posted.job, CID, 10, &env.host),
+        Error::DeadlinePassed { job, .. } if job == posted.job
     );
     assert!(err.to_string().contains("has passed"), "{err}");
 
@@ -346,34 +259,22 @@ async fn expiry_refunds_in_full_and_late_submit_reverts() {
         env.manager.job(posted.job).await.expect("job").status,
         JobStatus::Expired
     );
-    let err = env
-        .manager
-        .expire_job(posted.job, &env.other)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidJobStatus {
-                status: JobStatus::Expired,
-                ..
-            }
-        ),
-        "{err}"
+    fails!(
+        env.manager.expire_job(posted.job, &env.other),
+        Error::InvalidJobStatus {
+            status: JobStatus::Expired,
+            ..
+        }
     );
 
     // An unclaimed job past its deadline can be expired too, and no longer claimed.
     let details = env.details(100, 9).await;
     let posted = env.post_open_token_job(&details, usdc, amount).await;
-    advance_time(env.manager.provider().as_ref(), 3_601)
-        .await
-        .expect("time passes");
-    let err = env
-        .manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::DeadlinePassed { .. }), "{err}");
+    env.pass_an_hour().await;
+    fails!(
+        env.manager.claim_job(posted.job, &env.host),
+        Error::DeadlinePassed { .. }
+    );
     env.manager
         .expire_job(posted.job, &env.client)
         .await
@@ -384,36 +285,24 @@ async fn expiry_refunds_in_full_and_late_submit_reverts() {
 
 #[tokio::test]
 async fn unregistered_or_wrong_host_cannot_claim() {
-    let env = Env::new().await;
-    env.register(&env.host, 1, &[MODEL]).await;
+    let env = Env::with_host().await;
     env.register(&env.host2, 2, &[OTHER_MODEL]).await;
-    let details = env.details(10, 1_000).await;
-    let value = details.escrow_amount().expect("no overflow");
 
     // Unregistered.
-    let open = env
-        .manager
-        .post_job(&details, &Env::open(), value, &env.client)
-        .await
-        .expect("posts");
-    let err = env
-        .manager
-        .claim_job(open.job, &env.other)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::HostNotEligible { host, model } if host == env.other.address() && model == ModelId::from_name(MODEL)),
-        "{err}"
+    let (open, value) = env.post_open_eth_job(10, 1_000).await;
+    fails!(
+        env.manager.claim_job(open.job, &env.other),
+        Error::HostNotEligible { host, model }
+            if host == env.other.address() && model == ModelId::from_name(MODEL)
     );
     // Registered, but not serving the model.
-    let err = env
-        .manager
-        .claim_job(open.job, &env.host2)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::HostNotEligible { .. }), "{err}");
+    fails!(
+        env.manager.claim_job(open.job, &env.host2),
+        Error::HostNotEligible { .. }
+    );
 
     // Assigned to another host.
+    let details = env.details(10, 1_000).await;
     let assigned = env
         .manager
         .post_job(&details, &Env::assigned(&env.host), value, &env.client)
@@ -423,23 +312,17 @@ async fn unregistered_or_wrong_host_cannot_claim() {
         .update_models(&[ModelId::from_name(MODEL)], &env.host2)
         .await
         .expect("host2 now serves the model");
-    let err = env
-        .manager
-        .claim_job(assigned.job, &env.host2)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::NotAssignedHost { assigned: a, caller, .. } if a == env.host.address() && caller == env.host2.address()),
-        "{err}"
+    let err = fails!(
+        env.manager.claim_job(assigned.job, &env.host2),
+        Error::NotAssignedHost { assigned: a, caller, .. }
+            if a == env.host.address() && caller == env.host2.address()
     );
     assert!(err.to_string().contains("is assigned to"), "{err}");
     // Unknown job.
-    let err = env
-        .manager
-        .claim_job(JobId(99), &env.host)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::JobNotFound(JobId(99))), "{err}");
+    fails!(
+        env.manager.claim_job(JobId(99), &env.host),
+        Error::JobNotFound(JobId(99))
+    );
     assert!(matches!(
         env.manager.job(JobId(99)).await,
         Err(Error::JobNotFound(JobId(99)))
@@ -449,88 +332,53 @@ async fn unregistered_or_wrong_host_cannot_claim() {
         .unregister_node(&env.host)
         .await
         .expect("unregisters");
-    let err = env
-        .manager
-        .claim_job(assigned.job, &env.host)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::HostNotEligible { .. }), "{err}");
+    fails!(
+        env.manager.claim_job(assigned.job, &env.host),
+        Error::HostNotEligible { .. }
+    );
     env.finish().await;
 }
 
 #[tokio::test]
 async fn double_claim_and_bad_submits_revert() {
-    let env = Env::new().await;
-    env.register(&env.host, 1, &[MODEL]).await;
+    let env = Env::with_host().await;
     env.register(&env.host2, 2, &[MODEL]).await;
     let (posted, _) = env.post_open_eth_job(50, 1_000).await;
-    env.manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .expect("claims");
-    let err = env
-        .manager
-        .claim_job(posted.job, &env.host2)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::JobAlreadyClaimed { job, claimer } if job == posted.job && claimer == env.host.address()),
-        "{err}"
+    let job = posted.job;
+    env.claim(job, &env.host).await;
+    let err = fails!(
+        env.manager.claim_job(job, &env.host2),
+        Error::JobAlreadyClaimed { job: j, claimer } if j == job && claimer == env.host.address()
     );
     let message = err.to_string();
     assert!(
-        message.starts_with(&format!("job {} already claimed by 0x", posted.job)),
+        message.starts_with(&format!("job {job} already claimed by 0x")),
         "{message}"
     );
-    let err = env
-        .manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::JobAlreadyClaimed { .. }), "{err}");
+    fails!(
+        env.manager.claim_job(job, &env.host),
+        Error::JobAlreadyClaimed { .. }
+    );
 
-    let err = env
-        .manager
-        .submit_result(posted.job, CID, 10, &env.host2)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::NotClaimer { claimer, .. } if claimer == env.host.address()),
-        "{err}"
+    fails!(
+        env.manager.submit_result(job, CID, 10, &env.host2),
+        Error::NotClaimer { claimer, .. } if claimer == env.host.address()
     );
-    let err = env
-        .manager
-        .submit_result(posted.job, CID, 51, &env.host)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::TokensExceedMax { max_tokens: 50, .. }),
-        "{err}"
+    fails!(
+        env.manager.submit_result(job, CID, 51, &env.host),
+        Error::TokensExceedMax { max_tokens: 50, .. }
     );
-    let err = env
-        .manager
-        .submit_result(posted.job, b"", 10, &env.host)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::InvalidResultCid), "{err}");
-    env.manager
-        .submit_result(posted.job, CID, 50, &env.host)
-        .await
-        .expect("submits");
-    let err = env
-        .manager
-        .submit_result(posted.job, CID, 50, &env.host)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidJobStatus {
-                status: JobStatus::Completed,
-                ..
-            }
-        ),
-        "{err}"
+    fails!(
+        env.manager.submit_result(job, b"", 10, &env.host),
+        Error::InvalidResultCid
+    );
+    env.submit(job, CID, 50, &env.host).await;
+    fails!(
+        env.manager.submit_result(job, CID, 50, &env.host),
+        Error::InvalidJobStatus {
+            status: JobStatus::Completed,
+            ..
+        }
     );
     env.finish().await;
 }
@@ -540,50 +388,36 @@ async fn invalid_posts_revert_with_named_errors() {
     let env = Env::new().await;
     let details = env.details(10, 1_000).await;
     let value = details.escrow_amount().expect("no overflow");
+    let (open, client) = (Env::open(), &env.client);
     let unknown = Address::repeat_byte(0x42);
-    let err = env
-        .manager
-        .post_job_with_token(&details, &Env::open(), unknown, value, &env.client)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::TokenNotAccepted(t) if t == unknown),
-        "{err}"
+    let err = fails!(
+        env.manager.post_job_with_token(&details, &open, unknown, value, client),
+        Error::TokenNotAccepted(t) if t == unknown
     );
     assert!(err.to_string().contains("not accepted"), "{err}");
-    let err = env
-        .manager
-        .post_job(&details, &Env::open(), TokenAmount::ZERO, &env.client)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::ZeroAmount), "{err}");
+    fails!(
+        env.manager
+            .post_job(&details, &open, TokenAmount::ZERO, client),
+        Error::ZeroAmount
+    );
     let mut late = details.clone();
     late.deadline = env.now().await;
-    let err = env
-        .manager
-        .post_job(&late, &Env::open(), value, &env.client)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::InvalidDeadline { .. }), "{err}");
+    fails!(
+        env.manager.post_job(&late, &open, value, client),
+        Error::InvalidDeadline { .. }
+    );
     let mut empty = details.clone();
     empty.max_tokens = 0;
-    let err = env
-        .manager
-        .post_job(&empty, &Env::open(), value, &env.client)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::InvalidJobDetails), "{err}");
+    fails!(
+        env.manager.post_job(&empty, &open, value, client),
+        Error::InvalidJobDetails
+    );
 
     // The owner manages the accepted list; others cannot.
     let dai = env.token("DAI");
-    let err = env
-        .manager
-        .set_token_accepted(dai, false, &env.client)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::NotOwner(a) if a == env.client.address()),
-        "{err}"
+    fails!(
+        env.manager.set_token_accepted(dai, false, client),
+        Error::NotOwner(a) if a == client.address()
     );
     env.manager
         .set_token_accepted(dai, false, &env.owner)
@@ -593,28 +427,20 @@ async fn invalid_posts_revert_with_named_errors() {
     let accepted = env.manager.accepted_tokens().await.expect("list");
     assert_eq!(accepted.len(), 4);
     assert!(accepted.contains(&Address::zero()));
-    let err = env
-        .manager
-        .post_job_with_token(&details, &Env::open(), dai, value, &env.client)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::TokenNotAccepted(t) if t == dai),
-        "{err}"
+    fails!(
+        env.manager.post_job_with_token(&details, &open, dai, value, client),
+        Error::TokenNotAccepted(t) if t == dai
     );
-    let err = env
-        .manager
-        .set_fee_bps(5_000, &env.owner)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::FeeTooHigh(5_000)), "{err}");
+    fails!(
+        env.manager.set_fee_bps(5_000, &env.owner),
+        Error::FeeTooHigh(5_000)
+    );
     env.finish().await;
 }
 
 #[tokio::test]
 async fn events_stream_as_they_happen() {
-    let env = Env::new().await;
-    env.register(&env.host, 1, &[MODEL]).await;
+    let env = Env::with_host().await;
     let from = env
         .manager
         .provider()
@@ -625,24 +451,20 @@ async fn events_stream_as_they_happen() {
         + 1;
     let mut events = Box::pin(env.manager.watch_events(from));
     let (posted, _) = env.post_open_eth_job(10, 1_000).await;
-    env.manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .expect("claims");
-    let first = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
-        .await
-        .expect("in time")
-        .expect("stream open")
-        .expect("no error");
+    env.claim(posted.job, &env.host).await;
+    let mut next = async || {
+        tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+            .await
+            .expect("in time")
+            .expect("stream open")
+            .expect("no error")
+    };
+    let first = next().await;
     assert!(
         matches!(first.event, MarketplaceEvent::JobPosted { job, client, .. } if job == posted.job && client == env.client.address()),
         "{first:?}"
     );
-    let second = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
-        .await
-        .expect("in time")
-        .expect("stream open")
-        .expect("no error");
+    let second = next().await;
     assert_eq!(second.event.job(), Some(posted.job));
     assert!(matches!(second.event, MarketplaceEvent::JobClaimed { .. }));
     let past = env.manager.past_events(from, None).await.expect("past");
@@ -656,8 +478,7 @@ async fn a_claim_overtaken_in_the_pool_reverts_on_chain_naming_the_winner() {
     use fabstir_contracts::anvil::{mine, send_ahead, set_automine, wait_for_pending};
     use fabstir_contracts::bindings::job_marketplace::ClaimJobCall;
 
-    let env = Env::new().await;
-    env.register(&env.host, 1, &[MODEL]).await;
+    let env = Env::with_host().await;
     env.register(&env.host2, 2, &[MODEL]).await;
     let (posted, value) = env.post_open_eth_job(50, 1_000).await;
     let eth = Address::zero();
@@ -665,7 +486,7 @@ async fn a_claim_overtaken_in_the_pool_reverts_on_chain_naming_the_winner() {
 
     // host2's claim passes its gas estimate and waits in the pool; host's claim, sent after
     // it with a higher tip, is mined first in the same block.
-    let provider = env.anvil.provider().expect("provider");
+    let provider = env.chain.anvil().provider().expect("provider");
     set_automine(&provider, false).await.expect("automine off");
     let race = async {
         let limit = std::time::Duration::from_secs(10);

@@ -1,7 +1,7 @@
 //! A malicious ERC-20 that re-enters the marketplace or the escrow on transfer cannot drain
 //! the escrow.
 
-use ethers::types::{Address, Bytes, U256};
+use ethers::types::{Address, U256};
 use fabstir_contracts::Error;
 use fabstir_contracts::bindings::job_marketplace::{JobMarketplace, JobRequirements};
 use fabstir_contracts::bindings::payment_escrow::PaymentEscrow;
@@ -9,12 +9,11 @@ use fabstir_contracts::bindings::reentrant_token::ReentrantToken;
 use fabstir_contracts::bindings::test_usdc::TestUSDC;
 use fabstir_core::TokenAmount;
 
-use crate::common::{Env, MODEL};
+use crate::common::{Env, abi_details, mined};
 
 #[tokio::test]
 async fn reentrant_token_cannot_drain_the_escrow() {
-    let mut env = Env::new().await;
-    env.register(&env.host, 1, &[MODEL]).await;
+    let mut env = Env::with_host().await;
     let owner = env.owner.clone();
     let evil = ReentrantToken::deploy(owner.clone(), ())
         .expect("deployer")
@@ -32,12 +31,7 @@ async fn reentrant_token_cannot_drain_the_escrow() {
     let escrow = PaymentEscrow::new(contracts.payment_escrow, env.manager.provider().clone());
 
     // An honest client's job keeps 5_000 units in escrow: the prize.
-    evil.mint(env.client.address(), U256::from(5_000u64))
-        .send()
-        .await
-        .expect("mint")
-        .await
-        .expect("mined");
+    mined(evil.mint(env.client.address(), U256::from(5_000u64))).await;
     let details = env.details(500, 10).await;
     let honest_amount = TokenAmount::from_base_units(5_000u64);
     env.approve_spender(&env.client, evil_address, honest_amount.base_units())
@@ -56,20 +50,15 @@ async fn reentrant_token_cannot_drain_the_escrow() {
 
     // The token contract itself posts a job as a client.
     let stake = U256::from(1_000u64);
-    evil.mint(evil_address, stake)
-        .send()
-        .await
-        .expect("mint")
-        .await
-        .expect("mined");
+    mined(evil.mint(evil_address, stake)).await;
     let approve = TestUSDC::new(evil_address, env.manager.provider().clone())
         .approve(contracts.job_marketplace, stake)
         .calldata()
         .expect("calldata");
-    execute(&evil, evil_address, approve).await;
+    mined(evil.execute(evil_address, approve)).await;
     let post = market
         .post_job_with_token(
-            fabstir_contracts_details(&details),
+            abi_details(&details),
             JobRequirements {
                 host: Address::zero(),
             },
@@ -78,7 +67,7 @@ async fn reentrant_token_cannot_drain_the_escrow() {
         )
         .calldata()
         .expect("calldata");
-    execute(&evil, contracts.job_marketplace, post).await;
+    mined(evil.execute(contracts.job_marketplace, post)).await;
     let attacker_job = env.manager.job_count().await.expect("count");
     assert_eq!(attacker_job, honest.job.0 + 1);
 
@@ -87,13 +76,8 @@ async fn reentrant_token_cannot_drain_the_escrow() {
         .cancel_job(U256::from(attacker_job))
         .calldata()
         .expect("calldata");
-    evil.arm(contracts.job_marketplace, cancel.clone())
-        .send()
-        .await
-        .expect("arm")
-        .await
-        .expect("mined");
-    execute(&evil, contracts.job_marketplace, cancel).await;
+    mined(evil.arm(contracts.job_marketplace, cancel.clone())).await;
+    mined(evil.execute(contracts.job_marketplace, cancel)).await;
     assert_eq!(evil.attempts().call().await.expect("read"), U256::one());
     assert_eq!(
         evil.successes().call().await.expect("read"),
@@ -115,21 +99,9 @@ async fn reentrant_token_cannot_drain_the_escrow() {
         .refund(evil_address, evil_address, U256::from(5_000u64))
         .calldata()
         .expect("calldata");
-    evil.arm(contracts.payment_escrow, drain)
-        .send()
-        .await
-        .expect("arm")
-        .await
-        .expect("mined");
-    env.manager
-        .claim_job(honest.job, &env.host)
-        .await
-        .expect("claims");
-    let settled = env
-        .manager
-        .submit_result(honest.job, b"bafy-evil", 100, &env.host)
-        .await
-        .expect("settles despite the attack");
+    mined(evil.arm(contracts.payment_escrow, drain)).await;
+    // The host is paid despite the attack.
+    let (_, settled) = env.settle(honest.job, b"bafy-evil", 100).await;
     assert_eq!(
         evil.attempts().call().await.expect("read"),
         U256::from(2u64)
@@ -159,29 +131,4 @@ async fn reentrant_token_cannot_drain_the_escrow() {
         settled.paid.base_units()
     );
     env.finish().await;
-}
-
-fn fabstir_contracts_details(
-    details: &fabstir_core::JobDetails,
-) -> fabstir_contracts::bindings::job_marketplace::JobDetails {
-    fabstir_contracts::bindings::job_marketplace::JobDetails {
-        model_id: details.model.0,
-        prompt_hash: details.prompt_hash.0,
-        max_tokens: details.max_tokens,
-        price_per_token: details.price_per_token.base_units(),
-        deadline: details.deadline,
-    }
-}
-
-async fn execute<M: ethers::providers::Middleware + 'static>(
-    evil: &ReentrantToken<M>,
-    to: Address,
-    data: Bytes,
-) {
-    evil.execute(to, data)
-        .send()
-        .await
-        .expect("execute sends")
-        .await
-        .expect("execute mined");
 }

@@ -1,11 +1,10 @@
 //! NodeRegistry: registration, views, updates, unbonding, and its revert paths.
 
 use ethers::types::U256;
-use fabstir_contracts::anvil::advance_time;
 use fabstir_contracts::{Error, NodeRegistration};
 use fabstir_core::{ModelId, TokenAmount, TokenPrice};
 
-use crate::common::{Env, MODEL, OTHER_MODEL, peer_id};
+use crate::common::{Env, MODEL, OTHER_MODEL, fails, peer_id};
 
 #[tokio::test]
 async fn register_view_update_unregister_withdraw() {
@@ -21,12 +20,11 @@ async fn register_view_update_unregister_withdraw() {
         fab_before - stake.base_units()
     );
 
-    let node = env
-        .manager
-        .node(host)
-        .await
-        .expect("read")
-        .expect("registered");
+    let owner_of = async |byte| {
+        let peer = peer_id(byte);
+        env.manager.node_by_peer_id(&peer).await.expect("read")
+    };
+    let node = env.node(host).await;
     assert!(node.info.active);
     assert_eq!(node.info.peer_id, peer_id(1));
     assert_eq!(node.info.stake, stake);
@@ -37,20 +35,8 @@ async fn register_view_update_unregister_withdraw() {
     assert_eq!(node.info.prices.len(), 2);
     assert_eq!(node.info.metadata, r#"{"region":"local"}"#);
     assert_eq!(node.unbonding_end, None);
-    assert_eq!(
-        env.manager
-            .node_by_peer_id(&peer_id(1))
-            .await
-            .expect("read"),
-        Some(host)
-    );
-    assert_eq!(
-        env.manager
-            .node_by_peer_id(&peer_id(7))
-            .await
-            .expect("read"),
-        None
-    );
+    assert_eq!(owner_of(1).await, Some(host));
+    assert_eq!(owner_of(7).await, None);
     assert!(env.manager.is_active(host).await.expect("read"));
     assert!(
         env.manager
@@ -129,12 +115,7 @@ async fn register_view_update_unregister_withdraw() {
         )
         .await
         .expect("sets prices");
-    let node = env
-        .manager
-        .node(host)
-        .await
-        .expect("read")
-        .expect("registered");
+    let node = env.node(host).await;
     assert_eq!(
         node.info.prices.len(),
         2,
@@ -150,64 +131,43 @@ async fn register_view_update_unregister_withdraw() {
         .update_metadata("v2", &env.host)
         .await
         .expect("updates metadata");
-    assert_eq!(
-        env.manager
-            .node(host)
-            .await
-            .expect("read")
-            .expect("registered")
-            .info
-            .metadata,
-        "v2"
-    );
+    assert_eq!(env.node(host).await.info.metadata, "v2");
 
     // Unregister, unbond, withdraw.
     env.manager
         .unregister_node(&env.host)
         .await
         .expect("unregisters");
-    let node = env
-        .manager
-        .node(host)
-        .await
-        .expect("read")
-        .expect("still has a record");
+    let node = env.node(host).await;
     assert!(!node.info.active);
     assert!(node.unbonding_end.is_some());
     assert!(!env.manager.is_active(host).await.expect("read"));
-    assert_eq!(
-        env.manager
-            .node_by_peer_id(&peer_id(1))
-            .await
-            .expect("read"),
-        None
+    assert_eq!(owner_of(1).await, None);
+    fails!(
+        env.manager.withdraw_stake(&env.host),
+        Error::StillUnbonding { .. }
     );
-    let err = env.manager.withdraw_stake(&env.host).await.unwrap_err();
-    assert!(matches!(err, Error::StillUnbonding { .. }), "{err}");
-    let err = env
-        .manager
-        .update_metadata("x", &env.host)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::NotRegistered(a) if a == host), "{err}");
-    advance_time(env.manager.provider().as_ref(), 3_601)
-        .await
-        .expect("time passes");
+    fails!(
+        env.manager.update_metadata("x", &env.host),
+        Error::NotRegistered(a) if a == host
+    );
+    env.pass_an_hour().await;
     env.manager
         .withdraw_stake(&env.host)
         .await
         .expect("withdraws");
     assert_eq!(env.balance(fab, host).await, fab_before);
     assert!(env.manager.node(host).await.expect("read").is_none());
-    let err = env.manager.withdraw_stake(&env.host).await.unwrap_err();
-    assert!(matches!(err, Error::NotUnbonding(_)), "{err}");
+    fails!(
+        env.manager.withdraw_stake(&env.host),
+        Error::NotUnbonding(_)
+    );
     env.finish().await;
 }
 
 #[tokio::test]
 async fn registration_reverts_are_named() {
-    let env = Env::new().await;
-    env.register(&env.host, 1, &[MODEL]).await;
+    let env = Env::with_host().await;
     let stake = env.manager.min_stake().await.expect("min stake");
     let registration = |peer: u8, stake: TokenAmount| NodeRegistration {
         peer_id: peer_id(peer),
@@ -216,57 +176,36 @@ async fn registration_reverts_are_named() {
         metadata: String::new(),
         stake,
     };
-    let err = env
-        .manager
-        .register_node(&registration(9, stake), &env.host)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::AlreadyRegistered(a) if a == env.host.address()),
-        "{err}"
+    let (manager, host, host2) = (&env.manager, &env.host, &env.host2);
+    fails!(
+        manager.register_node(&registration(9, stake), host),
+        Error::AlreadyRegistered(a) if a == host.address()
     );
-    let err = env
-        .manager
-        .register_node(&registration(1, stake), &env.host2)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::PeerIdTaken { owner } if owner == env.host.address()),
-        "{err}"
+    fails!(
+        manager.register_node(&registration(1, stake), host2),
+        Error::PeerIdTaken { owner } if owner == host.address()
     );
     let low = TokenAmount(stake.base_units() - U256::one());
-    let err = env
-        .manager
-        .register_node(&registration(2, low), &env.host2)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::StakeTooLow { minimum, .. } if minimum == stake.base_units()),
-        "{err}"
+    fails!(
+        manager.register_node(&registration(2, low), host2),
+        Error::StakeTooLow { minimum, .. } if minimum == stake.base_units()
     );
     let mut duplicate = registration(2, stake);
     duplicate.models = vec![ModelId::from_name(MODEL); 2];
-    let err = env
-        .manager
-        .register_node(&duplicate, &env.host2)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::InvalidModels), "{err}");
+    fails!(
+        manager.register_node(&duplicate, host2),
+        Error::InvalidModels
+    );
     let mut long = registration(2, stake);
     long.metadata = "x".repeat(2_000);
-    let err = env
-        .manager
-        .register_node(&long, &env.host2)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::MetadataTooLong(_)), "{err}");
+    fails!(
+        manager.register_node(&long, host2),
+        Error::MetadataTooLong(_)
+    );
     // No FAB at all: the registry cannot pull the stake.
-    let poor = env.manager.signer(env.anvil.wallet(8).expect("account"));
-    let err = env
-        .manager
-        .register_node(&registration(3, stake), &poor)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::InsufficientBalance { .. }), "{err}");
+    fails!(
+        manager.register_node(&registration(3, stake), &env.poor),
+        Error::InsufficientBalance { .. }
+    );
     env.finish().await;
 }

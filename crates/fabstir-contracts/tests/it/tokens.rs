@@ -5,79 +5,52 @@ use ethers::types::U256;
 use fabstir_contracts::Error;
 use fabstir_core::{Deployment, TokenAmount};
 
-use crate::common::{Env, MODEL};
+use crate::common::{Env, fails};
 
 #[tokio::test]
 async fn usdt_like_token_works() {
-    let env = Env::new().await;
-    env.register(&env.host, 1, &[MODEL]).await;
+    let env = Env::with_host().await;
     let usdt = env.token("USDT");
     let spender = env.manager.payment_spender();
     let (client, host, treasury) = (env.client.address(), env.host.address(), env.treasury);
-    let before = (
-        env.balance(usdt, client).await,
-        env.balance(usdt, host).await,
-        env.balance(usdt, treasury).await,
-    );
+    let before = env.parties(usdt).await;
     let details = env.details(1_000, 20).await;
     let amount = details.escrow_amount().expect("no overflow");
     env.approve_spender(&env.client, usdt, amount.base_units())
         .await;
     // Like real USDT, changing a non-zero allowance to another non-zero value reverts.
-    let err = env
-        .manager
-        .approve(
-            usdt,
-            spender,
-            TokenAmount::from_base_units(1u64),
-            &env.client,
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::Reverted(m) if m.contains("approve from non-zero")),
-        "{err}"
+    let one = TokenAmount::from_base_units(1u64);
+    fails!(
+        env.manager.approve(usdt, spender, one, &env.client),
+        Error::Reverted(ref m) if m.contains("approve from non-zero")
     );
     let posted = env
         .manager
         .post_job_with_token(&details, &Env::open(), usdt, amount, &env.client)
         .await
         .expect("posts with USDT");
-    env.manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .expect("claims");
-    let settled = env
-        .manager
-        .submit_result(posted.job, b"bafy-usdt", 777, &env.host)
-        .await
-        .expect("settles in USDT");
+    let (_, settled) = env.settle(posted.job, b"bafy-usdt", 777).await;
     let cost = U256::from(777u64 * 20);
     let fee = cost / 100;
     assert_eq!(settled.fee.base_units(), fee);
-    assert_eq!(env.balance(usdt, client).await, before.0 - cost);
-    assert_eq!(env.balance(usdt, host).await, before.1 + cost - fee);
-    assert_eq!(env.balance(usdt, treasury).await, before.2 + fee);
+    let after = env.parties(usdt).await;
+    assert_eq!(after.of(client), before.of(client) - cost);
+    assert_eq!(after.of(host), before.of(host) + cost - fee);
+    assert_eq!(after.of(treasury), before.of(treasury) + fee);
+    after.assert_conserved_since(&before, U256::zero());
 
     // Cancel refunds through the no-return transfer too.
-    let details = env.details(10, 20).await;
-    let amount = details.escrow_amount().expect("no overflow");
-    let posted = env.post_open_token_job(&details, usdt, amount).await;
+    let (details, posted, amount) = env.post_token_job(usdt, 10, 20).await;
     env.manager
         .cancel_job(posted.job, &env.client)
         .await
         .expect("cancels");
-    assert_eq!(env.balance(usdt, client).await, before.0 - cost);
+    assert_eq!(env.balance(usdt, client).await, before.of(client) - cost);
 
     // Posting without enough allowance is a clear revert, not a silent failure.
-    let err = env
-        .manager
-        .post_job_with_token(&details, &Env::open(), usdt, amount, &env.client)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::Reverted(m) if m.contains("insufficient allowance")),
-        "{err}"
+    fails!(
+        env.manager.post_job_with_token(&details, &Env::open(), usdt, amount, &env.client),
+        Error::Reverted(ref m) if m.contains("insufficient allowance")
     );
     env.finish().await;
 }

@@ -9,19 +9,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ethers::providers::Middleware as _;
-use ethers::signers::{LocalWallet, Signer as _};
+use ethers::signers::LocalWallet;
 use fabstir_contracts::ChainPeerRegistry;
-use fabstir_contracts::anvil::Anvil;
+use fabstir_contracts::testing::{Balances, LocalChain};
 use fabstir_contracts::{
-    HeadlessContractManager, JobStatus, LocalDeployConfig, LoggedEvent, ManagerConfig,
-    MarketplaceEvent, OnChainJob, PostedJob, WalletSigner,
+    HeadlessContractManager, JobStatus, LoggedEvent, MarketplaceEvent, OnChainJob, PostedJob,
+    WalletSigner,
 };
 use fabstir_core::auth::SigningKey;
-use fabstir_core::job::prompt_hash;
 use fabstir_core::primitives::{Address, H256, U256};
 use fabstir_core::wire::{PromptFrame, StreamDone};
-use fabstir_core::{Deployment, JobDetails, JobId, JobRequirements, ModelId, TokenAmount};
+use fabstir_core::{Deployment, JobDetails, JobId, JobRequirements, TokenAmount};
 use fabstir_node::{BackendConfig, ModelConfig, NodeConfig, RunningNode};
 use fabstir_p2p::{Keypair, Network, P2pConfig, PeerId, StreamEvent};
 use futures::StreamExt as _;
@@ -42,13 +40,6 @@ pub const MAX_TOKENS: u32 = 8;
 /// How long a test waits for chain state before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// Dev account roles on anvil.
-const OWNER: usize = 0;
-const CLIENT: usize = 1;
-const FIRST_HOST: usize = 2;
-const INTRUDER: usize = 5;
-const TREASURY: usize = 9;
-
 /// The checkpoint of the test model: `$FABSTIR_TEST_MODELS/stories260K.bin`, else the shared
 /// models folder next to the workspace.
 fn checkpoint() -> PathBuf {
@@ -67,7 +58,7 @@ fn checkpoint() -> PathBuf {
 
 /// One test's chain, hosts' configurations and client.
 pub struct Env {
-    pub anvil: Anvil,
+    pub chain: LocalChain,
     pub deployment: Deployment,
     pub manager: HeadlessContractManager,
     pub client_key: SigningKey,
@@ -79,49 +70,21 @@ pub struct Env {
 }
 
 impl Env {
-    /// Starts anvil and deploys and funds the contracts.
+    /// Starts the local chain: anvil with the contracts deployed and funded.
     pub async fn new() -> Self {
-        let anvil = Anvil::spawn().unwrap();
-        let wallet = |i: usize| anvil.wallet(i).unwrap();
-        let treasury = wallet(TREASURY).address();
-        let fund = vec![
-            wallet(CLIENT).address(),
-            wallet(FIRST_HOST).address(),
-            wallet(FIRST_HOST + 1).address(),
-            wallet(INTRUDER).address(),
-        ];
-        let deployment = anvil
-            .deploy(
-                OWNER,
-                &LocalDeployConfig {
-                    treasury: Some(treasury),
-                    fund,
-                    ..LocalDeployConfig::default()
-                },
-            )
-            .await
-            .unwrap();
+        let chain = LocalChain::start().await.unwrap();
+        let deployment = chain.deployment().clone();
         let dir = tempfile::tempdir().unwrap();
         let deployment_path = dir.path().join("deployment.json");
         deployment.save(&deployment_path).unwrap();
-        let manager = HeadlessContractManager::connect(
-            &anvil.endpoint(),
-            &deployment,
-            &ManagerConfig::local(),
-        )
-        .await
-        .unwrap();
-        let client_key = wallet(CLIENT).signer().clone();
-        let client = manager.signer(wallet(CLIENT));
-        let usdc = deployment.token("USDC").unwrap().address();
         Self {
-            anvil,
+            manager: chain.manager().clone(),
+            client_key: chain.client().wallet.signer().clone(),
+            client: chain.client().signer.clone(),
+            treasury: chain.treasury().address(),
+            usdc: chain.token("USDC").unwrap().address(),
+            chain,
             deployment,
-            manager,
-            client_key,
-            client,
-            treasury,
-            usdc,
             dir,
             deployment_path,
         }
@@ -129,7 +92,7 @@ impl Env {
 
     /// Host `i`'s dev account.
     pub fn host_wallet(&self, i: usize) -> LocalWallet {
-        self.anvil.wallet(FIRST_HOST + i).unwrap()
+        self.chain.hosts()[i].wallet.clone()
     }
 
     /// Host `i`'s Ethereum key.
@@ -144,13 +107,13 @@ impl Env {
 
     /// A funded account that is not the client.
     pub fn intruder_key(&self) -> SigningKey {
-        self.anvil.wallet(INTRUDER).unwrap().signer().clone()
+        self.chain.others()[0].wallet.signer().clone()
     }
 
     /// Host `i`'s configuration: loopback only, its own storage folder, metrics on.
     pub fn host_config(&self, i: usize) -> NodeConfig {
         NodeConfig {
-            rpc_url: self.anvil.endpoint(),
+            rpc_url: self.chain.endpoint(),
             deployment: self.deployment_path.clone(),
             host_key_file: None,
             listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
@@ -184,6 +147,14 @@ impl Env {
             .unwrap()
     }
 
+    /// Starts host `i` and a client peer connected to it.
+    pub async fn host_and_client(&self, i: usize) -> (RunningNode, Network) {
+        let host = self.start_host(i).await;
+        let client = self.client_network().await;
+        dial(&client, &host).await;
+        (host, client)
+    }
+
     /// A plain client peer: no host service, the chain as its peer registry.
     pub async fn client_network(&self) -> Network {
         let config = P2pConfig {
@@ -201,27 +172,12 @@ impl Env {
         .unwrap()
     }
 
-    /// The chain's latest block time.
-    pub async fn now(&self) -> u64 {
-        self.manager
-            .provider()
-            .get_block(ethers::types::BlockNumber::Latest)
-            .await
-            .unwrap()
-            .unwrap()
-            .timestamp
-            .as_u64()
-    }
-
     /// Job terms: `model`, `prompt`'s hash, [`MAX_TOKENS`], `price`, an hour to run.
     pub async fn details(&self, model: &str, prompt: &str, price: u64) -> JobDetails {
-        JobDetails {
-            model: ModelId::from_name(model),
-            prompt_hash: prompt_hash(prompt),
-            max_tokens: MAX_TOKENS,
-            price_per_token: TokenAmount::from_base_units(price),
-            deadline: self.now().await + 3_600,
-        }
+        self.chain
+            .job_details(model, prompt, MAX_TOKENS, price, 3_600)
+            .await
+            .unwrap()
     }
 
     /// Posts a USDC job: approves the marketplace for `amount`, then posts.
@@ -247,6 +203,17 @@ impl Env {
             .unwrap()
     }
 
+    /// Posts a USDC job for [`MODEL`] and the empty prompt, assigned to host `i` and escrowing
+    /// the most it can cost, and waits until it is claimed.
+    pub async fn claimed_usdc_job(&self, i: usize) -> JobId {
+        let details = self.details(MODEL, "", USDC_PRICE).await;
+        let escrow = u64::from(MAX_TOKENS) * USDC_PRICE;
+        let requirements = assigned(self.host_address(i));
+        let job = self.post_usdc(&details, &requirements, escrow).await.job;
+        self.wait_status(job, JobStatus::Claimed).await;
+        job
+    }
+
     /// Posts an ETH job escrowing `amount` wei.
     pub async fn post_eth(
         &self,
@@ -267,11 +234,15 @@ impl Env {
 
     /// `owner`'s balance of `token` (zero address: ETH), in base units.
     pub async fn balance(&self, token: Address, owner: Address) -> U256 {
-        self.manager
-            .balance_of(token, owner)
-            .await
-            .unwrap()
-            .base_units()
+        self.chain.balance(token, owner).await.unwrap()
+    }
+
+    /// The balances of `token` a settlement between `client` and `host` moves: theirs, the
+    /// treasury's and the escrow's.
+    pub async fn parties(&self, token: Address, client: Address, host: Address) -> Balances {
+        let escrow = self.deployment.contracts.payment_escrow;
+        let accounts = [client, host, self.treasury, escrow];
+        self.chain.balances(token, &accounts).await.unwrap()
     }
 
     /// What the escrow holds of `token`.
@@ -343,14 +314,7 @@ impl Env {
 
     /// What a mined transaction cost its sender in gas, in wei.
     pub async fn gas_cost(&self, tx: H256) -> U256 {
-        let receipt = self
-            .manager
-            .provider()
-            .get_transaction_receipt(tx)
-            .await
-            .unwrap()
-            .unwrap();
-        receipt.gas_used.unwrap() * receipt.effective_gas_price.unwrap()
+        self.chain.gas_cost(tx).await.unwrap()
     }
 
     /// The protocol fee in basis points.
@@ -360,11 +324,14 @@ impl Env {
 
     /// Transactions `address` has sent.
     pub async fn nonce(&self, address: Address) -> U256 {
-        self.manager
-            .provider()
-            .get_transaction_count(address, None)
-            .await
-            .unwrap()
+        self.chain.nonce(address).await.unwrap()
+    }
+}
+
+/// Requirements that assign a job to `host`.
+pub fn assigned(host: Address) -> JobRequirements {
+    JobRequirements {
+        assigned_host: Some(host),
     }
 }
 
@@ -413,6 +380,14 @@ where
     match try_wait_for(check).await {
         Some(value) => value,
         None => panic!("timed out after {WAIT:?} waiting for {what}"),
+    }
+}
+
+/// Shuts the client peer down, then stops the hosts.
+pub async fn shut_down(client: Network, hosts: impl IntoIterator<Item = RunningNode>) {
+    client.shutdown().await.unwrap();
+    for host in hosts {
+        host.stop().await.unwrap();
     }
 }
 
@@ -512,13 +487,7 @@ pub async fn run_usdc_job(
     node: &RunningNode,
     host_index: usize,
 ) -> (JobId, Streamed) {
-    let details = env.details(MODEL, "", USDC_PRICE).await;
-    let requirements = JobRequirements {
-        assigned_host: Some(env.host_address(host_index)),
-    };
-    let escrow = u64::from(MAX_TOKENS) * USDC_PRICE;
-    let job = env.post_usdc(&details, &requirements, escrow).await.job;
-    env.wait_status(job, JobStatus::Claimed).await;
+    let job = env.claimed_usdc_job(host_index).await;
     let streamed = stream_job(client, node.peer_id(), job, &env.client_key, "")
         .await
         .unwrap();

@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fabstir_contracts::JobStatus;
-use fabstir_core::JobRequirements;
 use fabstir_core::wire::StreamErrorCode;
 use fabstir_inference::{GenerateRequest, InferenceBackend, ModelInfo, TokenStream};
 
-use crate::common::{Env, MAX_TOKENS, MODEL, USDC_PRICE, dial, stream_job};
+use crate::common::{Env, dial, shut_down, stream_job};
 
 /// A backend whose every generation fails.
 struct Broken(ModelInfo);
@@ -42,13 +41,7 @@ async fn a_failed_inference_releases_the_job_and_refunds_the_client() {
     dial(&client, &host).await;
     let before = env.balance(env.usdc, env.client.address()).await;
 
-    let details = env.details(MODEL, "", USDC_PRICE).await;
-    let escrow = u64::from(MAX_TOKENS) * USDC_PRICE;
-    let requirements = JobRequirements {
-        assigned_host: Some(env.host_address(0)),
-    };
-    let job = env.post_usdc(&details, &requirements, escrow).await.job;
-    env.wait_status(job, JobStatus::Claimed).await;
+    let job = env.claimed_usdc_job(0).await;
 
     match stream_job(&client, host.peer_id(), job, &env.client_key, "").await {
         Err(fabstir_p2p::Error::Remote {
@@ -63,6 +56,5 @@ async fn a_failed_inference_releases_the_job_and_refunds_the_client() {
         before,
         "the whole escrow is back, before the deadline"
     );
-    client.shutdown().await.unwrap();
-    host.stop().await.unwrap();
+    shut_down(client, [host]).await;
 }

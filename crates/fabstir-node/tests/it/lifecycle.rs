@@ -2,16 +2,19 @@
 //! streamed -> result stored -> submitted -> paid, with exact balances; the streamed text is the
 //! stored result, its CID is the one streamed and the one on chain; `/metrics` counts the job.
 
-use fabstir_contracts::JobStatus;
-use fabstir_core::JobRequirements;
+use std::net::SocketAddr;
+
+use fabstir_contracts::testing::Balances;
+use fabstir_contracts::{JobStatus, LoggedEvent};
+use fabstir_core::JobId;
 use fabstir_core::primitives::{Address, U256};
 use fabstir_core::wire::{JobRequest, JobResponse};
 use fabstir_node::RunningNode;
 use fabstir_p2p::Network;
 
 use crate::common::{
-    ETH_PRICE, Env, MAX_TOKENS, MODEL, Streamed, USDC_PRICE, dial, fetch_verified, sample, scrape,
-    settlement, stream_job, wait_for,
+    ETH_PRICE, Env, MAX_TOKENS, MODEL, Streamed, USDC_PRICE, assigned, dial, fetch_verified,
+    sample, scrape, settlement, shut_down, stream_job, wait_for,
 };
 
 /// Checks what every finished job must satisfy: the streamed text is the stored result (fetched
@@ -27,6 +30,35 @@ async fn check_result(client: &Network, node: &RunningNode, streamed: &Streamed,
         .await
         .expect("the host serves the result it streamed");
     assert_eq!(stored, streamed.text.as_bytes());
+}
+
+/// Who serves a job and what it pays: the host, the price per token and the escrow.
+struct Terms<'a> {
+    node: &'a RunningNode,
+    host: Address,
+    price: u64,
+    escrow: u64,
+}
+
+/// Waits until `job` is completed and checks its JobCompleted event against what was streamed
+/// and what `terms` imply, and the result ([`check_result`]); returns the event and the
+/// settlement `(host paid, treasury fee, client refund)`.
+async fn check_completed(
+    env: &Env,
+    client: &Network,
+    job: JobId,
+    streamed: &Streamed,
+    terms: &Terms<'_>,
+) -> (LoggedEvent, (U256, U256, U256)) {
+    env.wait_status(job, JobStatus::Completed).await;
+    let (submitted, completed) = env.completed(job).await;
+    assert_eq!(completed.host, terms.host);
+    assert_eq!(completed.tokens_used, U256::from(streamed.done.tokens_used));
+    check_result(client, terms.node, streamed, &completed.result_cid).await;
+    let tokens = streamed.done.tokens_used;
+    let paid = settlement(tokens, terms.price, terms.escrow, env.fee_bps().await);
+    assert_eq!((completed.paid, completed.fee, completed.refund), paid);
+    (submitted, paid)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,18 +78,9 @@ async fn usdc_and_eth_jobs_are_streamed_stored_submitted_and_paid_exactly() {
     // the most the job can cost, so the client gets the difference back.
     let usdc = env.usdc;
     let escrow = u64::from(MAX_TOKENS) * USDC_PRICE + 5_000;
-    let before = Balances::read(&env, usdc, me, a).await;
+    let before = env.parties(usdc, me, a).await;
     let details = env.details(MODEL, "", USDC_PRICE).await;
-    let job = env
-        .post_usdc(
-            &details,
-            &JobRequirements {
-                assigned_host: Some(a),
-            },
-            escrow,
-        )
-        .await
-        .job;
+    let job = env.post_usdc(&details, &assigned(a), escrow).await.job;
     let claimed = env.wait_status(job, JobStatus::Claimed).await;
     assert_eq!(claimed.host, Some(a));
     assert_eq!(claimed.client, me);
@@ -69,38 +92,27 @@ async fn usdc_and_eth_jobs_are_streamed_stored_submitted_and_paid_exactly() {
         "token ids: {}",
         streamed.text
     );
-    env.wait_status(job, JobStatus::Completed).await;
-    let (_, completed) = env.completed(job).await;
-    assert_eq!(completed.host, a);
-    assert_eq!(completed.tokens_used, U256::from(streamed.done.tokens_used));
-    check_result(&client, &host_a, &streamed, &completed.result_cid).await;
-    let (paid, fee, refund) = settlement(streamed.done.tokens_used, USDC_PRICE, escrow, fee_bps);
-    assert_eq!(
-        (completed.paid, completed.fee, completed.refund),
-        (paid, fee, refund)
-    );
+    let terms = Terms {
+        node: &host_a,
+        host: a,
+        price: USDC_PRICE,
+        escrow,
+    };
+    let (_, (paid, fee, refund)) = check_completed(&env, &client, job, &streamed, &terms).await;
     assert!(refund > U256::zero());
-    let after = Balances::read(&env, usdc, me, a).await;
+    let after = env.parties(usdc, me, a).await;
     assert_eq!(
-        after.client,
-        before.client - U256::from(escrow) + refund,
+        after.of(me),
+        before.of(me) - U256::from(escrow) + refund,
         "client USDC"
     );
-    assert_eq!(after.host, before.host + paid, "host USDC");
-    assert_eq!(after.treasury, before.treasury + fee, "treasury USDC");
-    assert_eq!(after.escrow, before.escrow, "USDC left in escrow");
+    assert_eq!(after.of(a), before.of(a) + paid, "host USDC");
+    check_fee_and_escrow(&env, &before, &after, fee, U256::zero());
 
     // `/metrics` on host A counts the completed job and its tokens (the counter is bumped
     // once the submission's receipt is in, so it may trail the chain by a moment).
     let metrics = host_a.metrics_addr.expect("metrics enabled");
-    let body = wait_for(
-        "host A's metrics to count the completed job",
-        move || async move {
-            let body = scrape(metrics).await;
-            (sample(&body, "fabstir_jobs_total{state=\"completed\"}") == Some(1)).then_some(body)
-        },
-    )
-    .await;
+    let body = one_completed_job(metrics, "host A").await;
     assert!(body.contains("# TYPE fabstir_jobs_total counter"), "{body}");
     assert_eq!(
         sample(&body, "fabstir_jobs_total{state=\"claimed\"}"),
@@ -120,17 +132,9 @@ async fn usdc_and_eth_jobs_are_streamed_stored_submitted_and_paid_exactly() {
     // tokens than may be generated, so the host is paid at most the escrow.
     let eth = Address::zero();
     let escrow = 3 * ETH_PRICE;
-    let before = Balances::read(&env, eth, me, b).await;
+    let before = env.parties(eth, me, b).await;
     let details = env.details(MODEL, "", ETH_PRICE).await;
-    let posted = env
-        .post_eth(
-            &details,
-            &JobRequirements {
-                assigned_host: Some(b),
-            },
-            escrow,
-        )
-        .await;
+    let posted = env.post_eth(&details, &assigned(b), escrow).await;
     let job = posted.job;
     let answer = client
         .negotiate(host_b.peer_id(), JobRequest::Posted { job })
@@ -142,40 +146,30 @@ async fn usdc_and_eth_jobs_are_streamed_stored_submitted_and_paid_exactly() {
     let streamed = stream_job(&client, host_b.peer_id(), job, &env.client_key, "")
         .await
         .unwrap();
-    env.wait_status(job, JobStatus::Completed).await;
-    let (submitted, completed) = env.completed(job).await;
-    assert_eq!(completed.host, b);
-    assert_eq!(completed.tokens_used, U256::from(streamed.done.tokens_used));
-    check_result(&client, &host_b, &streamed, &completed.result_cid).await;
-    let (paid, fee, refund) = settlement(streamed.done.tokens_used, ETH_PRICE, escrow, fee_bps);
-    assert_eq!(
-        (completed.paid, completed.fee, completed.refund),
-        (paid, fee, refund)
-    );
-    let after = Balances::read(&env, eth, me, b).await;
+    let terms = Terms {
+        node: &host_b,
+        host: b,
+        price: ETH_PRICE,
+        escrow,
+    };
+    let (submitted, (paid, fee, refund)) =
+        check_completed(&env, &client, job, &streamed, &terms).await;
+    let after = env.parties(eth, me, b).await;
     let client_gas = posted.tx.fee_wei();
     assert_eq!(
-        after.client,
-        before.client - U256::from(escrow) - client_gas + refund,
+        after.of(me),
+        before.of(me) - U256::from(escrow) - client_gas + refund,
         "client ETH"
     );
     // The host paid gas for its claim and its submission and nothing else.
     let host_gas =
         env.gas_cost(env.claim_tx(job).await).await + env.gas_cost(submitted.tx_hash).await;
-    assert_eq!(after.host, before.host + paid - host_gas, "host ETH");
-    assert_eq!(after.treasury, before.treasury + fee, "treasury ETH");
-    assert_eq!(after.escrow, before.escrow, "ETH left in escrow");
+    assert_eq!(after.of(b), before.of(b) + paid - host_gas, "host ETH");
+    check_fee_and_escrow(&env, &before, &after, fee, client_gas + host_gas);
 
     // Each host ran only its own job.
     let metrics_b = host_b.metrics_addr.expect("metrics enabled");
-    let body = wait_for(
-        "host B's metrics to count the completed job",
-        move || async move {
-            let body = scrape(metrics_b).await;
-            (sample(&body, "fabstir_jobs_total{state=\"completed\"}") == Some(1)).then_some(body)
-        },
-    )
-    .await;
+    let body = one_completed_job(metrics_b, "host B").await;
     assert_eq!(
         sample(&body, "fabstir_tokens_generated_total"),
         Some(streamed.done.tokens_used)
@@ -186,26 +180,32 @@ async fn usdc_and_eth_jobs_are_streamed_stored_submitted_and_paid_exactly() {
         Some(1)
     );
 
-    client.shutdown().await.unwrap();
-    host_a.stop().await.unwrap();
-    host_b.stop().await.unwrap();
+    shut_down(client, [host_a, host_b]).await;
 }
 
-/// The balances a settlement moves, in one token.
-struct Balances {
-    client: U256,
-    host: U256,
-    treasury: U256,
-    escrow: U256,
+/// Checks the rest of a settlement from the parties' balances before and after: the treasury
+/// got exactly `fee`, the escrow holds what it held, and the parties together hold what they
+/// held less the `gas` they paid.
+fn check_fee_and_escrow(env: &Env, before: &Balances, after: &Balances, fee: U256, gas: U256) {
+    let token = if before.token().is_zero() {
+        "ETH"
+    } else {
+        "USDC"
+    };
+    let (treasury, escrow) = (env.treasury, env.deployment.contracts.payment_escrow);
+    let received = after.of(treasury);
+    assert_eq!(received, before.of(treasury) + fee, "treasury {token}");
+    let left = after.of(escrow);
+    assert_eq!(left, before.of(escrow), "{token} left in escrow");
+    after.assert_conserved_since(before, gas);
 }
 
-impl Balances {
-    async fn read(env: &Env, token: Address, client: Address, host: Address) -> Self {
-        Self {
-            client: env.balance(token, client).await,
-            host: env.balance(token, host).await,
-            treasury: env.balance(token, env.treasury).await,
-            escrow: env.escrow(token).await,
-        }
-    }
+/// Waits until the metrics at `addr` count one completed job; returns them.
+async fn one_completed_job(addr: SocketAddr, host: &str) -> String {
+    let what = format!("{host}'s metrics to count the completed job");
+    wait_for(&what, move || async move {
+        let body = scrape(addr).await;
+        (sample(&body, "fabstir_jobs_total{state=\"completed\"}") == Some(1)).then_some(body)
+    })
+    .await
 }

@@ -3,20 +3,26 @@
 
 use fabstir_contracts::JobStatus;
 use fabstir_core::job::prompt_hash;
-use fabstir_core::primitives::Address;
 use fabstir_core::wire::{JobRequest, JobResponse, QuoteRequest, RejectReason, StreamErrorCode};
-use fabstir_core::{JobRequirements, ModelId, TokenAmount};
+use fabstir_core::{JobId, JobRequirements, ModelId, TokenAmount};
 use fabstir_node::RunningNode;
+use fabstir_p2p::Network;
 use futures::StreamExt as _;
 
 use crate::common::{
-    ETH_PRICE, Env, MAX_TOKENS, MODEL, OTHER_MODEL, USDC_PRICE, dial, prompt, stream_job, wait_for,
+    ETH_PRICE, Env, MAX_TOKENS, MODEL, OTHER_MODEL, Streamed, USDC_PRICE, assigned, dial, prompt,
+    shut_down, stream_job, wait_for,
 };
 
-fn assigned(host: Address) -> JobRequirements {
-    JobRequirements {
-        assigned_host: Some(host),
-    }
+/// The job's own client streams it with the committed (empty) prompt: the host still serves
+/// it and is paid.
+async fn still_served(env: &Env, client: &Network, host: &RunningNode, job: JobId) -> Streamed {
+    let streamed = stream_job(client, host.peer_id(), job, &env.client_key, "")
+        .await
+        .unwrap();
+    assert!(streamed.done.tokens_used > 0);
+    env.wait_status(job, JobStatus::Completed).await;
+    streamed
 }
 
 /// The host's counters that show whether a prompt was read and run.
@@ -32,16 +38,8 @@ fn counters(node: &RunningNode) -> (u64, u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_with_the_wrong_key_is_refused_before_the_prompt_is_read() {
     let env = Env::new().await;
-    let host = env.start_host(0).await;
-    let client = env.client_network().await;
-    dial(&client, &host).await;
-    let details = env.details(MODEL, "", USDC_PRICE).await;
-    let escrow = u64::from(MAX_TOKENS) * USDC_PRICE;
-    let job = env
-        .post_usdc(&details, &assigned(env.host_address(0)), escrow)
-        .await
-        .job;
-    env.wait_status(job, JobStatus::Claimed).await;
+    let (host, client) = env.host_and_client(0).await;
+    let job = env.claimed_usdc_job(0).await;
 
     // The intruder answers the challenge with its own key: the host refuses it during the
     // handshake, so the client never gets to send the prompt.
@@ -62,32 +60,19 @@ async fn a_client_with_the_wrong_key_is_refused_before_the_prompt_is_read() {
     assert_eq!(job_now.host, Some(env.host_address(0)));
 
     // The job is untouched: its real client still gets it done.
-    let streamed = stream_job(&client, host.peer_id(), job, &env.client_key, "")
-        .await
-        .unwrap();
-    assert!(streamed.done.tokens_used > 0);
-    env.wait_status(job, JobStatus::Completed).await;
+    let streamed = still_served(&env, &client, &host, job).await;
     let (_, completed) = env.completed(job).await;
     assert_eq!(completed.result_cid, streamed.done.result_cid.as_bytes());
 
-    client.shutdown().await.unwrap();
-    host.stop().await.unwrap();
+    shut_down(client, [host]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prompt_whose_hash_does_not_match_the_chain_is_refused() {
     let env = Env::new().await;
-    let host = env.start_host(0).await;
-    let client = env.client_network().await;
-    dial(&client, &host).await;
+    let (host, client) = env.host_and_client(0).await;
     // The job commits to the empty prompt.
-    let details = env.details(MODEL, "", USDC_PRICE).await;
-    let escrow = u64::from(MAX_TOKENS) * USDC_PRICE;
-    let job = env
-        .post_usdc(&details, &assigned(env.host_address(0)), escrow)
-        .await
-        .job;
-    env.wait_status(job, JobStatus::Claimed).await;
+    let job = env.claimed_usdc_job(0).await;
 
     let mut stream = client
         .open_stream(host.peer_id(), job, &env.client_key, prompt("1 2 3"))
@@ -108,14 +93,9 @@ async fn a_prompt_whose_hash_does_not_match_the_chain_is_refused() {
     );
 
     // The committed prompt is still accepted.
-    let streamed = stream_job(&client, host.peer_id(), job, &env.client_key, "")
-        .await
-        .unwrap();
-    assert!(streamed.done.tokens_used > 0);
-    env.wait_status(job, JobStatus::Completed).await;
+    still_served(&env, &client, &host, job).await;
 
-    client.shutdown().await.unwrap();
-    host.stop().await.unwrap();
+    shut_down(client, [host]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,7 +194,5 @@ async fn a_job_for_a_model_the_hosts_do_not_serve_is_ignored_and_can_be_cancelle
     assert_eq!(env.balance(env.usdc, me).await, usdc_before);
     assert_eq!(env.escrow(env.usdc).await, escrow_before);
 
-    client.shutdown().await.unwrap();
-    host_a.stop().await.unwrap();
-    host_b.stop().await.unwrap();
+    shut_down(client, [host_a, host_b]).await;
 }

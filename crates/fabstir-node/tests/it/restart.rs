@@ -6,7 +6,9 @@ use fabstir_core::{ModelId, NodePeerId, TokenAmount, TokenPrice};
 use fabstir_node::chain::{Registration, RegistrationOutcome, ensure_registered};
 use fabstir_payments::NonceBook;
 
-use crate::common::{ETH_PRICE, Env, MODEL, USDC_PRICE, dial, fetch_verified, run_usdc_job};
+use crate::common::{
+    ETH_PRICE, Env, MODEL, USDC_PRICE, dial, fetch_verified, run_usdc_job, shut_down,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_host_keeps_its_peer_id_and_registration_and_serves_old_results() {
@@ -80,6 +82,5 @@ async fn a_restarted_host_keeps_its_peer_id_and_registration_and_serves_old_resu
     let (_, second) = run_usdc_job(&env, &client, &host, 0).await;
     assert_eq!(second.done.result_cid, cid);
 
-    client.shutdown().await.unwrap();
-    host.stop().await.unwrap();
+    shut_down(client, [host]).await;
 }

@@ -4,14 +4,14 @@ use std::time::Duration;
 
 use fabstir_payments::{ApprovalPolicy, PaymentConfig, PaymentManager, TokenRegistry};
 
-use crate::common::{Env, connect};
+use crate::common::Env;
 use fabstir_contracts::anvil::RpcProxy;
 
 #[tokio::test]
 async fn balance_reads_cost_one_call_per_block() {
     let env = Env::new().await;
-    let proxy = RpcProxy::start(env.anvil.endpoint()).await.unwrap();
-    let contracts = connect(&proxy.url, &env.deployment).await;
+    let proxy = RpcProxy::start(env.chain.endpoint()).await.unwrap();
+    let contracts = env.chain.connect(&proxy.url).await.unwrap();
     let payments = PaymentManager::new(
         contracts,
         TokenRegistry::from_deployment(&env.deployment),

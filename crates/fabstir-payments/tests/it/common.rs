@@ -1,20 +1,27 @@
-//! A fresh anvil with everything deployed, and a payment manager over it.
+//! A fresh local chain (the `fabstir-contracts` harness) with everything deployed, and a
+//! payment manager over it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ethers::providers::Middleware;
-use ethers::signers::Signer;
-use ethers::types::{Address, BlockNumber, U256};
-use fabstir_contracts::anvil::Anvil;
-use fabstir_contracts::{HeadlessContractManager, LocalDeployConfig, ManagerConfig, WalletSigner};
-use fabstir_core::job::prompt_hash;
-use fabstir_core::{Deployment, JobDetails, JobRequirements, ModelId, PaymentToken, TokenAmount};
-use fabstir_payments::{ApprovalPolicy, PaymentConfig, PaymentManager, TokenRegistry};
+use ethers::types::{Address, U256};
+use fabstir_contracts::testing::LocalChain;
+use fabstir_contracts::{HeadlessContractManager, WalletSigner};
+use fabstir_core::{Deployment, JobDetails, JobRequirements, PaymentToken};
+use fabstir_payments::{
+    ApprovalPolicy, JobPayment, PaymentConfig, PaymentManager, Submission, TokenRegistry,
+};
+
+/// The model every job asks for.
+pub const MODEL: &str = "stories260K";
+/// The prompt every job commits to.
+pub const PROMPT: &str = "Once upon a time";
+/// Tokens asked for per job.
+pub const MAX_TOKENS: u32 = 100;
 
 pub struct Env {
-    pub anvil: Anvil,
+    pub chain: LocalChain,
     pub contracts: HeadlessContractManager,
     pub deployment: Deployment,
     pub owner: Arc<WalletSigner>,
@@ -26,29 +33,19 @@ pub struct Env {
 
 impl Env {
     pub async fn new() -> Self {
-        let anvil = Anvil::spawn().expect("anvil starts");
-        let wallet = |i: usize| anvil.wallet(i).expect("dev account");
-        let config = LocalDeployConfig {
-            fund: vec![wallet(1).address()],
-            ..LocalDeployConfig::default()
-        };
-        let deployment = anvil.deploy(0, &config).await.expect("deploys");
-        let contracts = connect(&anvil.endpoint(), &deployment).await;
+        let chain = LocalChain::start().await.expect("the local chain starts");
         Self {
-            owner: contracts.signer(wallet(0)),
-            client: contracts.signer(wallet(1)),
-            poor: contracts.signer(wallet(5)),
-            anvil,
-            contracts,
-            deployment,
+            contracts: chain.manager().clone(),
+            deployment: chain.deployment().clone(),
+            owner: chain.deployer().signer.clone(),
+            client: chain.client().signer.clone(),
+            poor: chain.unfunded()[0].signer.clone(),
+            chain,
         }
     }
 
     pub fn token(&self, symbol: &str) -> PaymentToken {
-        self.deployment
-            .token(symbol)
-            .expect("deployed token")
-            .clone()
+        self.chain.token(symbol).expect("deployed token").clone()
     }
 
     /// A manager with the given approval policy and permit preference.
@@ -72,37 +69,40 @@ impl Env {
         ApprovalPolicy::Cap(BTreeMap::from([(token.address(), amount)]))
     }
 
-    /// Job terms: 100 tokens at `price` base units each, deadline an hour ahead.
+    /// Job terms: [`MAX_TOKENS`] at `price` base units each, deadline an hour ahead.
     pub async fn details(&self, price: u64) -> JobDetails {
-        let now = self
-            .contracts
-            .provider()
-            .get_block(BlockNumber::Latest)
+        self.chain
+            .job_details(MODEL, PROMPT, MAX_TOKENS, price, 3_600)
             .await
             .unwrap()
-            .unwrap()
-            .timestamp
-            .as_u64();
-        JobDetails {
-            model: ModelId::from_name("stories260K"),
-            prompt_hash: prompt_hash("Once upon a time"),
-            max_tokens: 100,
-            price_per_token: TokenAmount::from_base_units(price),
-            deadline: now + 3_600,
-        }
     }
 
     pub fn open() -> JobRequirements {
         JobRequirements::default()
     }
 
+    /// The client submits an open job at `price` paid in `token` through `payments`; returns
+    /// the payment, the submission and how many transactions the client sent for it.
+    pub async fn submit(
+        &self,
+        payments: &PaymentManager,
+        token: &PaymentToken,
+        price: u64,
+    ) -> (JobPayment, Submission, U256) {
+        let details = self.details(price).await;
+        let payment = JobPayment::for_job(token.clone(), &details).unwrap();
+        let before = self.nonce(&self.client).await;
+        let submission = payments
+            .submit_job(&details, &Self::open(), &payment, &self.client)
+            .await
+            .unwrap();
+        let sent = self.nonce(&self.client).await - before;
+        (payment, submission, sent)
+    }
+
     /// Transactions sent so far by `signer` (its nonce).
     pub async fn nonce(&self, signer: &Arc<WalletSigner>) -> U256 {
-        self.contracts
-            .provider()
-            .get_transaction_count(signer.address(), None)
-            .await
-            .unwrap()
+        self.chain.nonce(signer.address()).await.unwrap()
     }
 
     pub async fn allowance(&self, owner: Address, token: &PaymentToken) -> U256 {
@@ -113,23 +113,9 @@ impl Env {
             .base_units()
     }
 
-    /// Conservation: the escrow holds exactly what open jobs are owed, per token.
+    /// Conservation: the escrow holds exactly what open jobs are owed, per token, and every
+    /// test token's supply is held by known accounts.
     pub async fn assert_conserved(&self) {
-        let totals = self.contracts.open_escrow_totals().await.unwrap();
-        for token in &self.deployment.tokens {
-            let held = self
-                .contracts
-                .escrow_balance(token.address())
-                .await
-                .unwrap();
-            let owed = totals.get(&token.address()).copied().unwrap_or_default();
-            assert_eq!(held, owed, "escrow of {} out of balance", token.symbol);
-        }
+        self.chain.assert_conserved(&[]).await;
     }
-}
-
-pub async fn connect(url: &str, deployment: &Deployment) -> HeadlessContractManager {
-    HeadlessContractManager::connect(url, deployment, &ManagerConfig::local())
-        .await
-        .expect("connects")
 }

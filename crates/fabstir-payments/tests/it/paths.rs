@@ -14,29 +14,20 @@ async fn approve_once_then_reuse(symbol: &str, price: u64, cap: &str) {
     let env = Env::new().await;
     let payments = env.payments(env.cap(symbol, cap), false);
     let token = env.token(symbol);
-    let details = env.details(price).await;
-    let payment = JobPayment::for_job(token.clone(), &details).unwrap();
-    let before = env.nonce(&env.client).await;
     let balance_before = payments
         .balance(env.client.address(), &token)
         .await
         .unwrap();
 
-    let first = payments
-        .submit_job(&details, &Env::open(), &payment, &env.client)
-        .await
-        .unwrap();
+    let (payment, first, sent) = env.submit(&payments, &token, price).await;
     assert_eq!(first.method, PaymentMethod::Token { approval: true });
     assert_eq!(first.transactions.len(), 2);
-    assert_eq!(env.nonce(&env.client).await, before + 2);
+    assert_eq!(sent, U256::from(2u64));
 
-    let second = payments
-        .submit_job(&details, &Env::open(), &payment, &env.client)
-        .await
-        .unwrap();
+    let (_, second, sent) = env.submit(&payments, &token, price).await;
     assert_eq!(second.method, PaymentMethod::Token { approval: false });
     assert_eq!(second.transactions.len(), 1);
-    assert_eq!(env.nonce(&env.client).await, before + 3);
+    assert_eq!(sent, U256::one());
     assert_ne!(first.posted.job, second.posted.job);
 
     let spent = payment.amount.base_units() * 2;
@@ -71,16 +62,10 @@ async fn usdc_permit_posts_in_one_transaction() {
     let env = Env::new().await;
     let payments = env.payments(ApprovalPolicy::Exact, true);
     let usdc = env.token("USDC");
-    let details = env.details(10_000).await;
-    let payment = JobPayment::for_job(usdc.clone(), &details).unwrap();
-    let before = env.nonce(&env.client).await;
-    let submission = payments
-        .submit_job(&details, &Env::open(), &payment, &env.client)
-        .await
-        .unwrap();
+    let (payment, submission, sent) = env.submit(&payments, &usdc, 10_000).await;
     assert_eq!(submission.method, PaymentMethod::Permit);
     assert_eq!(submission.transactions.len(), 1);
-    assert_eq!(env.nonce(&env.client).await, before + 1);
+    assert_eq!(sent, U256::one());
     assert_eq!(
         env.allowance(env.client.address(), &usdc).await,
         U256::zero()
@@ -94,15 +79,10 @@ async fn usdc_permit_posts_in_one_transaction() {
 async fn eth_posts_in_one_transaction() {
     let env = Env::new().await;
     let payments = env.payments(ApprovalPolicy::Exact, true);
-    let details = env.details(1_000_000_000).await;
-    let payment = JobPayment::for_job(PaymentToken::eth(), &details).unwrap();
-    let before = env.nonce(&env.client).await;
-    let submission = payments
-        .submit_job(&details, &Env::open(), &payment, &env.client)
-        .await
-        .unwrap();
+    let eth = PaymentToken::eth();
+    let (payment, submission, sent) = env.submit(&payments, &eth, 1_000_000_000).await;
     assert_eq!(submission.method, PaymentMethod::Eth);
-    assert_eq!(env.nonce(&env.client).await, before + 1);
+    assert_eq!(sent, U256::one());
     let held = env
         .contracts
         .escrow_balance(ethers::types::Address::zero())
@@ -119,25 +99,18 @@ async fn usdt_allowance_goes_through_zero() {
     let usdt = env.token("USDT");
     // A small standing allowance that does not cover the job: USDT refuses to change it
     // directly.
+    let (spender, one) = (
+        env.contracts.payment_spender(),
+        TokenAmount::from_base_units(1u64),
+    );
     env.contracts
-        .approve(
-            usdt.address(),
-            env.contracts.payment_spender(),
-            TokenAmount::from_base_units(1u64),
-            &env.client,
-        )
+        .approve(usdt.address(), spender, one, &env.client)
         .await
         .unwrap();
-    let details = env.details(10_000).await;
-    let payment = JobPayment::for_job(usdt.clone(), &details).unwrap();
-    let before = env.nonce(&env.client).await;
-    let submission = payments
-        .submit_job(&details, &Env::open(), &payment, &env.client)
-        .await
-        .unwrap();
+    let (_, submission, sent) = env.submit(&payments, &usdt, 10_000).await;
     assert_eq!(submission.method, PaymentMethod::Token { approval: true });
     assert_eq!(submission.transactions.len(), 3, "zero, approve, post");
-    assert_eq!(env.nonce(&env.client).await, before + 3);
+    assert_eq!(sent, U256::from(3u64));
     assert_eq!(
         env.allowance(env.client.address(), &usdt).await,
         U256::zero()
@@ -150,13 +123,9 @@ async fn insufficient_balance_fails_before_sending() {
     let env = Env::new().await;
     let payments = env.payments(ApprovalPolicy::Exact, false);
     let usdc = env.token("USDC");
+    let (poor, amount) = (env.poor.address(), usdc.parse_amount("0.2").unwrap());
     env.contracts
-        .faucet_mint(
-            usdc.address(),
-            env.poor.address(),
-            usdc.parse_amount("0.2").unwrap(),
-            &env.owner,
-        )
+        .faucet_mint(usdc.address(), poor, amount, &env.owner)
         .await
         .unwrap();
     let mut details = env.details(15_000).await;

@@ -212,16 +212,7 @@ async fn post(env: &Env, payment: Payment, payer: &Arc<WalletSigner>) -> PostedJ
 /// Posts a job, has the host claim it and submit a result: the gas of each step.
 async fn complete_job(env: &Env, payment: Payment, payer: &Arc<WalletSigner>) -> JobGas {
     let posted = post(env, payment, payer).await;
-    let claim = env
-        .manager
-        .claim_job(posted.job, &env.host)
-        .await
-        .expect("claims");
-    let submit = env
-        .manager
-        .submit_result(posted.job, CID, TOKENS_USED, &env.host)
-        .await
-        .expect("submits");
+    let (claim, submit) = env.settle(posted.job, CID, TOKENS_USED).await;
     JobGas {
         post: gas(&posted.tx),
         claim: gas(&claim),
@@ -230,22 +221,5 @@ async fn complete_job(env: &Env, payment: Payment, payer: &Arc<WalletSigner>) ->
 }
 
 async fn register_gas(env: &Env) -> u64 {
-    env.register(&env.host, 1, &[MODEL]).await;
-    // `register` is the last transaction the host sent; find its receipt through the
-    // latest block.
-    let provider = env.manager.provider();
-    let block = ethers::providers::Middleware::get_block_with_txs(
-        provider.as_ref(),
-        ethers::types::BlockNumber::Latest,
-    )
-    .await
-    .expect("block")
-    .expect("latest");
-    let tx = block.transactions.last().expect("register tx");
-    let receipt =
-        ethers::providers::Middleware::get_transaction_receipt(provider.as_ref(), tx.hash)
-            .await
-            .expect("receipt")
-            .expect("mined");
-    receipt.gas_used.expect("gas").as_u64()
+    gas(&env.register(&env.host, 1, &[MODEL]).await)
 }
