@@ -15,6 +15,7 @@
 
 pub mod amount;
 pub mod auth;
+pub mod cid;
 pub mod clock;
 pub mod config;
 pub mod deployment;

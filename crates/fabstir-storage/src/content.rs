@@ -1,31 +1,13 @@
 //! Content identifiers: CIDv1, raw codec, sha2-256.
 
 use cid::{Cid, Version};
-use multihash::Multihash;
-use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
-/// Multicodec code of the raw binary codec, the only codec results are stored under.
-pub const RAW_CODEC: u64 = 0x55;
-
-/// Multicodec code of the sha2-256 hash function, the only hash results are stored under.
-pub const SHA2_256_CODE: u64 = 0x12;
+pub use fabstir_core::cid::{RAW_CODEC, SHA2_256_CODE, cid_of};
 
 /// Length of a sha2-256 digest in bytes.
 const SHA2_256_LEN: usize = 32;
-
-/// Computes the CID (v1, raw codec, sha2-256) of `bytes`.
-///
-/// Its string form (`cid.to_string()`) is base32 lower, `bafkrei...`; that string, as UTF-8
-/// bytes, is what goes on chain and over the wire.
-pub fn cid_of(bytes: &[u8]) -> Cid {
-    let digest = Sha256::digest(bytes);
-    // A 32-byte digest always fits the 64-byte multihash, so `wrap` cannot fail; map the
-    // impossible error to the identity of an empty digest rather than panicking.
-    let hash = Multihash::<64>::wrap(SHA2_256_CODE, &digest).unwrap_or_default();
-    Cid::new_v1(RAW_CODEC, hash)
-}
 
 /// Checks that `cid` is one this crate stores: CIDv1, raw codec, sha2-256 with a 32-byte
 /// digest.
@@ -76,6 +58,9 @@ pub fn verify(expected: &Cid, bytes: &[u8]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use multihash::Multihash;
+    use sha2::{Digest, Sha256};
+
     use super::*;
 
     const EMPTY: &str = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";

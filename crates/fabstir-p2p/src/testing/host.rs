@@ -110,8 +110,8 @@ impl TestHostBuilder {
         self.scripted(|s| s.models = models)
     }
 
-    /// A scripted host's price per token in base units, in its capabilities and quotes
-    /// (default 1). Ignored when wrapping.
+    /// A scripted host's price per token in base units, in its capabilities and quotes; it
+    /// declines offers below it as too low (default 1). Ignored when wrapping.
     pub fn price(self, price: u64) -> Self {
         self.scripted(|s| s.price = price)
     }
@@ -272,12 +272,13 @@ impl TestHost {
         sink: TokenSink,
     ) -> Result<StreamDone, StreamError> {
         let sent = script::stream(s.script, s.pacing, prompt, &sink, &self.produced).await;
-        let tokens = sent.inspect_err(|e| {
+        let (tokens, digest) = sent.inspect_err(|e| {
             if e.code == StreamErrorCode::Cancelled {
                 self.cancelled.fetch_add(1, Ordering::SeqCst);
             }
         })?;
-        let cid = format!("cid-of-job-{job}");
+        // What the client recomputes from the text it received.
+        let cid = fabstir_core::cid::cid_of_digest(digest).to_string();
         let message = auth::result_message(self.chain_id, job, &cid, tokens);
         let signature = auth::sign_message(&s.key, &message).map_err(|e| StreamError {
             code: StreamErrorCode::InferenceFailed,
@@ -345,6 +346,15 @@ impl HostService for TestHost {
         let answer = match &self.decider {
             Decider::Inner(inner) => inner.job(peer, request).await,
             Decider::Script(s) => match request {
+                JobRequest::Quote(q)
+                    if s.models.contains(&q.model)
+                        && q.offered_price_per_token < TokenAmount::from_base_units(s.price) =>
+                {
+                    JobResponse::Rejected {
+                        reason: RejectReason::PriceTooLow,
+                        message: format!("price per token is {}", s.price),
+                    }
+                }
                 JobRequest::Quote(q) if s.models.contains(&q.model) => JobResponse::Quote(Quote {
                     host: auth::address_of(&s.key),
                     model: q.model,

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fabstir_core::wire::{PromptFrame, StreamError, StreamErrorCode, StreamToken};
+use sha2::{Digest, Sha256};
 
 use crate::service::TokenSink;
 
@@ -77,18 +78,21 @@ impl Pacing {
 }
 
 /// Streams what `script` says for `prompt` into `sink` at `pacing`, counting each token in
-/// `produced`; returns how many went out, or a `Cancelled` error once the client left.
+/// `produced`; returns how many went out and the sha2-256 digest of their text, or a
+/// `Cancelled` error once the client left.
 pub(super) async fn stream(
     script: Script,
     pacing: Pacing,
     prompt: &PromptFrame,
     sink: &TokenSink,
     produced: &AtomicU64,
-) -> Result<u64, StreamError> {
+) -> Result<(u64, [u8; 32]), StreamError> {
     let (limit, pad) = script.plan(prompt)?;
+    let mut text = Sha256::new();
     let mut i = 0;
     while i < limit {
         let next = if pad { padded_token(i) } else { token(i) };
+        text.update(next.text.as_bytes());
         if sink.send(next).await.is_err() {
             return Err(StreamError {
                 code: StreamErrorCode::Cancelled,
@@ -99,7 +103,7 @@ pub(super) async fn stream(
         i += 1;
         pacing.after(i).await;
     }
-    Ok(i)
+    Ok((i, text.finalize().into()))
 }
 
 /// `count:N` -> (N, false), `count:N:pad` -> (N, true), anything else -> for ever.
@@ -150,7 +154,13 @@ mod tests {
         let sink = TokenSink::new(tx);
         let sent = stream(script, pacing, &prompt(text), &sink, produced).await;
         drop(sink);
-        (sent, collect.await.unwrap())
+        let tokens = collect.await.unwrap();
+        // The digest is that of the text the client received.
+        if let Ok((_, digest)) = &sent {
+            let text: String = tokens.iter().map(|t| t.text.as_str()).collect();
+            assert_eq!(<[u8; 32]>::from(Sha256::digest(text.as_bytes())), *digest);
+        }
+        (sent.map(|(count, _)| count), tokens)
     }
 
     #[tokio::test]
