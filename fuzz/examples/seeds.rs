@@ -9,7 +9,7 @@ use fabstir_core::node::{NodeCapabilities, TokenPrice};
 use fabstir_core::primitives::{Address, H256};
 use fabstir_core::wire::{
     self, AuthChallenge, AuthResponse, CapabilitiesRequest, CapabilitiesResponse, ClientFrame,
-    HostFrame, JobRequest, JobResponse, PromptFrame, Quote, QuoteRequest, RejectReason, StreamDone,
+    HostFrame, NegotiationRequest, NegotiationResponse, PromptFrame, Quote, QuoteRequest, RejectReason, StreamDone,
     StreamError, StreamErrorCode, StreamToken, TokenBatch,
 };
 use fabstir_core::{JobId, ModelId, TokenAmount};
@@ -97,7 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         (
             "job-quote",
-            wire::encode(&JobRequest::Quote(QuoteRequest {
+            wire::encode(&NegotiationRequest::Quote(QuoteRequest {
                 model,
                 max_tokens: 64,
                 token: Address::repeat_byte(1),
@@ -108,11 +108,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         (
             "job-posted",
-            wire::encode(&JobRequest::Posted { job: JobId(9) })?,
+            wire::encode(&NegotiationRequest::Posted { job: JobId(9) })?,
         ),
         (
             "response-quote",
-            wire::encode(&JobResponse::Quote(Quote {
+            wire::encode(&NegotiationResponse::Quote(Quote {
                 host: Address::repeat_byte(4),
                 model,
                 price_per_token: TokenAmount::from_base_units(900u64),
@@ -123,11 +123,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         (
             "response-accepted",
-            wire::encode(&JobResponse::Accepted { job: JobId(9) })?,
+            wire::encode(&NegotiationResponse::Accepted { job: JobId(9) })?,
         ),
         (
             "response-rejected",
-            wire::encode(&JobResponse::Rejected {
+            wire::encode(&NegotiationResponse::Rejected {
                 reason: RejectReason::PriceTooLow,
                 message: "need 1000".into(),
             })?,

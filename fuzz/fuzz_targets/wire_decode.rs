@@ -4,8 +4,8 @@
 #![no_main]
 
 use fabstir_core::wire::{
-    self, CapabilitiesRequest, CapabilitiesResponse, ClientFrame, HostFrame, JobRequest,
-    JobResponse, WireMessage,
+    self, CapabilitiesRequest, CapabilitiesResponse, ClientFrame, HostFrame, NegotiationRequest,
+    NegotiationResponse, WireMessage,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -43,8 +43,8 @@ fn check<T: WireMessage + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     check::<CapabilitiesRequest>(data);
     check::<CapabilitiesResponse>(data);
-    check::<JobRequest>(data);
-    check::<JobResponse>(data);
+    check::<NegotiationRequest>(data);
+    check::<NegotiationResponse>(data);
     check::<ClientFrame>(data);
     check::<HostFrame>(data);
 });

@@ -9,7 +9,7 @@
 //! | protocol | request | response |
 //! |---|---|---|
 //! | `/fabstir/capabilities/1.0.0` | [`CapabilitiesRequest`] | [`CapabilitiesResponse`] |
-//! | `/fabstir/job/1.0.0` | [`JobRequest`] | [`JobResponse`] |
+//! | `/fabstir/job/1.0.0` | [`NegotiationRequest`] | [`NegotiationResponse`] |
 //! | `/fabstir/stream/1.0.0` | frames of [`ClientFrame`] | frames of [`HostFrame`] |
 //!
 //! Stream frames are `u32` big-endian length followed by that many bytes of an encoded message
@@ -217,7 +217,7 @@ impl WireMessage for CapabilitiesResponse {
 
 /// A client's job message to a host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum JobRequest {
+pub enum NegotiationRequest {
     /// Asks for a quote before anything goes on chain.
     Quote(QuoteRequest),
     /// Tells the host a job naming it was posted; the host answers whether it will claim it.
@@ -227,7 +227,7 @@ pub enum JobRequest {
     },
 }
 
-impl WireMessage for JobRequest {
+impl WireMessage for NegotiationRequest {
     const MAX_SIZE: usize = 1024;
 }
 
@@ -250,7 +250,7 @@ pub struct QuoteRequest {
 
 /// A host's answer to a job message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum JobResponse {
+pub enum NegotiationResponse {
     /// The host's terms for a [`QuoteRequest`].
     Quote(Quote),
     /// The host will claim the posted job.
@@ -267,7 +267,7 @@ pub enum JobResponse {
     },
 }
 
-impl WireMessage for JobResponse {
+impl WireMessage for NegotiationResponse {
     const MAX_SIZE: usize = 4 * 1024;
 }
 

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use fabstir_core::wire::{
-    CAPABILITIES_PROTOCOL, CapabilitiesRequest, CapabilitiesResponse, JOB_PROTOCOL, JobRequest,
-    JobResponse, KAD_PROTOCOL, RESULT_PROTOCOL,
+    CAPABILITIES_PROTOCOL, CapabilitiesRequest, CapabilitiesResponse, JOB_PROTOCOL, KAD_PROTOCOL,
+    NegotiationRequest, NegotiationResponse, RESULT_PROTOCOL,
 };
 use futures::StreamExt;
 use libp2p::identity::Keypair;
@@ -26,7 +26,8 @@ pub fn agent_version() -> String {
 
 pub(crate) type CapabilitiesBehaviour =
     request_response::Behaviour<WireCodec<CapabilitiesRequest, CapabilitiesResponse>>;
-pub(crate) type JobBehaviour = request_response::Behaviour<WireCodec<JobRequest, JobResponse>>;
+pub(crate) type JobBehaviour =
+    request_response::Behaviour<WireCodec<NegotiationRequest, NegotiationResponse>>;
 pub(crate) type ResultBehaviour =
     request_response::Behaviour<WireCodec<ResultRequest, ResultResponse>>;
 

@@ -115,7 +115,8 @@ impl WireMessage for ResultResponse {
 mod tests {
     use fabstir_core::primitives::{Address, H256};
     use fabstir_core::wire::{
-        CapabilitiesRequest, ClientFrame, HostFrame, JobRequest, QuoteRequest, encode, encode_frame,
+        CapabilitiesRequest, ClientFrame, HostFrame, NegotiationRequest, QuoteRequest, encode,
+        encode_frame,
     };
     use fabstir_core::{JobId, ModelId, TokenAmount};
 
@@ -133,7 +134,7 @@ mod tests {
             "0100"
         );
         assert_eq!(
-            hex(&encode(&JobRequest::Posted { job: JobId(9) }).unwrap()),
+            hex(&encode(&NegotiationRequest::Posted { job: JobId(9) }).unwrap()),
             "010109"
         );
         assert_eq!(hex(&encode(&ClientFrame::Cancel).unwrap()), "0102");
@@ -149,7 +150,7 @@ mod tests {
         .unwrap();
         assert_eq!(&some[..3], &[0x01, 0x01, 42]);
         assert_eq!(&some[3..], format!("0x{}", "ab".repeat(20)).as_bytes());
-        let quote = encode(&JobRequest::Quote(QuoteRequest {
+        let quote = encode(&NegotiationRequest::Quote(QuoteRequest {
             model: ModelId([7; 32]),
             max_tokens: 300,
             token: Address::zero(),

@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fabstir_core::wire::{CapabilitiesRequest, CapabilitiesResponse, JobRequest, JobResponse};
+use fabstir_core::wire::{
+    CapabilitiesRequest, CapabilitiesResponse, NegotiationRequest, NegotiationResponse,
+};
 use futures::StreamExt;
 use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey};
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -66,14 +68,14 @@ pub(crate) enum Command {
 /// A request to another node on one of the request-response protocols, with its reply.
 pub(crate) enum Outbound {
     Capabilities(CapabilitiesRequest, Reply<CapabilitiesResponse>),
-    Job(JobRequest, Reply<JobResponse>),
+    Job(NegotiationRequest, Reply<NegotiationResponse>),
     Result(ResultRequest, Reply<ResultResponse>),
 }
 
 /// A host's answer, computed off the loop, to send on a response channel.
 pub(crate) enum HostReply {
     Capabilities(ResponseChannel<CapabilitiesResponse>, CapabilitiesResponse),
-    Job(ResponseChannel<JobResponse>, JobResponse),
+    Job(ResponseChannel<NegotiationResponse>, NegotiationResponse),
     Result(ResponseChannel<ResultResponse>, ResultResponse),
 }
 
@@ -86,7 +88,7 @@ pub(crate) struct EventLoop {
     shared: Arc<Shared>,
     host: Option<Arc<dyn HostService>>,
     pending_caps: HashMap<OutboundRequestId, Reply<CapabilitiesResponse>>,
-    pending_job: HashMap<OutboundRequestId, Reply<JobResponse>>,
+    pending_job: HashMap<OutboundRequestId, Reply<NegotiationResponse>>,
     pending_result: HashMap<OutboundRequestId, Reply<ResultResponse>>,
     pending_providers: HashMap<QueryId, (HashSet<PeerId>, Reply<HashSet<PeerId>>)>,
     pending_queries: HashMap<QueryId, Reply<()>>,
@@ -475,7 +477,7 @@ fn caps_map(l: &mut EventLoop) -> &mut HashMap<OutboundRequestId, Reply<Capabili
     &mut l.pending_caps
 }
 
-fn job_map(l: &mut EventLoop) -> &mut HashMap<OutboundRequestId, Reply<JobResponse>> {
+fn job_map(l: &mut EventLoop) -> &mut HashMap<OutboundRequestId, Reply<NegotiationResponse>> {
     &mut l.pending_job
 }
 

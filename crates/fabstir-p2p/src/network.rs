@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fabstir_core::wire::{
-    CapabilitiesRequest, CapabilitiesResponse, JobRequest, JobResponse, PromptFrame,
+    CapabilitiesRequest, CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame,
 };
 use fabstir_core::{DiscoveredNode, JobId, ModelId, NodePeerId, ProviderQuery};
 use futures::{Stream, StreamExt};
@@ -24,7 +24,7 @@ use crate::registry::{node_peer_id, verify_capabilities};
 use crate::service::HostService;
 use crate::shared::{NetworkEvent, Shared};
 use crate::signer::ClientSigner;
-use crate::stream::TokenStream;
+use crate::stream::ClientStream;
 use crate::stream::{client, host};
 use crate::{Error, Result};
 use fabstir_core::PeerRegistry;
@@ -342,7 +342,11 @@ impl Network {
     }
 
     /// Sends a job message to `peer` (`/fabstir/job/1.0.0`) and returns its answer.
-    pub async fn negotiate(&self, peer: PeerId, request: JobRequest) -> Result<JobResponse> {
+    pub async fn negotiate(
+        &self,
+        peer: PeerId,
+        request: NegotiationRequest,
+    ) -> Result<NegotiationResponse> {
         let timeout = self.inner.config.request_timeout + self.inner.config.connect_timeout;
         self.call_timeout("job request", timeout, |reply| Command::Request {
             peer,
@@ -399,7 +403,7 @@ impl Network {
         job: JobId,
         signer: &dyn ClientSigner,
         prompt: PromptFrame,
-    ) -> Result<TokenStream> {
+    ) -> Result<ClientStream> {
         let stream = self.open_raw_stream(peer).await?;
         let ctx = client::ClientContext {
             config: &self.inner.config,

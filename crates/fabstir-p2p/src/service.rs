@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use fabstir_core::JobId;
 use fabstir_core::primitives::Address;
 use fabstir_core::wire::{
-    CapabilitiesResponse, JobRequest, JobResponse, PromptFrame, StreamDone, StreamError,
-    StreamToken,
+    CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame, StreamDone,
+    StreamError, StreamToken,
 };
 use libp2p::PeerId;
 use tokio::sync::mpsc;
@@ -24,7 +24,7 @@ pub trait HostService: Send + Sync + 'static {
     async fn capabilities(&self) -> CapabilitiesResponse;
 
     /// Answers a job message from `peer`: a quote, an acceptance or a rejection.
-    async fn job(&self, peer: PeerId, request: JobRequest) -> JobResponse;
+    async fn job(&self, peer: PeerId, request: NegotiationRequest) -> NegotiationResponse;
 
     /// Decides whether `client` (recovered from its challenge answer) may be served `job`:
     /// it must be the job's client on chain and the job claimed by this host. Called before
@@ -33,13 +33,13 @@ pub trait HostService: Send + Sync + 'static {
 
     /// Runs an authorized job: checks the prompt against the job's prompt hash, generates,
     /// sends each token to `sink` as it is produced, and returns the final frame. When
-    /// [`TokenSink::send`] fails the client has gone or cancelled: stop and return.
+    /// [`StreamSink::send`] fails the client has gone or cancelled: stop and return.
     async fn run(
         &self,
         job: JobId,
         client: Address,
         prompt: PromptFrame,
-        sink: TokenSink,
+        sink: StreamSink,
     ) -> Result<StreamDone, StreamError>;
 
     /// The stored result with this CID, for `/fabstir/result/1.0.0`; `None` if unknown.
@@ -52,11 +52,11 @@ pub trait HostService: Send + Sync + 'static {
 /// Where a running job puts its tokens. Bounded: when the client reads slower than the job
 /// produces, `send` waits and the writer coalesces what is queued into one frame.
 #[derive(Debug, Clone)]
-pub struct TokenSink {
+pub struct StreamSink {
     tx: mpsc::Sender<StreamToken>,
 }
 
-impl TokenSink {
+impl StreamSink {
     pub(crate) fn new(tx: mpsc::Sender<StreamToken>) -> Self {
         Self { tx }
     }
@@ -67,7 +67,7 @@ impl TokenSink {
         self.tx.send(token).await.map_err(|_| Error::Cancelled)
     }
 
-    /// Like [`TokenSink::send`] for a producer on a blocking thread (e.g. an inference engine
+    /// Like [`StreamSink::send`] for a producer on a blocking thread (e.g. an inference engine
     /// in `spawn_blocking`); must not be called from async code.
     pub fn blocking_send(&self, token: StreamToken) -> Result<()> {
         self.tx.blocking_send(token).map_err(|_| Error::Cancelled)

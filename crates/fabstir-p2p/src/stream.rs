@@ -2,12 +2,12 @@
 //! ([`host`]) issues a challenge, checks the client's signed answer with its
 //! [`HostService`](crate::HostService), reads the prompt and streams token batches and a
 //! signed final frame; the client's side ([`client`]) answers the challenge, sends the prompt
-//! and reads the batches as a [`TokenStream`]. The frames are specified in
+//! and reads the batches as a [`ClientStream`]. The frames are specified in
 //! `docs/PROTOCOL.md`.
 
 pub(crate) mod client;
 pub(crate) mod host;
 
-pub use client::TokenStream;
+pub use client::ClientStream;
 /// What a client receives on a token stream (the core port type).
 pub use fabstir_core::StreamEvent;

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use ethers::signers::LocalWallet;
 use fabstir_core::auth::{ClientSigner, SignerError};
 use fabstir_core::primitives::Address;
-use fabstir_core::wire::{JobRequest, JobResponse, PromptFrame, Quote, QuoteRequest};
+use fabstir_core::wire::{
+    NegotiationRequest, NegotiationResponse, PromptFrame, Quote, QuoteRequest,
+};
 use fabstir_core::{DiscoveredNode, JobId, NodePeerId, ProviderQuery, StreamEvent};
 use fabstir_p2p::{Network, PoolStats};
 use futures::StreamExt;
@@ -33,10 +35,14 @@ impl P2pNetwork {
         &self.network
     }
 
-    async fn ask(&self, host: &NodePeerId, request: JobRequest) -> Result<JobResponse> {
+    async fn ask(
+        &self,
+        host: &NodePeerId,
+        request: NegotiationRequest,
+    ) -> Result<NegotiationResponse> {
         let peer = fabstir_p2p::libp2p_peer_id(host)?;
         let answer = self.network.negotiate(peer, request).await?;
-        if let JobResponse::Rejected { reason, message } = answer {
+        if let NegotiationResponse::Rejected { reason, message } = answer {
             return Err(Error::HostDeclined {
                 host: host.clone(),
                 reason,
@@ -47,7 +53,7 @@ impl P2pNetwork {
     }
 }
 
-fn unexpected(host: &NodePeerId, answer: &JobResponse) -> Error {
+fn unexpected(host: &NodePeerId, answer: &NegotiationResponse) -> Error {
     Error::UnexpectedAnswer {
         host: host.clone(),
         answer: format!("{answer:?}"),
@@ -61,15 +67,15 @@ impl NetworkLayer for P2pNetwork {
     }
 
     async fn quote(&self, host: &NodePeerId, request: QuoteRequest) -> Result<Quote> {
-        match self.ask(host, JobRequest::Quote(request)).await? {
-            JobResponse::Quote(quote) => Ok(quote),
+        match self.ask(host, NegotiationRequest::Quote(request)).await? {
+            NegotiationResponse::Quote(quote) => Ok(quote),
             other => Err(unexpected(host, &other)),
         }
     }
 
     async fn announce_posted(&self, host: &NodePeerId, job: JobId) -> Result<()> {
-        match self.ask(host, JobRequest::Posted { job }).await? {
-            JobResponse::Accepted { .. } => Ok(()),
+        match self.ask(host, NegotiationRequest::Posted { job }).await? {
+            NegotiationResponse::Accepted { .. } => Ok(()),
             other => Err(unexpected(host, &other)),
         }
     }

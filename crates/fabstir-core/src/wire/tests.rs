@@ -3,8 +3,8 @@ use crate::node::tests::caps;
 use proptest::prelude::*;
 
 fn samples() -> (
-    Vec<JobRequest>,
-    Vec<JobResponse>,
+    Vec<NegotiationRequest>,
+    Vec<NegotiationResponse>,
     Vec<ClientFrame>,
     Vec<HostFrame>,
 ) {
@@ -17,11 +17,11 @@ fn samples() -> (
         client: Address::repeat_byte(3),
     };
     let jobs = vec![
-        JobRequest::Quote(quote_request),
-        JobRequest::Posted { job: JobId(9) },
+        NegotiationRequest::Quote(quote_request),
+        NegotiationRequest::Posted { job: JobId(9) },
     ];
     let responses = vec![
-        JobResponse::Quote(Quote {
+        NegotiationResponse::Quote(Quote {
             host: Address::repeat_byte(4),
             model: ModelId::from_name("stories"),
             price_per_token: TokenAmount::from_base_units(900u64),
@@ -29,8 +29,8 @@ fn samples() -> (
             max_tokens: 64,
             valid_until: 1_700_000_000,
         }),
-        JobResponse::Accepted { job: JobId(9) },
-        JobResponse::Rejected {
+        NegotiationResponse::Accepted { job: JobId(9) },
+        NegotiationResponse::Rejected {
             reason: RejectReason::PriceTooLow,
             message: "need 1000".into(),
         },
@@ -132,12 +132,15 @@ fn truncated_messages_are_errors() {
     let (jobs, ..) = samples();
     let bytes = encode(&jobs[0]).unwrap();
     for cut in 0..bytes.len() {
-        assert!(decode::<JobRequest>(&bytes[..cut]).is_err(), "cut at {cut}");
+        assert!(
+            decode::<NegotiationRequest>(&bytes[..cut]).is_err(),
+            "cut at {cut}"
+        );
     }
     let mut extra = bytes.clone();
     extra.push(0);
     assert!(matches!(
-        decode::<JobRequest>(&extra),
+        decode::<NegotiationRequest>(&extra),
         Err(Error::Malformed(_))
     ));
 }
@@ -151,9 +154,9 @@ fn oversized_messages_are_refused_both_ways() {
         seed: 0,
     });
     assert!(matches!(encode(&huge), Err(Error::Oversized { .. })));
-    let big = vec![0u8; JobRequest::MAX_SIZE + 1];
+    let big = vec![0u8; NegotiationRequest::MAX_SIZE + 1];
     assert!(matches!(
-        decode::<JobRequest>(&big),
+        decode::<NegotiationRequest>(&big),
         Err(Error::Oversized { .. })
     ));
     // A frame header announcing more than the limit is refused before any allocation.
@@ -212,8 +215,8 @@ fn batch_text_concatenates() {
 proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = decode::<JobRequest>(&bytes);
-        let _ = decode::<JobResponse>(&bytes);
+        let _ = decode::<NegotiationRequest>(&bytes);
+        let _ = decode::<NegotiationResponse>(&bytes);
         let _ = decode::<ClientFrame>(&bytes);
         let _ = decode::<HostFrame>(&bytes);
         let _ = decode::<CapabilitiesResponse>(&bytes);

@@ -6,7 +6,8 @@ use fabstir_contracts::{JobStatus, OnChainJob};
 use fabstir_core::JobId;
 use fabstir_core::primitives::Address;
 use fabstir_core::wire::{
-    JobRequest, JobResponse, Quote, QuoteRequest, RejectReason, StreamError, StreamErrorCode,
+    NegotiationRequest, NegotiationResponse, Quote, QuoteRequest, RejectReason, StreamError,
+    StreamErrorCode,
 };
 
 use fabstir_core::clock::unix_now;
@@ -21,36 +22,36 @@ pub(super) struct ClaimedJob {
 
 impl Host {
     /// Answers a peer's job message: a quote, or whether the host takes a posted job.
-    pub(super) async fn answer(&self, request: JobRequest) -> JobResponse {
+    pub(super) async fn answer(&self, request: NegotiationRequest) -> NegotiationResponse {
         match request {
-            JobRequest::Quote(quote) => self.quote(&quote),
-            JobRequest::Posted { job } => match self.ensure_claimed(job).await {
-                Ok(_) => JobResponse::Accepted { job },
+            NegotiationRequest::Quote(quote) => self.quote(&quote),
+            NegotiationRequest::Posted { job } => match self.ensure_claimed(job).await {
+                Ok(_) => NegotiationResponse::Accepted { job },
                 Err((reason, message)) => {
                     self.metrics.jobs_refused.inc();
-                    JobResponse::Rejected { reason, message }
+                    NegotiationResponse::Rejected { reason, message }
                 }
             },
         }
     }
 
-    fn quote(&self, request: &QuoteRequest) -> JobResponse {
+    fn quote(&self, request: &QuoteRequest) -> NegotiationResponse {
         let price = match self.check_terms(&Terms::of_quote(request)) {
             Ok(price) => price,
             Err(refusal) => {
-                return JobResponse::Rejected {
+                return NegotiationResponse::Rejected {
                     reason: refusal.reason(),
                     message: refusal.to_string(),
                 };
             }
         };
         if self.busy() {
-            return JobResponse::Rejected {
+            return NegotiationResponse::Rejected {
                 reason: RejectReason::Busy,
                 message: "at capacity".into(),
             };
         }
-        JobResponse::Quote(Quote {
+        NegotiationResponse::Quote(Quote {
             host: self.address,
             model: request.model,
             price_per_token: price,

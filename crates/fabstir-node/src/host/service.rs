@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use fabstir_core::JobId;
 use fabstir_core::primitives::Address;
 use fabstir_core::wire::{
-    CapabilitiesResponse, JobRequest, JobResponse, PromptFrame, StreamDone, StreamError,
+    CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame, StreamDone,
+    StreamError,
 };
-use fabstir_p2p::{HostService, PeerId, TokenSink};
+use fabstir_p2p::{HostService, PeerId, StreamSink};
 
 use super::Host;
 
@@ -27,7 +28,7 @@ impl HostService for HostHandle {
         self.0.signed_capabilities()
     }
 
-    async fn job(&self, _peer: PeerId, request: JobRequest) -> JobResponse {
+    async fn job(&self, _peer: PeerId, request: NegotiationRequest) -> NegotiationResponse {
         self.0.answer(request).await
     }
 
@@ -40,7 +41,7 @@ impl HostService for HostHandle {
         job: JobId,
         client: Address,
         prompt: PromptFrame,
-        tokens: TokenSink,
+        tokens: StreamSink,
     ) -> Result<StreamDone, StreamError> {
         self.0.serve_stream(job, client, prompt, tokens).await
     }

@@ -11,7 +11,7 @@ use fabstir_core::auth;
 use fabstir_core::primitives::{Address, keccak256};
 use fabstir_core::wire::{PromptFrame, StreamDone, StreamError, StreamErrorCode, StreamToken};
 use fabstir_inference::GenerateRequest;
-use fabstir_p2p::TokenSink;
+use fabstir_p2p::StreamSink;
 
 use super::{Host, Terms};
 
@@ -30,7 +30,7 @@ impl Host {
         job: JobId,
         client: Address,
         prompt: PromptFrame,
-        sink: TokenSink,
+        sink: StreamSink,
     ) -> Result<StreamDone, StreamError> {
         let claimed = self
             .claimed_job(job)
@@ -108,7 +108,7 @@ impl Host {
         &self,
         job: &OnChainJob,
         prompt: &PromptFrame,
-        sink: &TokenSink,
+        sink: &StreamSink,
     ) -> Result<Generated, StreamError> {
         let model = self
             .models

@@ -8,7 +8,7 @@ use fabstir_contracts::testing::Balances;
 use fabstir_contracts::{JobStatus, LoggedEvent};
 use fabstir_core::JobId;
 use fabstir_core::primitives::{Address, U256};
-use fabstir_core::wire::{JobRequest, JobResponse};
+use fabstir_core::wire::{NegotiationRequest, NegotiationResponse};
 use fabstir_node::RunningNode;
 use fabstir_p2p::Network;
 
@@ -137,10 +137,10 @@ async fn usdc_and_eth_jobs_are_streamed_stored_submitted_and_paid_exactly() {
     let posted = env.post_eth(&details, &assigned(b), escrow).await;
     let job = posted.job;
     let answer = client
-        .negotiate(host_b.peer_id(), JobRequest::Posted { job })
+        .negotiate(host_b.peer_id(), NegotiationRequest::Posted { job })
         .await
         .unwrap();
-    assert_eq!(answer, JobResponse::Accepted { job });
+    assert_eq!(answer, NegotiationResponse::Accepted { job });
     let claimed = env.wait_status(job, JobStatus::Claimed).await;
     assert_eq!(claimed.host, Some(b));
     let streamed = stream_job(&client, host_b.peer_id(), job, &env.client_key, "")

@@ -3,7 +3,9 @@
 
 use fabstir_contracts::JobStatus;
 use fabstir_core::job::prompt_hash;
-use fabstir_core::wire::{JobRequest, JobResponse, QuoteRequest, RejectReason, StreamErrorCode};
+use fabstir_core::wire::{
+    NegotiationRequest, NegotiationResponse, QuoteRequest, RejectReason, StreamErrorCode,
+};
 use fabstir_core::{JobId, JobRequirements, ModelId, TokenAmount};
 use fabstir_node::RunningNode;
 use fabstir_p2p::Network;
@@ -111,7 +113,7 @@ async fn a_job_for_a_model_the_hosts_do_not_serve_is_ignored_and_can_be_cancelle
     let quote = client
         .negotiate(
             host_a.peer_id(),
-            JobRequest::Quote(QuoteRequest {
+            NegotiationRequest::Quote(QuoteRequest {
                 model: ModelId::from_name(OTHER_MODEL),
                 max_tokens: MAX_TOKENS,
                 token: env.usdc,
@@ -125,7 +127,7 @@ async fn a_job_for_a_model_the_hosts_do_not_serve_is_ignored_and_can_be_cancelle
     assert!(
         matches!(
             quote,
-            JobResponse::Rejected {
+            NegotiationResponse::Rejected {
                 reason: RejectReason::UnknownModel,
                 ..
             }
@@ -144,13 +146,13 @@ async fn a_job_for_a_model_the_hosts_do_not_serve_is_ignored_and_can_be_cancelle
         .await
         .job;
     let answer = client
-        .negotiate(host_a.peer_id(), JobRequest::Posted { job: other })
+        .negotiate(host_a.peer_id(), NegotiationRequest::Posted { job: other })
         .await
         .unwrap();
     assert!(
         matches!(
             answer,
-            JobResponse::Rejected {
+            NegotiationResponse::Rejected {
                 reason: RejectReason::UnknownModel,
                 ..
             }

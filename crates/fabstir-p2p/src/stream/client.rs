@@ -1,8 +1,8 @@
 //! The client's side of `/fabstir/stream/1.0.0`: answers the host's challenge with a
 //! [`ClientSigner`] (after checking that it names the registry's owner of the peer), sends the
-//! prompt and reads a [`TokenStream`] of [`StreamEvent`]s, checking batch indices and the
+//! prompt and reads a [`ClientStream`] of [`StreamEvent`]s, checking batch indices and the
 //! host's signature over the final frame. Dropping the stream or calling
-//! [`TokenStream::cancel`] stops the host's producer.
+//! [`ClientStream::cancel`] stops the host's producer.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -36,18 +36,18 @@ async fn next_host_frame(
 
 /// The client's side of a token stream: a [`Stream`] of [`StreamEvent`]s ending after
 /// [`StreamEvent::Done`] or an error. Dropping it cancels the job.
-pub struct TokenStream {
+pub struct ClientStream {
     inner: Pin<Box<dyn Stream<Item = Result<StreamEvent>> + Send>>,
     cancel: Option<oneshot::Sender<()>>,
 }
 
-impl std::fmt::Debug for TokenStream {
+impl std::fmt::Debug for ClientStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenStream").finish_non_exhaustive()
+        f.debug_struct("ClientStream").finish_non_exhaustive()
     }
 }
 
-impl TokenStream {
+impl ClientStream {
     /// Asks the host to stop generating, then ends the stream.
     pub async fn cancel(mut self) -> Result<()> {
         if let Some(cancel) = self.cancel.take() {
@@ -64,7 +64,7 @@ impl TokenStream {
     }
 }
 
-impl Stream for TokenStream {
+impl Stream for ClientStream {
     type Item = Result<StreamEvent>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -212,7 +212,7 @@ pub(crate) async fn open(
     job: JobId,
     signer: &dyn ClientSigner,
     prompt: PromptFrame,
-) -> Result<TokenStream> {
+) -> Result<ClientStream> {
     let config = ctx.config;
     let timeout = config.stream.handshake_timeout;
     let lease = ctx.pool.lease(peer, std::time::Instant::now());
@@ -286,7 +286,7 @@ pub(crate) async fn open(
     let inner = futures::stream::unfold(reader, |mut reader| async move {
         reader.next_event().await.map(|event| (event, reader))
     });
-    Ok(TokenStream {
+    Ok(ClientStream {
         inner: Box::pin(inner),
         cancel: Some(cancel_tx),
     })

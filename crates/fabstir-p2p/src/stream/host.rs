@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::config::{P2pConfig, StreamConfig};
 use crate::frame::{read_frame, read_frame_within, write_frame};
 use crate::pool::ConnectionPool;
-use crate::service::{HostService, TokenSink};
+use crate::service::{HostService, StreamSink};
 use crate::{Error, Result};
 use fabstir_core::clock::unix_now;
 
@@ -228,7 +228,7 @@ async fn run_job(
     let (tx, mut rx) = mpsc::channel::<StreamToken>(ctx.config.token_buffer.max(1));
     let host = Arc::clone(&ctx.host);
     let producer =
-        tokio::spawn(async move { host.run(job, client, prompt, TokenSink::new(tx)).await });
+        tokio::spawn(async move { host.run(job, client, prompt, StreamSink::new(tx)).await });
     let (mut reader, mut writer) = stream.split();
     let client_end = watch_client(&mut reader);
     tokio::pin!(client_end);

@@ -12,14 +12,14 @@ use fabstir_core::auth;
 use fabstir_core::node::{NodeCapabilities, TokenPrice};
 use fabstir_core::primitives::Address;
 use fabstir_core::wire::{
-    CapabilitiesResponse, JobRequest, JobResponse, PromptFrame, Quote, RejectReason, StreamDone,
-    StreamError, StreamErrorCode,
+    CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame, Quote,
+    RejectReason, StreamDone, StreamError, StreamErrorCode,
 };
 use fabstir_core::{JobId, ModelId, NodeInfo, TokenAmount};
 use libp2p::PeerId;
 
 use super::script::{self, Pacing, Script};
-use crate::service::{HostService, TokenSink};
+use crate::service::{HostService, StreamSink};
 use crate::{node_peer_id, sign_capabilities};
 
 /// The chain id a test host signs for unless told otherwise (anvil's).
@@ -269,7 +269,7 @@ impl TestHost {
         s: &Scripted,
         job: JobId,
         prompt: &PromptFrame,
-        sink: TokenSink,
+        sink: StreamSink,
     ) -> Result<StreamDone, StreamError> {
         let sent = script::stream(s.script, s.pacing, prompt, &sink, &self.produced).await;
         let (tokens, digest) = sent.inspect_err(|e| {
@@ -341,36 +341,38 @@ impl HostService for TestHost {
         response
     }
 
-    async fn job(&self, peer: PeerId, request: JobRequest) -> JobResponse {
-        let quoting = matches!(request, JobRequest::Quote(_));
+    async fn job(&self, peer: PeerId, request: NegotiationRequest) -> NegotiationResponse {
+        let quoting = matches!(request, NegotiationRequest::Quote(_));
         let answer = match &self.decider {
             Decider::Inner(inner) => inner.job(peer, request).await,
             Decider::Script(s) => match request {
-                JobRequest::Quote(q)
+                NegotiationRequest::Quote(q)
                     if s.models.contains(&q.model)
                         && q.offered_price_per_token < TokenAmount::from_base_units(s.price) =>
                 {
-                    JobResponse::Rejected {
+                    NegotiationResponse::Rejected {
                         reason: RejectReason::PriceTooLow,
                         message: format!("price per token is {}", s.price),
                     }
                 }
-                JobRequest::Quote(q) if s.models.contains(&q.model) => JobResponse::Quote(Quote {
-                    host: auth::address_of(&s.key),
-                    model: q.model,
-                    price_per_token: TokenAmount::from_base_units(s.price),
-                    token: q.token,
-                    max_tokens: q.max_tokens.min(1000),
-                    valid_until: 4_000_000_000,
-                }),
-                JobRequest::Quote(_) => JobResponse::Rejected {
+                NegotiationRequest::Quote(q) if s.models.contains(&q.model) => {
+                    NegotiationResponse::Quote(Quote {
+                        host: auth::address_of(&s.key),
+                        model: q.model,
+                        price_per_token: TokenAmount::from_base_units(s.price),
+                        token: q.token,
+                        max_tokens: q.max_tokens.min(1000),
+                        valid_until: 4_000_000_000,
+                    })
+                }
+                NegotiationRequest::Quote(_) => NegotiationResponse::Rejected {
                     reason: RejectReason::UnknownModel,
                     message: "not served here".into(),
                 },
-                JobRequest::Posted { job } => JobResponse::Accepted { job },
+                NegotiationRequest::Posted { job } => NegotiationResponse::Accepted { job },
             },
         };
-        if quoting && matches!(answer, JobResponse::Quote(_)) {
+        if quoting && matches!(answer, NegotiationResponse::Quote(_)) {
             self.crash_after_quote();
         }
         answer
@@ -399,7 +401,7 @@ impl HostService for TestHost {
         job: JobId,
         client: Address,
         prompt: PromptFrame,
-        sink: TokenSink,
+        sink: StreamSink,
     ) -> Result<StreamDone, StreamError> {
         match &self.decider {
             Decider::Inner(inner) => inner.run(job, client, prompt, sink).await,
@@ -424,8 +426,8 @@ mod tests {
         TestHost::builder(key, PeerId::random()).models(vec![ModelId::from_name("m")])
     }
 
-    fn quote(model: &str) -> JobRequest {
-        JobRequest::Quote(fabstir_core::wire::QuoteRequest {
+    fn quote(model: &str) -> NegotiationRequest {
+        NegotiationRequest::Quote(fabstir_core::wire::QuoteRequest {
             model: ModelId::from_name(model),
             max_tokens: 10,
             token: Address::zero(),
@@ -446,7 +448,7 @@ mod tests {
             seed: 1,
         };
         let done = host
-            .run(JobId(7), Address::zero(), prompt, TokenSink::new(tx))
+            .run(JobId(7), Address::zero(), prompt, StreamSink::new(tx))
             .await
             .unwrap();
         assert_eq!(done.tokens_used, 3);
@@ -474,11 +476,11 @@ mod tests {
         let peer = PeerId::random();
         // A refusal is not a quote: no crash yet.
         let refused = crashing.job(peer, quote("other")).await;
-        assert!(matches!(refused, JobResponse::Rejected { .. }));
+        assert!(matches!(refused, NegotiationResponse::Rejected { .. }));
         assert_eq!(crashes.load(Ordering::SeqCst), 0);
         for _ in 0..3 {
             let answer = crashing.job(peer, quote("m")).await;
-            assert!(matches!(answer, JobResponse::Quote(_)));
+            assert!(matches!(answer, NegotiationResponse::Quote(_)));
         }
         assert_eq!(crashes.load(Ordering::SeqCst), 1);
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use fabstir_core::wire::{PromptFrame, StreamError, StreamErrorCode, StreamToken};
 use sha2::{Digest, Sha256};
 
-use crate::service::TokenSink;
+use crate::service::StreamSink;
 
 /// Token `i` as a scripted host streams it: id `i`, text `"t{i} "`.
 pub fn token(i: u64) -> StreamToken {
@@ -84,7 +84,7 @@ pub(super) async fn stream(
     script: Script,
     pacing: Pacing,
     prompt: &PromptFrame,
-    sink: &TokenSink,
+    sink: &StreamSink,
     produced: &AtomicU64,
 ) -> Result<(u64, [u8; 32]), StreamError> {
     let (limit, pad) = script.plan(prompt)?;
@@ -151,7 +151,7 @@ mod tests {
             }
             tokens
         });
-        let sink = TokenSink::new(tx);
+        let sink = StreamSink::new(tx);
         let sent = stream(script, pacing, &prompt(text), &sink, produced).await;
         drop(sink);
         let tokens = collect.await.unwrap();
@@ -195,7 +195,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(1);
         drop(rx);
         let produced = AtomicU64::new(0);
-        let sink = TokenSink::new(tx);
+        let sink = StreamSink::new(tx);
         let forever = prompt("forever");
         let sent = stream(Script::FromPrompt, Pacing::Free, &forever, &sink, &produced).await;
         assert_eq!(sent.unwrap_err().code, StreamErrorCode::Cancelled);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fabstir_core::primitives::Address;
 use fabstir_core::select_optimal;
-use fabstir_core::wire::{JobRequest, JobResponse, QuoteRequest};
+use fabstir_core::wire::{NegotiationRequest, NegotiationResponse, QuoteRequest};
 use fabstir_core::{ModelId, ProviderQuery, SelectionCriteria, TokenAmount};
 use fabstir_p2p::testing::Fault;
 use fabstir_p2p::{HostService, InMemoryRegistry, Network, PeerId};
@@ -151,7 +151,7 @@ async fn every_models_verified_providers_are_found_through_the_dht() {
     let quote = client
         .negotiate(
             hosts[0].0.peer_id(),
-            JobRequest::Quote(QuoteRequest {
+            NegotiationRequest::Quote(QuoteRequest {
                 model: a,
                 max_tokens: 5000,
                 token: Address::zero(),
@@ -163,7 +163,7 @@ async fn every_models_verified_providers_are_found_through_the_dht() {
         .await
         .unwrap();
     match quote {
-        JobResponse::Quote(q) => {
+        NegotiationResponse::Quote(q) => {
             assert_eq!(q.max_tokens, 1000);
             assert_eq!(q.host, hosts[0].1.address());
         }

@@ -9,7 +9,7 @@ use fabstir_core::wire::{
     AuthResponse, ClientFrame, HostFrame, StreamErrorCode, StreamToken, TokenBatch,
 };
 use fabstir_core::{JobId, ModelId};
-use fabstir_p2p::{Error, InMemoryRegistry, Network, StreamEvent, TokenStream};
+use fabstir_p2p::{ClientStream, Error, InMemoryRegistry, Network, StreamEvent};
 use futures::{AsyncWriteExt, StreamExt};
 
 use crate::harness::{
@@ -50,7 +50,7 @@ async fn setup(challenge_ttl: Duration) -> Setup {
 }
 
 /// Reads a whole stream: tokens in order, then the final frame.
-async fn drain(mut stream: TokenStream) -> Result<(Vec<StreamToken>, usize, u64), Error> {
+async fn drain(mut stream: ClientStream) -> Result<(Vec<StreamToken>, usize, u64), Error> {
     let mut tokens = Vec::new();
     let mut batches = 0;
     while let Some(event) = stream.next().await {
@@ -69,7 +69,7 @@ async fn drain(mut stream: TokenStream) -> Result<(Vec<StreamToken>, usize, u64)
     panic!("stream ended without a final frame");
 }
 
-fn remote_code(result: Result<TokenStream, Error>) -> StreamErrorCode {
+fn remote_code(result: Result<ClientStream, Error>) -> StreamErrorCode {
     match result {
         Err(Error::Remote { code, .. }) => code,
         Err(other) => panic!("expected a host refusal, got {other}"),
