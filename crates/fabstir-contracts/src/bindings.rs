@@ -6,28 +6,43 @@
 
 #![allow(missing_docs, unreachable_pub, clippy::all, rust_2018_idioms)]
 
-/// The JobMarketplace contract: post, claim, settle, cancel and expire jobs.
-pub mod job_marketplace {
-    ethers::contract::abigen!(
-        JobMarketplace,
-        "$CARGO_MANIFEST_DIR/../../contracts-abi/JobMarketplace.json"
-    );
+/// One `pub mod` per compiled artifact, holding its `abigen!` binding.
+macro_rules! artifacts {
+    ($($(#[$doc:meta])* $module:ident, $name:ident, $path:tt;)*) => {
+        $($(#[$doc])* pub mod $module {
+            ethers::contract::abigen!($name, $path);
+        })*
+    };
 }
+
+artifacts! {
+/// The JobMarketplace contract: post, claim, settle, cancel and expire jobs.
+job_marketplace, JobMarketplace, "$CARGO_MANIFEST_DIR/../../contracts-abi/JobMarketplace.json";
 
 /// The NodeRegistry contract: hosts, stakes, models, prices.
-pub mod node_registry {
-    ethers::contract::abigen!(
-        NodeRegistry,
-        "$CARGO_MANIFEST_DIR/../../contracts-abi/NodeRegistry.json"
-    );
-}
+node_registry, NodeRegistry, "$CARGO_MANIFEST_DIR/../../contracts-abi/NodeRegistry.json";
 
 /// The PaymentEscrow contract, created by the marketplace.
-pub mod payment_escrow {
-    ethers::contract::abigen!(
-        PaymentEscrow,
-        "$CARGO_MANIFEST_DIR/../../contracts-abi/PaymentEscrow.json"
-    );
+payment_escrow, PaymentEscrow, "$CARGO_MANIFEST_DIR/../../contracts-abi/PaymentEscrow.json";
+
+/// The USDC-like test token (6 decimals, EIP-2612 permit, an open faucet `mint`). Talk to
+/// tokens in general through [`erc20`]; this binding is for deploying and minting test tokens.
+test_usdc, TestUSDC, "$CARGO_MANIFEST_DIR/../../contracts-abi/TestUSDC.json";
+
+/// The USDT-like test token (no return values, approve from zero only).
+test_usdt, TestUSDT, "$CARGO_MANIFEST_DIR/../../contracts-abi/TestUSDT.json";
+
+/// The DAI-like test token (18 decimals).
+test_dai, TestDAI, "$CARGO_MANIFEST_DIR/../../contracts-abi/TestDAI.json";
+
+/// The FAB staking token for local chains (18 decimals).
+test_fab, TestFAB, "$CARGO_MANIFEST_DIR/../../contracts-abi/TestFAB.json";
+
+/// A malicious ERC-20 that re-enters its caller on transfer; used by tests.
+reentrant_token, ReentrantToken, "$CARGO_MANIFEST_DIR/../../contracts-abi/ReentrantToken.json";
+
+/// A job client that rejects ETH; used by tests of undeliverable refunds.
+rejecting_client, RejectingClient, "$CARGO_MANIFEST_DIR/../../contracts-abi/RejectingClient.json";
 }
 
 /// Any ERC-20 token: OpenZeppelin's `IERC20`, `IERC20Metadata` and `IERC20Errors`, with
@@ -63,54 +78,5 @@ pub mod erc20 {
             error ERC2612InvalidSigner(address signer, address owner)
             error InvalidAccountNonce(address account, uint256 currentNonce)
         ]"#
-    );
-}
-
-/// The USDC-like test token (6 decimals, EIP-2612 permit, an open faucet `mint`). Talk to
-/// tokens in general through [`erc20`]; this binding is for deploying and minting test tokens.
-pub mod test_usdc {
-    ethers::contract::abigen!(
-        TestUSDC,
-        "$CARGO_MANIFEST_DIR/../../contracts-abi/TestUSDC.json"
-    );
-}
-
-/// The USDT-like test token (no return values, approve from zero only).
-pub mod test_usdt {
-    ethers::contract::abigen!(
-        TestUSDT,
-        "$CARGO_MANIFEST_DIR/../../contracts-abi/TestUSDT.json"
-    );
-}
-
-/// The DAI-like test token (18 decimals).
-pub mod test_dai {
-    ethers::contract::abigen!(
-        TestDAI,
-        "$CARGO_MANIFEST_DIR/../../contracts-abi/TestDAI.json"
-    );
-}
-
-/// The FAB staking token for local chains (18 decimals).
-pub mod test_fab {
-    ethers::contract::abigen!(
-        TestFAB,
-        "$CARGO_MANIFEST_DIR/../../contracts-abi/TestFAB.json"
-    );
-}
-
-/// A malicious ERC-20 that re-enters its caller on transfer; used by tests.
-pub mod reentrant_token {
-    ethers::contract::abigen!(
-        ReentrantToken,
-        "$CARGO_MANIFEST_DIR/../../contracts-abi/ReentrantToken.json"
-    );
-}
-
-/// A job client that rejects ETH; used by tests of undeliverable refunds.
-pub mod rejecting_client {
-    ethers::contract::abigen!(
-        RejectingClient,
-        "$CARGO_MANIFEST_DIR/../../contracts-abi/RejectingClient.json"
     );
 }

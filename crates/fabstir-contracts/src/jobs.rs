@@ -15,6 +15,24 @@ use crate::error::{Error, Result};
 use crate::manager::{HeadlessContractManager, send, tx_info};
 use crate::types::{PostedJob, Settlement, TxInfo};
 
+/// Marketplace transactions that take only a job id, sent by the signer; each returns what
+/// the mined transaction cost.
+macro_rules! job_transactions {
+    ($($(#[$doc:meta])* $name:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub async fn $name<S: Middleware + 'static>(
+                &self,
+                job: JobId,
+                signer: &Arc<S>,
+            ) -> Result<TxInfo> {
+                let receipt = send(self.marketplace(signer).$name(job.to_u256())).await?;
+                Ok(tx_info(&receipt))
+            }
+        )*
+    };
+}
+
 impl HeadlessContractManager {
     fn marketplace<S: Middleware + 'static>(&self, signer: &Arc<S>) -> JobMarketplace<S> {
         JobMarketplace::new(self.addresses().job_marketplace, signer.clone())
@@ -125,14 +143,15 @@ impl HeadlessContractManager {
         posted(self, &send(call).await?)
     }
 
-    /// Claims a posted job for the signer (an active registered host serving its model).
-    pub async fn claim_job<S: Middleware + 'static>(
-        &self,
-        job: JobId,
-        signer: &Arc<S>,
-    ) -> Result<TxInfo> {
-        let receipt = send(self.marketplace(signer).claim_job(job.to_u256())).await?;
-        Ok(tx_info(&receipt))
+    job_transactions! {
+        /// Claims a posted job for the signer (an active registered host serving its model).
+        claim_job;
+        /// Cancels an unclaimed job; only its client. Refunds in full.
+        cancel_job;
+        /// Expires an unfinished job after its deadline (anyone may); refunds the client in full.
+        expire_job;
+        /// The claiming host gives a job up; the client is refunded in full at once.
+        release_job;
     }
 
     /// Submits the result of a claimed job and settles it: the host is paid
@@ -159,36 +178,6 @@ impl HeadlessContractManager {
             refund: TokenAmount(completed.refund),
             tx: tx_info(&receipt),
         })
-    }
-
-    /// Cancels an unclaimed job; only its client. Refunds in full.
-    pub async fn cancel_job<S: Middleware + 'static>(
-        &self,
-        job: JobId,
-        signer: &Arc<S>,
-    ) -> Result<TxInfo> {
-        let receipt = send(self.marketplace(signer).cancel_job(job.to_u256())).await?;
-        Ok(tx_info(&receipt))
-    }
-
-    /// Expires an unfinished job after its deadline (anyone may); refunds the client in full.
-    pub async fn expire_job<S: Middleware + 'static>(
-        &self,
-        job: JobId,
-        signer: &Arc<S>,
-    ) -> Result<TxInfo> {
-        let receipt = send(self.marketplace(signer).expire_job(job.to_u256())).await?;
-        Ok(tx_info(&receipt))
-    }
-
-    /// The claiming host gives a job up; the client is refunded in full at once.
-    pub async fn release_job<S: Middleware + 'static>(
-        &self,
-        job: JobId,
-        signer: &Arc<S>,
-    ) -> Result<TxInfo> {
-        let receipt = send(self.marketplace(signer).release_job(job.to_u256())).await?;
-        Ok(tx_info(&receipt))
     }
 
     /// Owner only: adds or removes a payment token (the zero address is ETH).

@@ -86,6 +86,28 @@ impl ModelConfig {
         self.fields().map(|f| i32::try_from(f).unwrap_or(i32::MAX))
     }
 
+    /// A configuration from the header's fields, in llama2.c's order.
+    fn from_fields(fields: [usize; 7]) -> Self {
+        let [
+            dim,
+            hidden_dim,
+            n_layers,
+            n_heads,
+            n_kv_heads,
+            vocab_size,
+            seq_len,
+        ] = fields;
+        Self {
+            dim,
+            hidden_dim,
+            n_layers,
+            n_heads,
+            n_kv_heads,
+            vocab_size,
+            seq_len,
+        }
+    }
+
     /// The header's fields, in llama2.c's order.
     fn fields(&self) -> [usize; 7] {
         [
@@ -410,24 +432,8 @@ impl Model {
             *f = usize::try_from(field(i))
                 .map_err(|_| bad(format!("header field {i} is negative")))?;
         }
-        let [
-            dim,
-            hidden_dim,
-            n_layers,
-            n_heads,
-            n_kv_heads,
-            vocab_size,
-            seq_len,
-        ] = fields;
-        let config = ModelConfig {
-            dim,
-            hidden_dim,
-            n_layers,
-            n_heads,
-            n_kv_heads,
-            vocab_size,
-            seq_len,
-        };
+        let config = ModelConfig::from_fields(fields);
+        let [dim, _, n_layers, _, _, vocab_size, seq_len] = fields;
         config.validate()?;
         let per_layer: usize = LAYER_KINDS
             .iter()

@@ -19,7 +19,7 @@ use fabstir_contracts::{
 use fabstir_core::auth::SigningKey;
 use fabstir_core::primitives::{Address, H256, U256};
 use fabstir_core::wire::{PromptFrame, StreamDone};
-use fabstir_core::{Deployment, JobDetails, JobId, JobRequirements, TokenAmount};
+use fabstir_core::{Deployment, JobDetails, JobId, JobOutcome, JobRequirements, TokenAmount};
 use fabstir_node::{BackendConfig, ModelConfig, NodeConfig, RunningNode};
 use fabstir_p2p::{Keypair, Network, P2pConfig, PeerId, StreamEvent};
 use futures::StreamExt as _;
@@ -276,28 +276,22 @@ impl Env {
         let manager = &self.manager;
         wait_for(&format!("JobCompleted for job {job}"), move || async move {
             let events = manager.job_events(job, 0).await.unwrap();
-            events.into_iter().find_map(|logged| match &logged.event {
-                MarketplaceEvent::JobCompleted {
-                    host,
-                    result_cid,
-                    tokens_used,
-                    paid,
-                    fee,
-                    refund,
-                    ..
-                } => {
-                    let completed = Completed {
-                        host: *host,
-                        result_cid: result_cid.clone(),
-                        tokens_used: *tokens_used,
-                        paid: paid.base_units(),
-                        fee: fee.base_units(),
-                        refund: refund.base_units(),
-                    };
-                    Some((logged, completed))
-                }
-                _ => None,
-            })
+            events
+                .into_iter()
+                .find_map(|logged| match logged.event.outcome() {
+                    Some(JobOutcome::Settled(s)) => {
+                        let completed = Completed {
+                            host: s.host,
+                            result_cid: s.result_cid.into_bytes(),
+                            tokens_used: U256::from(s.tokens_used),
+                            paid: s.paid.base_units(),
+                            fee: s.fee.base_units(),
+                            refund: s.refund.base_units(),
+                        };
+                        Some((logged, completed))
+                    }
+                    _ => None,
+                })
         })
         .await
     }
