@@ -73,6 +73,11 @@ fn fixture(behaviours: &[HostBehaviour]) -> Fixture {
     }
 }
 
+/// Submits [`request`] and waits for its result.
+async fn run(f: &Fixture) -> crate::Result<crate::JobResult> {
+    f.sdk.submit_job(request()).await.unwrap().result().await
+}
+
 fn request() -> JobRequest {
     JobRequest::new(MODEL, "Once upon a time").max_tokens(10)
 }
@@ -128,14 +133,7 @@ async fn a_job_walks_the_whole_lifecycle_and_pays_exactly() {
 #[tokio::test]
 async fn a_host_that_never_claims_is_cancelled_and_replaced() {
     let f = fixture(&[HostBehaviour::NeverClaims, HostBehaviour::Honest]);
-    let result = f
-        .sdk
-        .submit_job(request())
-        .await
-        .unwrap()
-        .result()
-        .await
-        .unwrap();
+    let result = run(&f).await.unwrap();
     assert_eq!(result.attempts, 2);
     assert_eq!(result.failed_jobs, vec![JobId(1)]);
     f.sdk.wait_recoveries().await;
@@ -205,14 +203,7 @@ async fn a_stream_that_breaks_fails_over_and_the_escrow_expires_back() {
 #[tokio::test]
 async fn a_result_whose_cid_does_not_match_is_reported() {
     let f = fixture(&[HostBehaviour::WrongCid, HostBehaviour::Honest]);
-    let err = f
-        .sdk
-        .submit_job(request())
-        .await
-        .unwrap()
-        .result()
-        .await
-        .unwrap_err();
+    let err = run(&f).await.unwrap_err();
     assert!(
         matches!(err, Error::ResultMismatch { job: JobId(1), .. }),
         "{err}"
