@@ -20,7 +20,7 @@ pub(crate) async fn recover_escrow(inner: &Inner, job: JobId, key: &SigningKey) 
             Ok(j) => j,
             Err(e) => {
                 tracing::warn!(%job, error = %e, "recovery: reading the job");
-                tokio::time::sleep(inner.poll).await;
+                tokio::time::sleep(inner.config.poll_interval).await;
                 continue;
             }
         };
@@ -35,7 +35,7 @@ pub(crate) async fn recover_escrow(inner: &Inner, job: JobId, key: &SigningKey) 
                 } else {
                     let wait = Duration::from_secs(on_chain.details.deadline - now)
                         .min(Duration::from_secs(1));
-                    tokio::time::sleep(wait.max(inner.poll)).await;
+                    tokio::time::sleep(wait.max(inner.config.poll_interval)).await;
                     continue;
                 }
             }
@@ -53,7 +53,7 @@ pub(crate) async fn recover_escrow(inner: &Inner, job: JobId, key: &SigningKey) 
             }
             Err(e) => {
                 tracing::debug!(%job, error = %e, "recovery attempt");
-                tokio::time::sleep(inner.poll).await;
+                tokio::time::sleep(inner.config.poll_interval).await;
             }
         }
     }

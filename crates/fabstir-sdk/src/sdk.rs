@@ -2,7 +2,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use dashmap::DashMap;
 use ethers::signers::{LocalWallet, Signer as _};
@@ -26,7 +25,6 @@ use crate::{ChainClient, Error, P2pNetwork, Result, SdkConfig, SdkEvent};
 /// What every clone of the SDK and every running job shares.
 pub(crate) struct Inner {
     pub(crate) config: SdkConfig,
-    pub(crate) poll: Duration,
     pub(crate) chain: Arc<dyn ChainLayer>,
     pub(crate) network: Arc<dyn NetworkLayer>,
     signer: RwLock<Option<Arc<LocalWallet>>>,
@@ -77,7 +75,6 @@ impl FabstirSdk {
         let (events, _) = broadcast::channel(1024);
         Self {
             inner: Arc::new(Inner {
-                poll: config.poll_interval,
                 config,
                 chain,
                 network,

@@ -3,7 +3,7 @@
 
 use ethers::signers::Signer as _;
 use fabstir_core::job::prompt_hash;
-use fabstir_core::primitives::Address;
+use fabstir_core::primitives::{Address, H256};
 use fabstir_core::wire::{PromptFrame, Quote, QuoteRequest, StreamDone};
 use fabstir_core::{
     DiscoveredNode, JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, JobSettlement,
@@ -53,8 +53,10 @@ impl<'r> Attempt<'r> {
         model: ModelId,
         failed_jobs: &mut Vec<JobId>,
     ) -> Result<JobResult, AttemptError> {
-        let (quote, escrow) = self.negotiate(request, model).await?;
-        let job = self.post(request, model, &quote, escrow).await?;
+        // The prompt's hash goes into the quote request and on chain: computed once.
+        let hash = prompt_hash(&request.prompt);
+        let (quote, escrow) = self.negotiate(request, model, hash).await?;
+        let job = self.post(request, model, hash, &quote, escrow).await?;
         // From here on the escrow must come back if this host fails.
         let outcome = self.serve(request, job, quote.host).await;
         if let Err(AttemptError::Retry(_)) = &outcome {
@@ -96,6 +98,7 @@ impl<'r> Attempt<'r> {
         &mut self,
         request: &JobRequest,
         model: ModelId,
+        hash: H256,
     ) -> Result<(Quote, TokenAmount), AttemptError> {
         let runner = self.runner();
         let token = &runner.token;
@@ -108,7 +111,7 @@ impl<'r> Attempt<'r> {
             max_tokens: request.max_tokens,
             token: token.address(),
             offered_price_per_token: offered,
-            prompt_hash: prompt_hash(&request.prompt),
+            prompt_hash: hash,
             client: runner.wallet.address(),
         };
         let quote = match self.inner().network.quote(self.peer(), ask).await {
@@ -138,6 +141,7 @@ impl<'r> Attempt<'r> {
         &mut self,
         request: &JobRequest,
         model: ModelId,
+        hash: H256,
         quote: &Quote,
         escrow: TokenAmount,
     ) -> Result<JobId, AttemptError> {
@@ -146,7 +150,7 @@ impl<'r> Attempt<'r> {
         let now = inner.chain.now().await.map_err(AttemptError::fatal)?;
         let details = JobDetails {
             model,
-            prompt_hash: prompt_hash(&request.prompt),
+            prompt_hash: hash,
             max_tokens: request.max_tokens,
             price_per_token: quote.price_per_token,
             deadline: now + inner.config.timeouts.job_deadline.as_secs(),
@@ -195,7 +199,7 @@ impl<'r> Attempt<'r> {
                     host: self.peer().clone(),
                 }));
             }
-            tokio::time::sleep(inner.poll).await;
+            tokio::time::sleep(inner.config.poll_interval).await;
         }
         self.advance(JobState::Claimed, job);
         Ok(())
@@ -306,7 +310,7 @@ impl<'r> Attempt<'r> {
                 Some(JobOutcome::Settled(settlement)) => break settlement,
                 Some(JobOutcome::Refunded { .. }) => return Err(late()),
                 None if tokio::time::Instant::now() >= deadline => return Err(late()),
-                None => tokio::time::sleep(inner.poll).await,
+                None => tokio::time::sleep(inner.config.poll_interval).await,
             }
         };
         if settlement.result_cid != cid {
