@@ -1,5 +1,5 @@
 //! Shared harness for the Fabstir end-to-end tests in `tests/it`: locating the workspace, the
-//! shared test models and the developer tools.
+//! committed test models and the developer tools.
 
 use std::path::{Path, PathBuf};
 
@@ -11,11 +11,7 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The folder of shared test models: `FABSTIR_TEST_MODELS` if set, else `../shared/models`
-/// beside the workspace root.
+/// The folder of the committed llama2.c test models, `models/tinyllamas`.
 pub fn test_models_dir() -> PathBuf {
-    match std::env::var_os("FABSTIR_TEST_MODELS") {
-        Some(dir) => PathBuf::from(dir),
-        None => workspace_root().join("../shared/models"),
-    }
+    workspace_root().join("models/tinyllamas")
 }

@@ -82,9 +82,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_shared_tokenizer_matches_the_pinned_checksum() {
+    fn the_committed_tokenizer_matches_the_pinned_checksum() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let shared = root.join("../shared/models/tokenizer.bin");
-        assert_eq!(sha256_of(&shared).unwrap(), FILES[1].2);
+        let committed = root.join("models/tinyllamas/tokenizer.bin");
+        assert_eq!(sha256_of(&committed).unwrap(), FILES[1].2);
     }
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// The corpus, relative to the workspace root.
-const CORPUS: &str = "../shared/corpus/tinyshakespeare.txt";
+const CORPUS: &str = "models/shakespeare/tinyshakespeare.txt";
 /// Where the model is written, relative to the workspace root.
 const OUT: &str = "models/shakespeare";
 /// Flags passed through to `fabstir-train` (each takes a value).
@@ -64,7 +64,7 @@ pub(crate) fn train_model(root: &Path, args: &[String]) -> Result<()> {
     }
     if !root.join(&corpus).is_file() {
         bail!(
-            "corpus {} not found (tinyshakespeare.txt belongs in <workspace>/../shared/corpus)",
+            "corpus {} not found (give its path with --corpus FILE)",
             root.join(&corpus).display()
         );
     }

@@ -68,7 +68,7 @@ pub struct ModelFiles {
 
 impl ModelFiles {
     /// The model the project ships: `models/shakespeare` in the workspace when present
-    /// (readable text), else the shared `stories260K.bin` (token ids only).
+    /// (readable text), else `models/tinyllamas/stories260K.bin` (token ids only).
     pub fn default_for(workspace: &Path) -> Self {
         let shakespeare = workspace.join("models/shakespeare");
         if shakespeare.join("model.bin").exists() {
@@ -78,12 +78,9 @@ impl ModelFiles {
                 tokenizer: Some(shakespeare.join("tokenizer.bin")),
             };
         }
-        let shared = std::env::var_os("FABSTIR_TEST_MODELS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace.join("../shared/models"));
         Self {
             name: "stories260K".into(),
-            checkpoint: shared.join("stories260K.bin"),
+            checkpoint: workspace.join("models/tinyllamas/stories260K.bin"),
             tokenizer: None,
         }
     }

@@ -1,7 +1,7 @@
 //! Tokens per second of the embedded engine: greedy generation on stories260K.bin.
 //!
 //! Run with `cargo bench -p fabstir-inference`; the model is found like the tests find it
-//! (`FABSTIR_TEST_MODELS` or `<workspace>/../shared/models`).
+//! (`<workspace>/models/tinyllamas`).
 #![allow(missing_docs)] // criterion's macros generate undocumented public functions.
 
 use std::ops::ControlFlow;
@@ -14,11 +14,7 @@ use fabstir_inference::{EmbeddedEngine, EngineConfig, GenerateRequest, Inference
 const TOKENS: u32 = 256;
 
 fn model_path() -> PathBuf {
-    let dir = match std::env::var_os("FABSTIR_TEST_MODELS") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models"),
-    };
-    dir.join("stories260K.bin")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/tinyllamas/stories260K.bin")
 }
 
 fn generation(c: &mut Criterion) {

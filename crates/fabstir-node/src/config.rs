@@ -13,7 +13,7 @@
 //!
 //! [[models]]
 //! name = "stories260K"
-//! backend = { embedded = { checkpoint = "../shared/models/stories260K.bin" } }
+//! backend = { embedded = { checkpoint = "models/tinyllamas/stories260K.bin" } }
 //! prices = { ETH = "0.000000001", USDC = "0.0001" }
 //! ```
 

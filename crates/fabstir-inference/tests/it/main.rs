@@ -7,13 +7,9 @@ mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
-/// The directory of the shared test models: `FABSTIR_TEST_MODELS`, or `../shared/models`
-/// beside the workspace.
+/// The directory of the committed test models, `<workspace>/models/tinyllamas`.
 fn models_dir() -> PathBuf {
-    match std::env::var_os("FABSTIR_TEST_MODELS") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models"),
-    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/tinyllamas")
 }
 
 /// A test model file; a missing file fails the test with a message saying where it belongs.
@@ -21,8 +17,7 @@ fn model_file(name: &str) -> PathBuf {
     let path = models_dir().join(name);
     assert!(
         path.is_file(),
-        "test model {} not found: put the shared test models in <workspace>/../shared/models \
-         or point FABSTIR_TEST_MODELS at their directory",
+        "test model {} not found (the test models are committed in models/tinyllamas)",
         path.display()
     );
     path

@@ -40,19 +40,11 @@ pub const MAX_TOKENS: u32 = 8;
 /// How long a test waits for chain state before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// The checkpoint of the test model: `$FABSTIR_TEST_MODELS/stories260K.bin`, else the shared
-/// models folder next to the workspace.
+/// The checkpoint of the test model, committed in the workspace's `models/tinyllamas`.
 fn checkpoint() -> PathBuf {
-    let dir = std::env::var_os("FABSTIR_TEST_MODELS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models"),
-        PathBuf::from,
-    );
-    let path = dir.join("stories260K.bin");
-    assert!(
-        path.exists(),
-        "test model {} is missing: set FABSTIR_TEST_MODELS to the folder holding stories260K.bin",
-        path.display()
-    );
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/tinyllamas/stories260K.bin");
+    assert!(path.exists(), "test model {} is missing", path.display());
     path
 }
 

@@ -11,20 +11,11 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The training corpus: `FABSTIR_TEST_CORPUS`, or `../shared/corpus/tinyshakespeare.txt`
-/// beside the workspace; missing, the test fails and says where it belongs.
+/// The training corpus, committed as `models/shakespeare/tinyshakespeare.txt`.
 fn corpus() -> String {
-    let path = match std::env::var_os("FABSTIR_TEST_CORPUS") {
-        Some(path) => PathBuf::from(path),
-        None => workspace_root().join("../shared/corpus/tinyshakespeare.txt"),
-    };
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "corpus {} not readable ({e}): put tinyshakespeare.txt in <workspace>/../shared/corpus \
-             or point FABSTIR_TEST_CORPUS at it",
-            path.display()
-        )
-    })
+    let path = workspace_root().join("models/shakespeare/tinyshakespeare.txt");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("corpus {} not readable: {e}", path.display()))
 }
 
 /// The committed model's directory, checked to hold both files.
