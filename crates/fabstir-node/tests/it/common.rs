@@ -42,8 +42,8 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 /// The checkpoint of the test model, committed in the workspace's `models/tinyllamas`.
 fn checkpoint() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/tinyllamas/stories260K.bin");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tinyllamas/stories260K.bin");
     assert!(path.exists(), "test model {} is missing", path.display());
     path
 }
