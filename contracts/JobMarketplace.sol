@@ -4,19 +4,26 @@ pragma solidity ^0.8.24;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {NodeRegistry} from "./NodeRegistry.sol";
 import {PaymentEscrow} from "./PaymentEscrow.sol";
 
 /// @title JobMarketplace
 /// @notice Clients post inference jobs with escrowed payment (ETH or an accepted ERC-20);
-/// registered hosts claim them and submit the result CID with the number of tokens used. The
-/// host is paid `min(tokensUsed * pricePerToken, escrow)` less the protocol fee, which goes to
-/// the treasury; the rest is refunded to the client in the same transaction. The prompt never
-/// goes on chain, only its keccak256 hash. Clients approve this contract (the spender) for
-/// ERC-20 payments; it moves the funds straight into the PaymentEscrow.
-contract JobMarketplace is Ownable, ReentrancyGuardTransient {
+/// registered hosts claim them and submit the result CID with the number of tokens used. A job
+/// is fully funded: its escrow is exactly `maxTokens * pricePerToken`. The host is paid
+/// `tokensUsed * pricePerToken` less the protocol fee (its rate fixed when the job was posted),
+/// which accrues to the treasury; the rest is refunded to the client in the same transaction.
+/// The prompt never goes on chain, only its keccak256 hash. Clients approve this contract (the
+/// spender) for ERC-20 payments; it moves the funds straight into the PaymentEscrow.
+///
+/// Time rules (immutable, set at deployment): a job lasts at least `minJobDuration`; a claimed
+/// job may still be settled during `submitGrace` after its deadline, and nobody can expire it
+/// then; a client whose host stays silent asks to close, and the host has `closeWindow` to
+/// settle before the job can be expired and refunded. The owner has no power over jobs in
+/// flight: it lists tokens and sets the fee and treasury for jobs posted later.
+contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     /// @notice Highest protocol fee, in basis points (10%).
@@ -32,7 +39,8 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
         Completed,
         Cancelled,
         Expired,
-        Released
+        Released,
+        Closing
     }
 
     /// @notice What the client asks for and pays.
@@ -62,9 +70,11 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
         uint256 pricePerToken;
         uint64 deadline;
         JobStatus status;
+        uint16 feeBps;
     }
 
-    // Packed into three slots; a claim writes only slot 2. The model id is stored as an index
+    // Packed into three slots; a claim writes only slot 2. While Closing, `deadline` holds the
+    // end of the host's last chance to settle. The model id is stored as an index
     // into `_models`; the prompt hash and the result CID live only in the JobPosted and
     // JobCompleted events.
     struct JobRecord {
@@ -72,6 +82,7 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
         address client;
         uint40 deadline;
         uint32 modelIndex;
+        uint16 feeBps;
         // slot 1
         address token;
         uint96 amount;
@@ -86,6 +97,13 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
     NodeRegistry public immutable registry;
     /// @notice Where job funds are held; clients approve this address.
     PaymentEscrow public immutable escrow;
+    /// @notice Shortest time from posting to a job's deadline, in seconds.
+    uint64 public immutable minJobDuration;
+    /// @notice Seconds after its deadline during which a claimed job may still be settled and
+    /// cannot be expired.
+    uint64 public immutable submitGrace;
+    /// @notice Seconds a host has to settle after the client asked to close.
+    uint64 public immutable closeWindow;
 
     // One slot: read or written together on every post and submit.
     address private _treasury;
@@ -102,10 +120,14 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
 
     /// @notice The payment token is not on the accepted list.
     error TokenNotAccepted(address token);
-    /// @notice A job must escrow something.
-    error ZeroAmount();
-    /// @notice The escrow amount does not fit the packed storage (uint96).
-    error AmountTooLarge(uint256 amount);
+    /// @notice A job's price per token must be above zero.
+    error ZeroPrice();
+    /// @notice The escrow must be exactly `maxTokens * pricePerToken`.
+    error WrongAmount(uint256 expected, uint256 amount);
+    /// @notice The named host asks more per token in this payment token (0: it does not take it).
+    error BelowHostPrice(address host, uint256 hostPrice, uint256 pricePerToken);
+    /// @notice The escrow received less than the amount (a fee-on-transfer token).
+    error TransferShortfall(address token, uint256 amount, uint256 received);
     /// @notice The price per token does not fit the packed storage (uint64).
     error PriceTooLarge(uint256 pricePerToken);
     /// @notice The job details are malformed (zero model id, or max tokens zero or above 2^24-1).
@@ -138,6 +160,10 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
     error FeeTooHigh(uint16 feeBps);
     /// @notice A zero address where one is required.
     error ZeroAddress();
+    /// @notice Only the treasury may withdraw the fees.
+    error NotTreasury(address caller);
+    /// @notice Ownership cannot be renounced: the marketplace would lose its configuration.
+    error RenounceDisabled();
 
     /// @notice A job was posted and its payment escrowed. `host` is address(0) for open jobs.
     event JobPosted(
@@ -170,6 +196,8 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
     event JobExpired(uint256 indexed jobId, address indexed caller, uint256 refund);
     /// @notice The claiming host gave the job up and the client was refunded.
     event JobReleased(uint256 indexed jobId, address indexed host, uint256 refund);
+    /// @notice The client asked to close a claimed job; the host may settle until `settleBy`.
+    event CloseRequested(uint256 indexed jobId, address indexed host, uint64 settleBy);
     /// @notice The owner added or removed a payment token (address(0) is ETH).
     event TokenAcceptanceChanged(address indexed token, bool accepted);
     /// @notice The owner changed the protocol fee.
@@ -177,10 +205,21 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
     /// @notice The owner changed the treasury.
     event TreasuryChanged(address treasury);
 
-    constructor(address owner_, NodeRegistry registry_, address treasury_, uint16 feeBps_) Ownable(owner_) {
+    constructor(
+        address owner_,
+        NodeRegistry registry_,
+        address treasury_,
+        uint16 feeBps_,
+        uint64 minJobDuration_,
+        uint64 submitGrace_,
+        uint64 closeWindow_
+    ) Ownable(owner_) {
         if (treasury_ == address(0) || address(registry_) == address(0)) revert ZeroAddress();
         if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_);
         registry = registry_;
+        minJobDuration = minJobDuration_;
+        submitGrace = submitGrace_;
+        closeWindow = closeWindow_;
         escrow = new PaymentEscrow(address(this));
         _treasury = treasury_;
         _feeBps = feeBps_;
@@ -224,6 +263,20 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
         emit TreasuryChanged(treasury_);
     }
 
+    /// @notice Disabled: see `RenounceDisabled`.
+    function renounceOwnership() public view override onlyOwner {
+        revert RenounceDisabled();
+    }
+
+    // ----- treasury -----
+
+    /// @notice Sends the fees accrued in `token` to `to`; only the treasury.
+    function withdrawFees(address token, address to) external nonReentrant returns (uint256) {
+        if (msg.sender != _treasury) revert NotTreasury(msg.sender);
+        if (to == address(0)) revert ZeroAddress();
+        return escrow.withdrawFees(token, to);
+    }
+
     // ----- client -----
 
     /// @notice Posts a job paid in ETH; the escrow is `msg.value`.
@@ -246,7 +299,7 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
     ) external nonReentrant returns (uint256 jobId) {
         if (token == address(0)) revert TokenNotAccepted(token);
         jobId = _post(details, requirements, token, amount);
-        IERC20(token).safeTransferFrom(msg.sender, address(escrow), amount);
+        _pull(token, amount);
     }
 
     /// @notice Posts a job paid with an EIP-2612 token: the permit (spender: this contract) and the
@@ -265,7 +318,7 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
         if (token == address(0)) revert TokenNotAccepted(token);
         jobId = _post(details, requirements, token, amount);
         try IERC20Permit(token).permit(msg.sender, address(this), amount, permitDeadline, v, r, s) {} catch {}
-        IERC20(token).safeTransferFrom(msg.sender, address(escrow), amount);
+        _pull(token, amount);
     }
 
     /// @notice Cancels an unclaimed job; only its client; refunds in full.
@@ -280,15 +333,36 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
         emit JobCancelled(jobId, client, amount);
     }
 
-    /// @notice After the deadline, anyone may expire an unfinished job; refunds the client in full.
+    /// @notice Asks to close a claimed job whose host is silent; only its client. The host may
+    /// still settle until `closeWindow` from now (or its grace period's end, if sooner); then
+    /// anyone may expire the job and the client is refunded.
+    function requestClose(uint256 jobId) external {
+        JobRecord storage job = _jobs[jobId];
+        _requireStatus(jobId, job, JobStatus.Claimed);
+        address client = job.client;
+        if (msg.sender != client) revert NotClient(jobId, client, msg.sender);
+        uint256 settleBy = block.timestamp + closeWindow;
+        uint256 graceEnd = uint256(job.deadline) + submitGrace;
+        if (settleBy > graceEnd) settleBy = graceEnd;
+        job.deadline = uint40(settleBy);
+        job.status = JobStatus.Closing;
+        emit CloseRequested(jobId, job.host, uint64(settleBy));
+    }
+
+    /// @notice Ends an unfinished job whose time is up and refunds its client in full; anyone may
+    /// call it. An unclaimed job's time ends at its deadline, a claimed one's at the end of the
+    /// grace period, a closing one's at the end of the close window.
     function expireJob(uint256 jobId) external nonReentrant {
         JobRecord storage job = _jobs[jobId];
         JobStatus status = job.status;
         if (status == JobStatus.None) revert JobNotFound(jobId);
-        if (status != JobStatus.Posted && status != JobStatus.Claimed) revert InvalidJobStatus(jobId, status);
-        uint64 deadline = job.deadline;
-        if (block.timestamp <= deadline) revert DeadlineNotReached(jobId, deadline);
+        if (status != JobStatus.Posted && status != JobStatus.Claimed && status != JobStatus.Closing) {
+            revert InvalidJobStatus(jobId, status);
+        }
+        uint64 end = _settleBy(job, status);
+        if (block.timestamp <= end) revert DeadlineNotReached(jobId, end);
         job.status = JobStatus.Expired;
+        if (status != JobStatus.Posted) registry.closeClaim(job.host);
         uint256 amount = job.amount;
         escrow.refund(job.token, job.client, amount);
         emit JobExpired(jobId, msg.sender, amount);
@@ -297,7 +371,7 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
     // ----- host -----
 
     /// @notice Claims a posted job; only an active registered host serving the model, and the
-    /// assigned host if the job names one.
+    /// assigned host if the job names one. The claim locks the host's stake until the job ends.
     function claimJob(uint256 jobId) external {
         JobRecord storage job = _jobs[jobId];
         JobStatus status = job.status;
@@ -310,34 +384,37 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
         if (block.timestamp > deadline) revert DeadlinePassed(jobId, deadline);
         address assigned = job.host;
         if (assigned != address(0) && assigned != msg.sender) revert NotAssignedHost(jobId, assigned, msg.sender);
-        // Only a static call to the registry follows, so no reentrancy guard is needed.
+        // The registry is trusted (set at construction), so no reentrancy guard is needed.
         bytes32 modelId = _models[job.modelIndex];
-        if (!registry.canServe(msg.sender, modelId)) revert HostNotEligible(msg.sender, modelId);
+        if (!registry.openClaim(msg.sender, modelId)) revert HostNotEligible(msg.sender, modelId);
         job.host = msg.sender;
         job.status = JobStatus.Claimed;
         emit JobClaimed(jobId, msg.sender);
     }
 
-    /// @notice Submits the result of a claimed job before its deadline and settles it.
+    /// @notice Submits the result of a claimed job and settles it: before the deadline, or
+    /// during the grace period after it, or before the close window ends if the client asked
+    /// to close.
     function submitResult(uint256 jobId, bytes calldata resultCid, uint256 tokensUsed) external nonReentrant {
         JobRecord storage job = _jobs[jobId];
-        _requireStatus(jobId, job, JobStatus.Claimed);
+        JobStatus status = _requireClaimed(jobId, job);
         address host = job.host;
         if (msg.sender != host) revert NotClaimer(jobId, host, msg.sender);
-        uint64 deadline = job.deadline;
-        if (block.timestamp > deadline) revert DeadlinePassed(jobId, deadline);
+        uint64 end = _settleBy(job, status);
+        if (block.timestamp > end) revert DeadlinePassed(jobId, end);
         uint32 maxTokens = job.maxTokens;
         if (tokensUsed > maxTokens) revert TokensExceedMax(jobId, tokensUsed, maxTokens);
         if (resultCid.length == 0 || resultCid.length > MAX_CID_LENGTH) revert InvalidResultCid();
 
         uint256 amount = job.amount;
+        // Never above `amount`: the escrow is exactly maxTokens * pricePerToken.
         uint256 cost = tokensUsed * job.pricePerToken;
-        if (cost > amount) cost = amount;
-        uint256 fee = (cost * _feeBps) / 10_000;
+        uint256 fee = (cost * job.feeBps) / 10_000;
         uint256 paid = cost - fee;
         uint256 refundAmount = amount - cost;
         job.status = JobStatus.Completed;
-        escrow.settle(job.token, host, paid, _treasury, fee, job.client, refundAmount);
+        registry.closeClaim(host);
+        escrow.settle(job.token, host, paid, fee, job.client, refundAmount);
         emit JobCompleted(jobId, host, resultCid, tokensUsed, paid, fee, refundAmount);
     }
 
@@ -345,10 +422,11 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
     /// client is refunded in full at once instead of waiting for the deadline.
     function releaseJob(uint256 jobId) external nonReentrant {
         JobRecord storage job = _jobs[jobId];
-        _requireStatus(jobId, job, JobStatus.Claimed);
+        _requireClaimed(jobId, job);
         address host = job.host;
         if (msg.sender != host) revert NotClaimer(jobId, host, msg.sender);
         job.status = JobStatus.Released;
+        registry.closeClaim(host);
         uint256 amount = job.amount;
         escrow.refund(job.token, job.client, amount);
         emit JobReleased(jobId, host, amount);
@@ -368,7 +446,8 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
             maxTokens: job.maxTokens,
             pricePerToken: job.pricePerToken,
             deadline: job.deadline,
-            status: job.status
+            status: job.status,
+            feeBps: job.feeBps
         });
     }
 
@@ -403,17 +482,7 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
         private
         returns (uint256 jobId)
     {
-        if (_tokenIndex[token] == 0) revert TokenNotAccepted(token);
-        if (amount == 0) revert ZeroAmount();
-        if (amount > type(uint96).max) revert AmountTooLarge(amount);
-        if (details.pricePerToken > type(uint64).max) revert PriceTooLarge(details.pricePerToken);
-        if (details.modelId == bytes32(0) || details.maxTokens == 0 || details.maxTokens > type(uint24).max) {
-            revert InvalidJobDetails();
-        }
-        if (details.deadline <= block.timestamp || details.deadline > type(uint40).max) {
-            revert InvalidDeadline(details.deadline, block.timestamp);
-        }
-
+        _checkTerms(details, requirements.host, token, amount);
         jobId = _nextJobId;
         _nextJobId = uint64(jobId + 1);
         address host = requirements.host;
@@ -421,6 +490,7 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
             client: msg.sender,
             deadline: uint40(details.deadline),
             modelIndex: _modelIndexOf(details.modelId),
+            feeBps: _feeBps,
             token: token,
             amount: uint96(amount),
             host: host,
@@ -442,6 +512,29 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
         );
     }
 
+    /// Refuses malformed or underfunded terms: a zero price, an escrow other than exactly
+    /// `maxTokens * pricePerToken`, too short a deadline, a price below the named host's.
+    function _checkTerms(JobDetails calldata details, address host, address token, uint256 amount) private view {
+        if (_tokenIndex[token] == 0) revert TokenNotAccepted(token);
+        uint256 price = details.pricePerToken;
+        if (price == 0) revert ZeroPrice();
+        if (price > type(uint64).max) revert PriceTooLarge(price);
+        if (details.modelId == bytes32(0) || details.maxTokens == 0 || details.maxTokens > type(uint24).max) {
+            revert InvalidJobDetails();
+        }
+        // Both factors are bounded (2^24 and 2^64), so the product fits the escrow's uint96.
+        uint256 expected = uint256(details.maxTokens) * price;
+        if (amount != expected) revert WrongAmount(expected, amount);
+        if (details.deadline < block.timestamp + minJobDuration || details.deadline > type(uint40).max) {
+            revert InvalidDeadline(details.deadline, block.timestamp);
+        }
+        if (host != address(0)) {
+            uint256 hostPrice = registry.priceOf(host, token);
+            if (hostPrice == 0 || price < hostPrice) revert BelowHostPrice(host, hostPrice, price);
+        }
+
+    }
+
     function _modelIndexOf(bytes32 modelId) private returns (uint32 index) {
         index = _modelIndex[modelId];
         if (index == 0) {
@@ -449,6 +542,29 @@ contract JobMarketplace is Ownable, ReentrancyGuardTransient {
             _models[index] = modelId;
             _modelIndex[modelId] = index;
         }
+    }
+
+    /// Moves `amount` of `token` from the caller to the escrow and refuses tokens that deliver
+    /// less than they were asked to move (fee-on-transfer): the escrow must hold what it records.
+    function _pull(address token, uint256 amount) private {
+        uint256 before = IERC20(token).balanceOf(address(escrow));
+        IERC20(token).safeTransferFrom(msg.sender, address(escrow), amount);
+        uint256 received = IERC20(token).balanceOf(address(escrow)) - before;
+        if (received != amount) revert TransferShortfall(token, amount, received);
+    }
+
+    /// The last second a job in `status` may be settled (and after which it may be expired).
+    function _settleBy(JobRecord storage job, JobStatus status) private view returns (uint64) {
+        uint64 deadline = job.deadline;
+        return status == JobStatus.Claimed ? deadline + submitGrace : deadline;
+    }
+
+    /// Requires a claimed or closing job; returns which.
+    function _requireClaimed(uint256 jobId, JobRecord storage job) private view returns (JobStatus status) {
+        status = job.status;
+        if (status == JobStatus.Claimed || status == JobStatus.Closing) return status;
+        if (status == JobStatus.None) revert JobNotFound(jobId);
+        revert InvalidJobStatus(jobId, status);
     }
 
     function _requireStatus(uint256 jobId, JobRecord storage job, JobStatus expected) private view {

@@ -3,14 +3,20 @@ pragma solidity ^0.8.24;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 /// @title NodeRegistry
 /// @notice Hosts register here by staking FAB with their libp2p peer id, the models they serve,
 /// a price per token for each payment token, and a metadata string. Unregistering starts an
-/// unbonding delay after which the stake can be withdrawn.
-contract NodeRegistry is Ownable, ReentrancyGuardTransient {
+/// unbonding delay after which the stake can be withdrawn, and never while the host holds
+/// claimed jobs: the marketplace (bound once, at deployment) locks the stake per open claim.
+///
+/// A peer id is not exclusive: registering one proves no ownership of its libp2p key, so
+/// exclusivity would let anyone lock a host out by registering its public peer id first.
+/// Clients go from address to peer id (`getNode`) and check the peer id against the
+/// connection and the host's signed identity, never from peer id to address.
+contract NodeRegistry is Ownable2Step, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     /// @notice Most models one node may serve (keeps every loop bounded).
@@ -21,6 +27,8 @@ contract NodeRegistry is Ownable, ReentrancyGuardTransient {
     uint256 public constant MAX_PEER_ID = 128;
     /// @notice Longest metadata accepted, in bytes.
     uint256 public constant MAX_METADATA = 1024;
+    /// @notice Longest unbonding delay the owner may set.
+    uint64 public constant MAX_UNBONDING_DELAY = 365 days;
 
     /// @notice A node as returned by views.
     struct Node {
@@ -35,10 +43,13 @@ contract NodeRegistry is Ownable, ReentrancyGuardTransient {
         uint64 unbondingEnd;
     }
 
+    // Slot 0 packs the stake, the unbonding end, the active flag and the claimed jobs that
+    // lock the stake.
     struct NodeRecord {
         uint128 stake;
         uint64 unbondingEnd;
         bool active;
+        uint32 openClaims;
         bytes peerId;
         bytes32[] models;
         address[] priceTokens;
@@ -51,11 +62,12 @@ contract NodeRegistry is Ownable, ReentrancyGuardTransient {
     uint256 public minStake;
     /// @notice Seconds between `unregister` and `withdrawStake`.
     uint64 public unbondingDelay;
+    /// @notice The marketplace allowed to lock and unlock stakes (set once).
+    address public marketplace;
 
     mapping(address => NodeRecord) private _nodes;
     mapping(address => mapping(bytes32 => bool)) private _serves;
     mapping(address => mapping(address => uint256)) private _prices;
-    mapping(bytes32 => address) private _peerOwner;
     mapping(bytes32 => address[]) private _modelNodes;
     mapping(bytes32 => mapping(address => uint256)) private _modelIndex; // 1-based
 
@@ -67,8 +79,6 @@ contract NodeRegistry is Ownable, ReentrancyGuardTransient {
     error StakeTooLow(uint256 stake, uint256 minimum);
     /// @notice The stake does not fit the packed storage (uint128).
     error StakeTooHigh(uint256 stake);
-    /// @notice The peer id belongs to another node.
-    error PeerIdTaken(bytes peerId, address owner);
     /// @notice The peer id is empty or too long.
     error InvalidPeerId();
     /// @notice Too many models, or a duplicate or zero model id.
@@ -81,6 +91,16 @@ contract NodeRegistry is Ownable, ReentrancyGuardTransient {
     error StillUnbonding(uint64 unbondingEnd);
     /// @notice The node must unregister before withdrawing.
     error NotUnbonding(address node);
+    /// @notice The stake is locked by claimed jobs the node has not finished.
+    error StakeLocked(uint32 openClaims);
+    /// @notice The unbonding delay is above `MAX_UNBONDING_DELAY`.
+    error UnbondingDelayTooLong(uint64 delay);
+    /// @notice The caller is not the marketplace.
+    error NotMarketplace(address caller);
+    /// @notice The marketplace is bound already, or the address is zero.
+    error MarketplaceAlreadyBound(address marketplace);
+    /// @notice Ownership cannot be renounced: the registry would lose its configuration.
+    error RenounceDisabled();
 
     /// @notice A node registered.
     /// Followed by ModelsUpdated, PriceUpdated and MetadataUpdated for its initial settings.
@@ -99,8 +119,11 @@ contract NodeRegistry is Ownable, ReentrancyGuardTransient {
     event MinStakeChanged(uint256 minStake);
     /// @notice The owner changed the unbonding delay.
     event UnbondingDelayChanged(uint64 delay);
+    /// @notice The marketplace was bound.
+    event MarketplaceBound(address marketplace);
 
     constructor(address owner_, IERC20 stakeToken_, uint256 minStake_, uint64 unbondingDelay_) Ownable(owner_) {
+        if (unbondingDelay_ > MAX_UNBONDING_DELAY) revert UnbondingDelayTooLong(unbondingDelay_);
         stakeToken = stakeToken_;
         minStake = minStake_;
         unbondingDelay = unbondingDelay_;
@@ -116,8 +139,38 @@ contract NodeRegistry is Ownable, ReentrancyGuardTransient {
 
     /// @notice Sets the unbonding delay for future unregistrations.
     function setUnbondingDelay(uint64 delay) external onlyOwner {
+        if (delay > MAX_UNBONDING_DELAY) revert UnbondingDelayTooLong(delay);
         unbondingDelay = delay;
         emit UnbondingDelayChanged(delay);
+    }
+
+    /// @notice Binds the marketplace that locks stakes; once, at deployment.
+    function setMarketplace(address marketplace_) external onlyOwner {
+        if (marketplace != address(0) || marketplace_ == address(0)) revert MarketplaceAlreadyBound(marketplace);
+        marketplace = marketplace_;
+        emit MarketplaceBound(marketplace_);
+    }
+
+    /// @notice Disabled: see `RenounceDisabled`.
+    function renounceOwnership() public view override onlyOwner {
+        revert RenounceDisabled();
+    }
+
+    // ----- marketplace -----
+
+    /// @notice Locks `node`'s stake for one more claimed job if it is active and serves
+    /// `modelId`; returns whether it does.
+    function openClaim(address node, bytes32 modelId) external returns (bool eligible) {
+        if (msg.sender != marketplace) revert NotMarketplace(msg.sender);
+        if (!_serves[node][modelId]) return false;
+        _nodes[node].openClaims += 1;
+        return true;
+    }
+
+    /// @notice Releases the lock of one claimed job of `node` (settled, released or expired).
+    function closeClaim(address node) external {
+        if (msg.sender != marketplace) revert NotMarketplace(msg.sender);
+        _nodes[node].openClaims -= 1;
     }
 
     // ----- host -----
@@ -135,7 +188,7 @@ contract NodeRegistry is Ownable, ReentrancyGuardTransient {
         if (node.stake != 0 || node.active) revert AlreadyRegistered(msg.sender);
         if (stake < minStake || stake == 0) revert StakeTooLow(stake, minStake);
         if (stake > type(uint128).max) revert StakeTooHigh(stake);
-        _claimPeerId(peerId);
+        if (peerId.length == 0 || peerId.length > MAX_PEER_ID) revert InvalidPeerId();
         node.stake = uint128(stake);
         node.active = true;
         node.unbondingEnd = 0;
@@ -169,10 +222,10 @@ contract NodeRegistry is Ownable, ReentrancyGuardTransient {
     function unregister() external {
         NodeRecord storage node = _activeNode(msg.sender);
         _clearModels(msg.sender, node);
-        delete _peerOwner[keccak256(node.peerId)];
         node.active = false;
         uint64 end = uint64(block.timestamp) + unbondingDelay;
         node.unbondingEnd = end;
+        emit ModelsUpdated(msg.sender, new bytes32[](0));
         emit NodeUnregistered(msg.sender, end);
     }
 
@@ -181,6 +234,7 @@ contract NodeRegistry is Ownable, ReentrancyGuardTransient {
         NodeRecord storage node = _nodes[msg.sender];
         if (node.active || node.stake == 0) revert NotUnbonding(msg.sender);
         if (block.timestamp < node.unbondingEnd) revert StillUnbonding(node.unbondingEnd);
+        if (node.openClaims != 0) revert StakeLocked(node.openClaims);
         uint256 amount = node.stake;
         address[] storage tokens = node.priceTokens;
         for (uint256 i = 0; i < tokens.length; ++i) {
@@ -210,9 +264,9 @@ contract NodeRegistry is Ownable, ReentrancyGuardTransient {
         out.unbondingEnd = node.unbondingEnd;
     }
 
-    /// @notice The active node owning `peerId`, or address(0).
-    function nodeByPeerId(bytes calldata peerId) external view returns (address) {
-        return _peerOwner[keccak256(peerId)];
+    /// @notice How many claimed jobs lock `node`'s stake.
+    function openClaims(address node) external view returns (uint256) {
+        return _nodes[node].openClaims;
     }
 
     /// @notice Whether `node` is registered and active.
@@ -244,8 +298,7 @@ contract NodeRegistry is Ownable, ReentrancyGuardTransient {
         address[] storage all = _modelNodes[modelId];
         total = all.length;
         if (offset >= total) return (new address[](0), total);
-        uint256 end = offset + limit;
-        if (end > total) end = total;
+        uint256 end = limit > total - offset ? total : offset + limit;
         page = new address[](end - offset);
         for (uint256 i = offset; i < end; ++i) {
             page[i - offset] = all[i];
@@ -257,14 +310,6 @@ contract NodeRegistry is Ownable, ReentrancyGuardTransient {
     function _activeNode(address operator) private view returns (NodeRecord storage node) {
         node = _nodes[operator];
         if (!node.active) revert NotRegistered(operator);
-    }
-
-    function _claimPeerId(bytes calldata peerId) private {
-        if (peerId.length == 0 || peerId.length > MAX_PEER_ID) revert InvalidPeerId();
-        bytes32 peerKey = keccak256(peerId);
-        address peerOwner = _peerOwner[peerKey];
-        if (peerOwner != address(0)) revert PeerIdTaken(peerId, peerOwner);
-        _peerOwner[peerKey] = msg.sender;
     }
 
     function _setMetadata(NodeRecord storage node, string calldata metadata) private {

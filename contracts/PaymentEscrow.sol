@@ -11,6 +11,9 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 /// ERC-20 funds are moved here by the marketplace from the client (who approved the
 /// marketplace). SafeERC20 makes tokens that return no bool (like USDT) work.
 ///
+/// Fees are never pushed: they accrue here per token and the treasury withdraws them through
+/// the marketplace, so no settlement depends on the treasury accepting a transfer.
+///
 /// A refund the client cannot receive (a contract that rejects ETH, an address a token
 /// blocks) does not block settlement or expiry: it is credited to the client, who withdraws
 /// it with `withdrawCredit`. So a client can never hold a host's payment hostage, and funds are
@@ -28,11 +31,15 @@ contract PaymentEscrow is ReentrancyGuardTransient {
     mapping(address => mapping(address => uint256)) public credit;
     /// @notice The sum of `credit` per token: the escrow holds this on top of open jobs.
     mapping(address => uint256) public totalCredit;
+    /// @notice Protocol fees earned and not yet withdrawn, per token.
+    mapping(address => uint256) public accruedFees;
 
     /// @notice A refund could not be delivered and was credited to `account`.
     event Credited(address indexed token, address indexed account, uint256 amount);
     /// @notice `account` withdrew its credit to `to`.
     event CreditWithdrawn(address indexed token, address indexed account, address to, uint256 amount);
+    /// @notice The treasury withdrew the accrued fees in `token` to `to`.
+    event FeesWithdrawn(address indexed token, address to, uint256 amount);
 
     /// @notice The caller is not the marketplace.
     error NotMarketplace(address caller);
@@ -51,19 +58,26 @@ contract PaymentEscrow is ReentrancyGuardTransient {
     /// @notice Receives the ETH of a job posted with `postJob`.
     function lockEth() external payable onlyMarketplace {}
 
-    /// @notice Pays a finished job: `paid` to the host, `fee` to the treasury, `refund` to the client.
-    function settle(
-        address token,
-        address host,
-        uint256 paid,
-        address treasury,
-        uint256 fee,
-        address client,
-        uint256 refundAmount
-    ) external onlyMarketplace nonReentrant {
+    /// @notice Pays a finished job: `paid` to the host, `fee` accrued for the treasury,
+    /// `refund` to the client.
+    function settle(address token, address host, uint256 paid, uint256 fee, address client, uint256 refundAmount)
+        external
+        onlyMarketplace
+        nonReentrant
+    {
+        accruedFees[token] += fee;
         _send(token, host, paid);
-        _send(token, treasury, fee);
         _refund(token, client, refundAmount);
+    }
+
+    /// @notice Sends the accrued fees in `token` to `to` (the marketplace checks that the
+    /// treasury asked).
+    function withdrawFees(address token, address to) external onlyMarketplace nonReentrant returns (uint256 amount) {
+        amount = accruedFees[token];
+        if (amount == 0) return 0;
+        accruedFees[token] = 0;
+        _send(token, to, amount);
+        emit FeesWithdrawn(token, to, amount);
     }
 
     /// @notice Returns `amount` of `token` to `to` (a cancelled, expired or released job's

@@ -37,15 +37,28 @@ pub async fn balance(sdk: &FabstirSdk, owner: Address, token: &str) -> TokenAmou
 /// `owner`'s balance of `symbol` read from the chain now, without the SDK's per-block cache
 /// (which another SDK's transaction does not invalidate).
 pub async fn chain_balance(devnet: &Devnet, owner: Address, symbol: &str) -> TokenAmount {
-    let manager = fabstir_contracts::HeadlessContractManager::connect(
+    let token = devnet.deployment.token(symbol).unwrap().address();
+    manager(devnet)
+        .await
+        .balance_of(token, owner)
+        .await
+        .unwrap()
+}
+
+/// The fees accrued in the escrow for the treasury in `symbol`, read from the chain now.
+pub async fn accrued_fees(devnet: &Devnet, symbol: &str) -> TokenAmount {
+    let token = devnet.deployment.token(symbol).unwrap().address();
+    manager(devnet).await.accrued_fees(token).await.unwrap()
+}
+
+async fn manager(devnet: &Devnet) -> fabstir_contracts::HeadlessContractManager {
+    fabstir_contracts::HeadlessContractManager::connect(
         &devnet.anvil.endpoint(),
         &devnet.deployment,
         &fabstir_contracts::ManagerConfig::local(),
     )
     .await
-    .unwrap();
-    let token = devnet.deployment.token(symbol).unwrap().address();
-    manager.balance_of(token, owner).await.unwrap()
+    .unwrap()
 }
 
 #[allow(dead_code)]

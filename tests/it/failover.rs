@@ -14,7 +14,7 @@ async fn host_killed_mid_stream_fails_over_and_escrow_returns() {
     let mut config = DevnetConfig::new(&fabstir_e2e::workspace_root());
     config.hosts = 2;
     config.token_delay = Some(Duration::from_millis(30));
-    config.job_deadline = Duration::from_secs(8);
+    config.job_deadline = Duration::from_secs(40);
     config.stream_stall = Duration::from_secs(2);
     let mut devnet = Devnet::start(config).await.unwrap();
     let sdk = devnet.client_sdk().await.unwrap();

@@ -15,7 +15,7 @@ use fabstir_sdk::{Error, FabstirSdk, JobRequest};
 use crate::common::{balance, chain_balance, client, model_of};
 
 /// Posts a 50-token USDC job for `model`, without negotiating (as a client that
-/// then "crashes" would), with a deadline 4 s away. Returns the job and its escrow.
+/// then "crashes" would), with the shortest deadline the marketplace takes. Returns the job and its escrow.
 async fn post_short_job(
     devnet: &Devnet,
     sdk: &FabstirSdk,
@@ -29,7 +29,7 @@ async fn post_short_job(
         prompt_hash: prompt_hash("Once upon a time"),
         max_tokens: 50,
         price_per_token: usdc.parse_amount("0.000001").unwrap(),
-        deadline: now + 4,
+        deadline: now + fabstir_contracts::LOCAL_RULES.min_job_duration,
     };
     let payment = JobPayment::for_job(usdc, &details).unwrap();
     let wallet = devnet
@@ -145,7 +145,7 @@ async fn a_client_restarted_mid_job_recovers_its_state_and_funds() {
 
     let recovered = tokio::time::timeout(Duration::from_secs(60), sdk.recover_funds(job))
         .await
-        .expect("recovery finishes after the deadline")
+        .expect("recovery finishes after the close window")
         .unwrap();
     assert_eq!(recovered.state, JobState::Failed);
     assert_eq!(recovered.refunded, Some(report.amount));
@@ -251,10 +251,11 @@ async fn a_transaction_mined_and_reverted_is_a_clear_error_and_costs_only_gas() 
     assert_eq!(status.state, JobState::Claimed);
     assert_eq!(status.host, Some(host));
 
-    // The host never serves it: after the deadline the client gets the whole escrow back.
+    // The host never serves it: the client asks to close, and after the close window it gets
+    // the whole escrow back.
     let recovered = tokio::time::timeout(Duration::from_secs(60), sdk.recover_funds(job))
         .await
-        .expect("recovery finishes after the deadline")
+        .expect("recovery finishes after the close window")
         .unwrap();
     assert_eq!(recovered.refunded, Some(escrow));
     assert_eq!(

@@ -4,7 +4,7 @@ use ethers::types::U256;
 use fabstir_core::{JobState, TokenAmount};
 use fabstir_sdk::JobRequest;
 
-use crate::common::{balance, client, devnet, treasury};
+use crate::common::{accrued_fees, balance, client, devnet, treasury};
 
 async fn full_flow(token: &str) {
     let devnet = devnet(3).await;
@@ -23,6 +23,7 @@ async fn full_flow(token: &str) {
         .clone();
     let client_before = balance(&sdk, client, token).await;
     let treasury_before = balance(&sdk, treasury, token).await;
+    let fees_before = accrued_fees(&devnet, token).await;
 
     let mut handle = sdk
         .submit_job(JobRequest::new(model, "").pay_with(token).max_tokens(24))
@@ -42,7 +43,7 @@ async fn full_flow(token: &str) {
     assert_eq!(result.attempts, 1);
 
     // Exact balances: the client paid escrow - refund = paid + fee; the host got `paid`;
-    // the treasury got `fee`.
+    // `fee` accrued for the treasury, which received nothing yet.
     let status = sdk.job_status(result.job).await.unwrap();
     assert_eq!(status.state, JobState::PaymentReleased);
     assert_eq!(status.result_cid.as_deref(), Some(result.cid.as_str()));
@@ -55,10 +56,11 @@ async fn full_flow(token: &str) {
     } else {
         assert_eq!(client_before.checked_sub(client_after).unwrap(), spent);
     }
+    assert_eq!(balance(&sdk, treasury, token).await, treasury_before);
     assert_eq!(
-        balance(&sdk, treasury, token)
+        accrued_fees(&devnet, token)
             .await
-            .checked_sub(treasury_before)
+            .checked_sub(fees_before)
             .unwrap(),
         result.fee
     );

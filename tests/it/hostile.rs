@@ -199,7 +199,7 @@ async fn a_host_streaming_garbage_frames_is_dropped_and_the_job_completes_elsewh
     let mut config = DevnetConfig::new(&fabstir_e2e::workspace_root());
     config.hosts = 2;
     config.token_delay = Some(Duration::from_millis(30));
-    config.job_deadline = Duration::from_secs(8);
+    config.job_deadline = Duration::from_secs(40);
     let devnet = Devnet::start(config).await.unwrap();
     let sdk = devnet.client_sdk().await.unwrap();
     let before = balance(&sdk, client(&devnet), "USDC").await;

@@ -201,6 +201,7 @@ impl Devnet {
                 stake: None,
                 poll_interval: Duration::from_millis(10),
                 quote_validity: Duration::from_secs(120),
+                min_time_left: Duration::from_secs(10),
             };
             devnet.node_configs.push(node_config);
             devnet.start_node(i).await?;

@@ -41,6 +41,9 @@ test_fab, TestFAB, "$CARGO_MANIFEST_DIR/../../contracts-abi/TestFAB.json";
 /// A malicious ERC-20 that re-enters its caller on transfer; used by tests.
 reentrant_token, ReentrantToken, "$CARGO_MANIFEST_DIR/../../contracts-abi/ReentrantToken.json";
 
+/// A fee-on-transfer ERC-20 (burns 1% of every transfer); the marketplace must refuse it.
+test_fee_token, TestFeeToken, "$CARGO_MANIFEST_DIR/../../contracts-abi/TestFeeToken.json";
+
 /// A job client that rejects ETH; used by tests of undeliverable refunds.
 rejecting_client, RejectingClient, "$CARGO_MANIFEST_DIR/../../contracts-abi/RejectingClient.json";
 }

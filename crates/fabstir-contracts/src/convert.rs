@@ -45,6 +45,7 @@ pub(crate) fn job_from_abi(id: JobId, job: job_marketplace::Job, prompt_hash: H2
             deadline: job.deadline,
         },
         status: JobStatus::from_u8(job.status),
+        fee_bps: job.fee_bps,
     }
 }
 

@@ -7,7 +7,7 @@ use ethers::contract::{Contract, ContractDeployer, ContractError};
 use ethers::providers::Middleware;
 use ethers::types::{Address, U256};
 use fabstir_core::token::PaymentToken;
-use fabstir_core::{ContractAddresses, Deployment, TokenAmount};
+use fabstir_core::{ContractAddresses, Deployment, MarketRules, TokenAmount};
 
 use crate::bindings::job_marketplace::JobMarketplace;
 use crate::bindings::node_registry::NodeRegistry;
@@ -29,6 +29,8 @@ pub struct LocalDeployConfig {
     pub unbonding_delay: u64,
     /// Where fees go; `None` means the deployer.
     pub treasury: Option<Address>,
+    /// The marketplace's time rules (immutable once deployed).
+    pub rules: MarketRules,
     /// Accounts to mint test balances to.
     pub fund: Vec<Address>,
     /// USDC minted to each funded account (base units, 6 decimals).
@@ -41,6 +43,15 @@ pub struct LocalDeployConfig {
     pub fab_each: TokenAmount,
 }
 
+/// The time rules of local chains: jobs of at least 30 s, a 30 s grace period for claimed jobs,
+/// and 5 s for a silent host to settle once its client asks to close (short, so that tests and
+/// the devnet see a refund quickly).
+pub const LOCAL_RULES: MarketRules = MarketRules {
+    min_job_duration: 30,
+    submit_grace: 30,
+    close_window: 5,
+};
+
 impl Default for LocalDeployConfig {
     fn default() -> Self {
         let e18 = U256::exp10(18);
@@ -49,6 +60,7 @@ impl Default for LocalDeployConfig {
             min_stake: TokenAmount(U256::from(100u64) * e18),
             unbonding_delay: 3_600,
             treasury: None,
+            rules: LOCAL_RULES,
             fund: Vec::new(),
             usdc_each: TokenAmount(U256::from(10_000_000_000u64)),
             usdt_each: TokenAmount(U256::from(10_000_000_000u64)),
@@ -59,7 +71,8 @@ impl Default for LocalDeployConfig {
 }
 
 /// Deploys the test tokens (USDC, USDT, DAI, FAB), the NodeRegistry and the JobMarketplace
-/// (which creates its PaymentEscrow) with `signer` as owner; accepts ETH, USDC, USDT, DAI and
+/// (which creates its PaymentEscrow) with `signer` as owner, binds the registry to the
+/// marketplace (which locks stakes while hosts hold claims); accepts ETH, USDC, USDT, DAI and
 /// FAB for payment; mints test balances to `config.fund`; and returns the [`Deployment`].
 pub async fn deploy_local<S: Middleware + 'static>(
     signer: &Arc<S>,
@@ -89,9 +102,18 @@ pub async fn deploy_local<S: Middleware + 'static>(
     .await?;
     let (marketplace, _) = deploy(JobMarketplace::deploy(
         signer.clone(),
-        (owner, registry, treasury, config.fee_bps),
+        (
+            owner,
+            registry,
+            treasury,
+            config.fee_bps,
+            config.rules.min_job_duration,
+            config.rules.submit_grace,
+            config.rules.close_window,
+        ),
     ))
     .await?;
+    send(NodeRegistry::new(registry, signer.clone()).set_marketplace(marketplace)).await?;
     let escrow = call(JobMarketplace::new(marketplace, signer.clone()).escrow()).await?;
 
     let deployment = Deployment {

@@ -20,20 +20,48 @@ pub enum Error {
     /// The payment token is not on the marketplace's accepted list.
     #[error("token {0:#x} is not accepted for payment")]
     TokenNotAccepted(Address),
-    /// A job must escrow a non-zero amount.
-    #[error("a job must escrow a non-zero amount")]
-    ZeroAmount,
-    /// The escrow amount is larger than the contract stores (96 bits).
-    #[error("escrow amount {0} is too large")]
-    AmountTooLarge(U256),
+    /// A job's price per token must be above zero.
+    #[error("a job's price per token must be above zero")]
+    ZeroPrice,
+    /// A job's escrow must be exactly its maximum tokens times its price per token.
+    #[error("the escrow must be exactly {expected} (max tokens x price), not {amount}")]
+    WrongAmount {
+        /// `max_tokens * price_per_token`.
+        expected: U256,
+        /// The amount offered.
+        amount: U256,
+    },
+    /// The job names a host whose registered price in the payment token is higher (zero: the
+    /// host does not take the token).
+    #[error("host {host:#x} asks {host_price} per token, the job offers {price}")]
+    BelowHostPrice {
+        /// The named host.
+        host: Address,
+        /// Its registered price in the payment token (0: none).
+        host_price: U256,
+        /// The job's price per token.
+        price: U256,
+    },
+    /// The token delivered less to the escrow than it was asked to move (fee-on-transfer).
+    #[error(
+        "token {token:#x} delivered {received} of {amount}: fee-on-transfer tokens are refused"
+    )]
+    TransferShortfall {
+        /// The token.
+        token: Address,
+        /// What was moved.
+        amount: U256,
+        /// What arrived.
+        received: U256,
+    },
     /// The price per token is larger than the contract stores (88 bits).
     #[error("price per token {0} is too large")]
     PriceTooLarge(U256),
     /// The job details are malformed (zero model id or zero max tokens).
     #[error("invalid job details: the model id and max tokens must be non-zero")]
     InvalidJobDetails,
-    /// The deadline is not in the future.
-    #[error("deadline {deadline} is not after the chain's current time {now}")]
+    /// The deadline is sooner than the marketplace's minimum job duration from now.
+    #[error("deadline {deadline} is too soon for the chain's current time {now}")]
     InvalidDeadline {
         /// The requested deadline (unix seconds).
         deadline: u64,
@@ -132,6 +160,12 @@ pub enum Error {
     /// A zero address where one is required.
     #[error("a zero address where one is required")]
     ZeroAddress,
+    /// Only the treasury may withdraw the accrued fees.
+    #[error("{0:#x} is not the treasury")]
+    NotTreasury(Address),
+    /// Ownership of the contracts cannot be renounced.
+    #[error("ownership cannot be renounced")]
+    RenounceDisabled,
 
     // ----- NodeRegistry -----
     /// The address has a registration already (active or unbonding).
@@ -147,12 +181,6 @@ pub enum Error {
         stake: U256,
         /// Required minimum.
         minimum: U256,
-    },
-    /// The peer id is registered by another node.
-    #[error("peer id is already registered by {owner:#x}")]
-    PeerIdTaken {
-        /// The node owning it.
-        owner: Address,
     },
     /// The peer id is empty or too long.
     #[error("invalid peer id: empty or too long")]
@@ -175,6 +203,15 @@ pub enum Error {
     /// The node must unregister before withdrawing its stake.
     #[error("{0:#x} must unregister before withdrawing")]
     NotUnbonding(Address),
+    /// The stake is locked while the node holds claimed jobs.
+    #[error("the stake is locked by {0} claimed jobs")]
+    StakeLocked(u32),
+    /// The unbonding delay is above the registry's maximum.
+    #[error("unbonding delay {0} s is above the maximum")]
+    UnbondingDelayTooLong(u64),
+    /// The registry's marketplace is bound already.
+    #[error("the registry's marketplace is bound already ({0:#x})")]
+    MarketplaceAlreadyBound(Address),
 
     // ----- PaymentEscrow and tokens -----
     /// Only the marketplace may move escrowed funds.
@@ -299,8 +336,23 @@ fn from_marketplace(e: job_marketplace::JobMarketplaceErrors) -> Error {
     use job_marketplace::JobMarketplaceErrors as E;
     match e {
         E::TokenNotAccepted(e) => Error::TokenNotAccepted(e.token),
-        E::ZeroAmount(_) => Error::ZeroAmount,
-        E::AmountTooLarge(e) => Error::AmountTooLarge(e.amount),
+        E::ZeroPrice(_) => Error::ZeroPrice,
+        E::WrongAmount(e) => Error::WrongAmount {
+            expected: e.expected,
+            amount: e.amount,
+        },
+        E::BelowHostPrice(e) => Error::BelowHostPrice {
+            host: e.host,
+            host_price: e.host_price,
+            price: e.price_per_token,
+        },
+        E::TransferShortfall(e) => Error::TransferShortfall {
+            token: e.token,
+            amount: e.amount,
+            received: e.received,
+        },
+        E::NotTreasury(e) => Error::NotTreasury(e.caller),
+        E::RenounceDisabled(_) => Error::RenounceDisabled,
         E::PriceTooLarge(e) => Error::PriceTooLarge(e.price_per_token),
         E::InvalidJobDetails(_) => Error::InvalidJobDetails,
         E::InvalidDeadline(e) => Error::InvalidDeadline {
@@ -366,7 +418,6 @@ fn from_registry(e: node_registry::NodeRegistryErrors) -> Error {
             stake: e.stake,
             minimum: e.minimum,
         },
-        E::PeerIdTaken(e) => Error::PeerIdTaken { owner: e.owner },
         E::InvalidPeerId(_) => Error::InvalidPeerId,
         E::InvalidModels(_) => Error::InvalidModels,
         E::InvalidPrices(_) => Error::InvalidPrices,
@@ -375,6 +426,11 @@ fn from_registry(e: node_registry::NodeRegistryErrors) -> Error {
             until: e.unbonding_end,
         },
         E::NotUnbonding(e) => Error::NotUnbonding(e.node),
+        E::StakeLocked(e) => Error::StakeLocked(e.open_claims),
+        E::UnbondingDelayTooLong(e) => Error::UnbondingDelayTooLong(e.delay),
+        E::MarketplaceAlreadyBound(e) => Error::MarketplaceAlreadyBound(e.marketplace),
+        E::NotMarketplace(e) => Error::NotMarketplace(e.caller),
+        E::RenounceDisabled(_) => Error::RenounceDisabled,
         E::OwnableUnauthorizedAccount(e) => Error::NotOwner(e.account),
         E::SafeERC20FailedOperation(e) => Error::TokenOperationFailed(e.token),
         E::RevertString(s) => Error::Reverted(s),

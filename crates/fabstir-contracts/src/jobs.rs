@@ -148,14 +148,17 @@ impl HeadlessContractManager {
         claim_job;
         /// Cancels an unclaimed job; only its client. Refunds in full.
         cancel_job;
-        /// Expires an unfinished job after its deadline (anyone may); refunds the client in full.
+        /// Expires an unfinished job whose time is up (anyone may); refunds the client in full.
         expire_job;
         /// The claiming host gives a job up; the client is refunded in full at once.
         release_job;
+        /// The client of a claimed job whose host is silent asks to close: the host may settle
+        /// until the close window ends, then anyone may expire the job.
+        request_close;
     }
 
     /// Submits the result of a claimed job and settles it: the host is paid
-    /// `min(tokens_used x price, escrow)` less the fee, the rest goes back to the client.
+    /// `tokens_used x price` less the fee fixed at posting, the rest goes back to the client.
     pub async fn submit_result<S: Middleware + 'static>(
         &self,
         job: JobId,
@@ -198,6 +201,17 @@ impl HeadlessContractManager {
         signer: &Arc<S>,
     ) -> Result<TxInfo> {
         let receipt = send(self.marketplace(signer).set_fee_bps(fee_bps)).await?;
+        Ok(tx_info(&receipt))
+    }
+
+    /// Treasury only: sends the fees accrued in `token` to `to`.
+    pub async fn withdraw_fees<S: Middleware + 'static>(
+        &self,
+        token: Address,
+        to: Address,
+        signer: &Arc<S>,
+    ) -> Result<TxInfo> {
+        let receipt = send(self.marketplace(signer).withdraw_fees(token, to)).await?;
         Ok(tx_info(&receipt))
     }
 

@@ -33,7 +33,7 @@ pub mod testing;
 mod tokens;
 mod types;
 
-pub use deploy::{LocalDeployConfig, deploy_local};
+pub use deploy::{LOCAL_RULES, LocalDeployConfig, deploy_local};
 pub use error::{Error, Result};
 pub use events::{LoggedEvent, MarketplaceEvent};
 pub use manager::{HeadlessContractManager, ManagerConfig, WalletSigner};

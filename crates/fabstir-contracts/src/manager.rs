@@ -11,14 +11,14 @@ use ethers::middleware::SignerMiddleware;
 use ethers::providers::{Http, Middleware, Provider};
 use ethers::signers::{LocalWallet, Signer as _};
 use ethers::types::{Address, BlockNumber, Filter, H256, TransactionReceipt, U256};
-use fabstir_core::{ContractAddresses, Deployment, JobId, ModelId, NodePeerId, TokenAmount};
+use fabstir_core::{ContractAddresses, Deployment, JobId, MarketRules, ModelId, TokenAmount};
 
 use crate::bindings::job_marketplace::{JobMarketplace, JobPostedFilter};
 use crate::bindings::node_registry::NodeRegistry;
 use crate::bindings::payment_escrow::PaymentEscrow;
 use crate::convert;
 use crate::error::{Error, Result};
-use crate::types::{OnChainJob, RegisteredNode, TxInfo};
+use crate::types::{JobStatus, OnChainJob, RegisteredNode, TxInfo};
 
 /// A signing middleware built from a local key: what [`HeadlessContractManager::signer`]
 /// returns. Any other `Middleware` that signs (a nonce manager around it, a remote signer)
@@ -167,6 +167,14 @@ impl HeadlessContractManager {
         Ok(convert::job_from_abi(id, raw, prompt_hash))
     }
 
+    /// A job's status and deadline, from its stored record only (one call, no event lookup):
+    /// what a host re-reads when a stream opens. While closing, the deadline is the end of the
+    /// close window.
+    pub async fn job_status(&self, id: JobId) -> Result<(JobStatus, u64)> {
+        let raw = self.job_record(id).await?;
+        Ok((JobStatus::from_u8(raw.status), raw.deadline))
+    }
+
     /// The stored job without the prompt hash lookup.
     async fn job_record(&self, id: JobId) -> Result<crate::bindings::job_marketplace::Job> {
         let raw = call(self.marketplace_read().get_job(id.to_u256())).await?;
@@ -225,14 +233,30 @@ impl HeadlessContractManager {
         call(self.marketplace_read().treasury()).await
     }
 
+    /// The marketplace's time rules (immutable since its deployment).
+    pub async fn market_rules(&self) -> Result<MarketRules> {
+        let market = self.marketplace_read();
+        Ok(MarketRules {
+            min_job_duration: call(market.min_job_duration()).await?,
+            submit_grace: call(market.submit_grace()).await?,
+            close_window: call(market.close_window()).await?,
+        })
+    }
+
+    /// Protocol fees accrued in `token` and not yet withdrawn by the treasury.
+    pub async fn accrued_fees(&self, token: Address) -> Result<TokenAmount> {
+        let escrow = PaymentEscrow::new(self.addresses.payment_escrow, self.provider.clone());
+        Ok(TokenAmount(call(escrow.accrued_fees(token)).await?))
+    }
+
     /// What the escrow holds in `token` (the zero address is ETH).
     pub async fn escrow_balance(&self, token: Address) -> Result<TokenAmount> {
         self.balance_of(token, self.addresses.payment_escrow).await
     }
 
-    /// For every token, what the escrow must hold: the amounts of open (posted or claimed)
-    /// jobs plus refunds credited because they could not be delivered. Reads every job, so it
-    /// is meant for tests and audits.
+    /// For every token, what the escrow must hold: the amounts of open (posted, claimed or
+    /// closing) jobs, plus refunds credited because they could not be delivered, plus fees
+    /// accrued for the treasury. Reads every job, so it is meant for tests and audits.
     pub async fn open_escrow_totals(&self) -> Result<BTreeMap<Address, TokenAmount>> {
         let mut totals: BTreeMap<Address, TokenAmount> = BTreeMap::new();
         for id in 1..=self.job_count().await? {
@@ -245,7 +269,8 @@ impl HeadlessContractManager {
         let escrow = PaymentEscrow::new(self.addresses.payment_escrow, self.provider.clone());
         for (token, total) in totals.iter_mut() {
             let credited = call(escrow.total_credit(*token)).await?;
-            *total = add(*total, TokenAmount(credited))?;
+            let fees = call(escrow.accrued_fees(*token)).await?;
+            *total = add(add(*total, TokenAmount(credited))?, TokenAmount(fees))?;
         }
         Ok(totals)
     }
@@ -276,14 +301,11 @@ impl HeadlessContractManager {
         convert::node_from_abi(raw)
     }
 
-    /// The active node owning `peer_id`, if any.
-    pub async fn node_by_peer_id(&self, peer_id: &NodePeerId) -> Result<Option<Address>> {
-        let owner = call(
-            self.registry_read()
-                .node_by_peer_id(peer_id.as_bytes().to_vec().into()),
-        )
-        .await?;
-        Ok(convert::non_zero(owner))
+    /// How many claimed jobs lock `address`'s stake.
+    pub async fn open_claims(&self, address: Address) -> Result<u64> {
+        Ok(call(self.registry_read().open_claims(address))
+            .await?
+            .low_u64())
     }
 
     /// Whether `address` is registered and active.

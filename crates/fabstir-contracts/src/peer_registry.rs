@@ -1,9 +1,10 @@
 //! The registry port over the chain: [`ChainPeerRegistry`] answers the network layer's
-//! question "which address owns this peer id, is it active, what does it serve" from the
-//! NodeRegistry contract. Hosts and clients both hand it to `fabstir-p2p`.
+//! question "which peer id did this address register, is it active, what does it serve" from
+//! the NodeRegistry contract. Hosts and clients both hand it to `fabstir-p2p`.
 
 use async_trait::async_trait;
-use fabstir_core::{NodeInfo, NodePeerId, PeerRegistry, RegistryError};
+use ethers::types::Address;
+use fabstir_core::{NodeInfo, PeerRegistry, RegistryError};
 
 use crate::HeadlessContractManager;
 
@@ -22,18 +23,10 @@ impl ChainPeerRegistry {
 
 #[async_trait]
 impl PeerRegistry for ChainPeerRegistry {
-    async fn node_by_peer(&self, peer: &NodePeerId) -> Result<Option<NodeInfo>, RegistryError> {
-        let Some(owner) = self
-            .contracts
-            .node_by_peer_id(peer)
-            .await
-            .map_err(RegistryError::new)?
-        else {
-            return Ok(None);
-        };
+    async fn node(&self, address: Address) -> Result<Option<NodeInfo>, RegistryError> {
         let node = self
             .contracts
-            .node(owner)
+            .node(address)
             .await
             .map_err(RegistryError::new)?;
         Ok(node.map(|n| n.info))

@@ -35,7 +35,9 @@ pub use deployment::{ContractAddresses, Deployment};
 pub use error::{Error, Result};
 pub use ids::{HostAddress, JobId, ModelId, NodePeerId};
 pub use job::{JobDetails, JobRequirements, JobState};
-pub use market::{JobOutcome, JobPayment, JobSettlement, JobStatus, OnChainJob, RefundReason};
+pub use market::{
+    JobOutcome, JobPayment, JobSettlement, JobStatus, MarketRules, OnChainJob, RefundReason,
+};
 pub use node::{
     DiscoveredNode, NodeCapabilities, NodeInfo, ProviderQuery, ScoreWeights, SelectionCriteria,
     TokenPrice,

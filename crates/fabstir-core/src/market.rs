@@ -26,6 +26,9 @@ pub enum JobStatus {
     Expired,
     /// Given up by the claiming host; refunded.
     Released,
+    /// Claimed, and the client asked to close: the host may settle until the job's deadline
+    /// (now the end of the close window), then anyone may expire it.
+    Closing,
     /// A value this version does not know.
     Unknown(u8),
 }
@@ -41,13 +44,20 @@ impl JobStatus {
             4 => Self::Cancelled,
             5 => Self::Expired,
             6 => Self::Released,
+            7 => Self::Closing,
             other => Self::Unknown(other),
         }
     }
 
-    /// Whether the job still holds funds in escrow (posted or claimed).
+    /// Whether the job still holds funds in escrow (posted, claimed or closing).
     pub fn is_open(self) -> bool {
-        matches!(self, Self::Posted | Self::Claimed)
+        matches!(self, Self::Posted | Self::Claimed | Self::Closing)
+    }
+
+    /// Whether a host holds the job (claimed or closing): it may settle, release, or be
+    /// expired at the end of its time.
+    pub fn is_claimed(self) -> bool {
+        matches!(self, Self::Claimed | Self::Closing)
     }
 }
 
@@ -61,6 +71,7 @@ impl fmt::Display for JobStatus {
             Self::Cancelled => f.write_str("cancelled"),
             Self::Expired => f.write_str("expired"),
             Self::Released => f.write_str("released"),
+            Self::Closing => f.write_str("closing"),
             Self::Unknown(v) => write!(f, "in unknown status {v}"),
         }
     }
@@ -84,6 +95,40 @@ pub struct OnChainJob {
     pub details: JobDetails,
     /// Where the job is.
     pub status: JobStatus,
+    /// The protocol fee in basis points, fixed when the job was posted.
+    pub fee_bps: u16,
+}
+
+impl OnChainJob {
+    /// The last second (unix time) at which the job may be settled, after which anyone may
+    /// expire it, under `rules`.
+    pub fn settle_by(&self, rules: &MarketRules) -> u64 {
+        rules.settle_by(self.status, self.details.deadline)
+    }
+}
+
+/// The marketplace's time rules, fixed when it was deployed (the contract's immutables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketRules {
+    /// Shortest time from posting to a job's deadline, in seconds.
+    pub min_job_duration: u64,
+    /// Seconds after its deadline during which a claimed job may still be settled and cannot
+    /// be expired.
+    pub submit_grace: u64,
+    /// Seconds a host has to settle after the client asked to close.
+    pub close_window: u64,
+}
+
+impl MarketRules {
+    /// The last second a job in `status` with `deadline` may be settled: a claimed job's
+    /// deadline plus the grace period; otherwise the deadline (a closing job's deadline is the
+    /// end of its close window).
+    pub fn settle_by(&self, status: JobStatus, deadline: u64) -> u64 {
+        match status {
+            JobStatus::Claimed => deadline.saturating_add(self.submit_grace),
+            _ => deadline,
+        }
+    }
 }
 
 /// What a job pays: how much of which token.

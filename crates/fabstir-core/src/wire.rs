@@ -447,6 +447,11 @@ pub enum StreamErrorCode {
     Malformed,
     /// The host is shutting down or overloaded.
     Unavailable,
+    /// The job was served already: one payment buys one stream.
+    AlreadyServed,
+    /// The job is no longer claimed by this host on chain (expired, closing, released), or
+    /// its deadline passed.
+    JobClosed,
 }
 
 #[cfg(test)]

@@ -137,6 +137,7 @@ pub async fn watch_jobs(host: Arc<Host>, from_block: u64, shutdown: Cancellation
             client,
             model,
             token,
+            amount,
             host: assigned,
             max_tokens,
             price_per_token,
@@ -152,6 +153,7 @@ pub async fn watch_jobs(host: Arc<Host>, from_block: u64, shutdown: Cancellation
                 host: assigned,
                 client,
                 deadline: Some(deadline),
+                amount: Some(amount),
             };
             if let Err(refusal) = host.check_terms(&terms) {
                 tracing::debug!(%job, %refusal, "not claiming job");

@@ -70,6 +70,9 @@ pub struct NodeConfig {
     /// How long a quote holds.
     #[serde(default = "default_quote_ttl", with = "humantime_serde")]
     pub quote_validity: Duration,
+    /// The least time before a job's deadline to take it (to generate and settle).
+    #[serde(default = "default_min_time_left", with = "humantime_serde")]
+    pub min_time_left: Duration,
 }
 
 /// One served model.
@@ -129,6 +132,10 @@ fn default_poll() -> Duration {
 }
 fn default_quote_ttl() -> Duration {
     Duration::from_secs(120)
+}
+
+fn default_min_time_left() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// Environment variables the node reads, and what each sets.

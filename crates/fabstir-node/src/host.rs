@@ -75,6 +75,9 @@ pub struct HostLimits {
     pub max_tokens: u32,
     /// How long a quote holds.
     pub quote_validity: Duration,
+    /// The least time before a job's deadline for this host to take it: enough to generate
+    /// `max_tokens` and settle.
+    pub min_time_left: Duration,
 }
 
 /// The host node's state and decisions. Cheap to share behind an `Arc`.

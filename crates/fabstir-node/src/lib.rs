@@ -196,6 +196,7 @@ pub async fn start_with(
             queue: config.queue,
             max_tokens: config.max_tokens,
             quote_validity: config.quote_validity,
+            min_time_left: config.min_time_left,
         },
         metrics: metrics.clone(),
     }));

@@ -44,8 +44,9 @@ pub fn sign_capabilities(
 
 /// Checks a capabilities answer received from `peer` over an authenticated connection:
 /// the claimed peer id is the connection's, the chain is ours, the identity signature
-/// recovers to the claimed address, and the registry records that address as the active
-/// owner of the peer id. With `model`, the host must also serve it (in its answer and in the
+/// recovers to the claimed address, and that address is active in the registry with this peer
+/// id (looked up by address: peer ids are not exclusive, so another address registering the
+/// same peer id changes nothing). With `model`, the host must also serve it (in its answer and in the
 /// registry).
 pub async fn verify_capabilities(
     response: &CapabilitiesResponse,
@@ -73,13 +74,13 @@ pub async fn verify_capabilities(
     auth::verify_signer(&message, &response.identity_signature, caps.eth_address)
         .map_err(|e| unverified(format!("identity signature: {e}")))?;
     let node = registry
-        .node_by_peer(&expected)
+        .node(caps.eth_address)
         .await?
-        .ok_or_else(|| unverified("not in the registry".into()))?;
-    if node.address != caps.eth_address {
+        .ok_or_else(|| unverified(format!("{:#x} is not in the registry", caps.eth_address)))?;
+    if node.peer_id != expected {
         return Err(unverified(format!(
-            "registry owner is {:#x}, capabilities name {:#x}",
-            node.address, caps.eth_address
+            "{:#x} registered peer id {}, not this one",
+            caps.eth_address, node.peer_id
         )));
     }
     if !node.active {
@@ -175,7 +176,9 @@ mod tests {
                 .await
                 .is_err()
         );
-        // Registry owner differs, or inactive.
+        // The address registered another peer id (someone else registering this peer id under
+        // their own address changes nothing), or it is inactive.
+        registry.insert(info(&PeerId::random(), addr, model, true));
         assert!(
             verify_capabilities(&resp, &peer, 5, &registry, None)
                 .await

@@ -8,10 +8,11 @@ use fabstir_contracts::{HeadlessContractManager, LoggedEvent, TxInfo};
 use fabstir_core::auth::SigningKey;
 use fabstir_core::primitives::Address;
 use fabstir_core::{
-    JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, OnChainJob, PaymentToken,
-    TokenAmount,
+    JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, MarketRules, OnChainJob,
+    PaymentToken, TokenAmount,
 };
 use fabstir_payments::PaymentManager;
+use tokio::sync::OnceCell;
 
 use crate::ports::ChainLayer;
 use crate::{Error, Result};
@@ -53,6 +54,8 @@ fn is_transport(error: &Error) -> bool {
 pub struct ChainClient {
     payments: PaymentManager,
     start_block: u64,
+    /// The marketplace's immutable rules, read once.
+    rules: OnceCell<MarketRules>,
 }
 
 impl ChainClient {
@@ -62,6 +65,7 @@ impl ChainClient {
         Self {
             payments,
             start_block,
+            rules: OnceCell::new(),
         }
     }
 
@@ -128,6 +132,17 @@ impl ChainLayer for ChainClient {
         .await
     }
 
+    async fn rules(&self) -> Result<MarketRules> {
+        self.rules
+            .get_or_try_init(|| {
+                with_backoff("market rules", || async {
+                    Ok(self.contracts().market_rules().await?)
+                })
+            })
+            .await
+            .copied()
+    }
+
     async fn balance(&self, owner: Address, token: &PaymentToken) -> Result<TokenAmount> {
         with_backoff("balance", || async {
             Ok(self.payments.balance(owner, token).await?)
@@ -157,6 +172,11 @@ impl ChainLayer for ChainClient {
     async fn cancel_job(&self, id: JobId, key: &SigningKey) -> Result<()> {
         let signer = self.contracts().signer(Self::wallet(key));
         self.mined(self.contracts().cancel_job(id, &signer).await)
+    }
+
+    async fn request_close(&self, id: JobId, key: &SigningKey) -> Result<()> {
+        let signer = self.contracts().signer(Self::wallet(key));
+        self.mined(self.contracts().request_close(id, &signer).await)
     }
 
     async fn expire_job(&self, id: JobId, key: &SigningKey) -> Result<()> {

@@ -11,8 +11,8 @@ use fabstir_core::auth::{ClientSigner, SigningKey};
 use fabstir_core::primitives::Address;
 use fabstir_core::wire::{PromptFrame, Quote, QuoteRequest};
 use fabstir_core::{
-    DiscoveredNode, JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, NodePeerId,
-    OnChainJob, PaymentToken, ProviderQuery, StreamEvent, TokenAmount,
+    DiscoveredNode, JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, MarketRules,
+    NodePeerId, OnChainJob, PaymentToken, ProviderQuery, StreamEvent, TokenAmount,
 };
 use fabstir_p2p::PoolStats;
 use futures::stream::BoxStream;
@@ -30,6 +30,8 @@ pub trait ChainLayer: Send + Sync {
     fn token(&self, symbol_or_address: &str) -> Result<PaymentToken>;
     /// The chain's current time (latest block), unix seconds.
     async fn now(&self) -> Result<u64>;
+    /// The marketplace's time rules (shortest job, grace period, close window).
+    async fn rules(&self) -> Result<MarketRules>;
     /// `owner`'s balance of `token`.
     async fn balance(&self, owner: Address, token: &PaymentToken) -> Result<TokenAmount>;
     /// Posts a job and pays its escrow from `key`'s account; returns its id.
@@ -45,7 +47,10 @@ pub trait ChainLayer: Send + Sync {
     async fn job(&self, id: JobId) -> Result<OnChainJob>;
     /// Cancels an unclaimed job of `key`'s account (full refund).
     async fn cancel_job(&self, id: JobId, key: &SigningKey) -> Result<()>;
-    /// Expires a job after its deadline (full refund to its client).
+    /// Asks to close a claimed job of `key`'s account whose host is silent: the host may
+    /// settle until the close window ends, then the job may be expired.
+    async fn request_close(&self, id: JobId, key: &SigningKey) -> Result<()>;
+    /// Expires a job whose time is up (full refund to its client).
     async fn expire_job(&self, id: JobId, key: &SigningKey) -> Result<()>;
     /// How a job ended once it holds no more funds (settled with a result, or refunded);
     /// `None` while it is open.

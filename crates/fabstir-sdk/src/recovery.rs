@@ -1,6 +1,7 @@
-//! Getting a failed job's escrow back: cancel while it is posted, expire once its deadline
-//! passed. Failovers run this in the background; [`FabstirSdk::recover_funds`] runs it for
-//! a job found after a restart.
+//! Getting a failed job's escrow back: cancel while it is posted; once claimed, ask to close
+//! (the host has the close window to settle with what it delivered) and expire when the window
+//! ends. Failovers run this in the background; [`FabstirSdk::recover_funds`] runs it for a job
+//! found after a restart.
 //!
 //! [`FabstirSdk::recover_funds`]: crate::FabstirSdk::recover_funds
 
@@ -26,7 +27,13 @@ pub(crate) async fn recover_escrow(inner: &Inner, job: JobId, key: &SigningKey) 
         };
         let attempt = match on_chain.status {
             JobStatus::Posted => inner.chain.cancel_job(job, key).await,
-            JobStatus::Claimed => {
+            JobStatus::Claimed => match inner.chain.request_close(job, key).await {
+                // Closing now: the next turn waits for the end of the close window.
+                Ok(()) => continue,
+                Err(e) => Err(e),
+            },
+            JobStatus::Closing => {
+                // While closing, the deadline is the end of the host's last chance to settle.
                 // The latest block may be old on a quiet chain; the next block is mined at
                 // least at the wall clock's time.
                 let now = inner.chain.now().await.unwrap_or_default().max(unix_now());

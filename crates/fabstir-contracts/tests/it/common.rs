@@ -9,8 +9,8 @@ use ethers::providers::Middleware;
 use ethers::types::{Address, U256};
 use fabstir_contracts::testing::{Balances, LocalChain};
 use fabstir_contracts::{
-    HeadlessContractManager, NodeRegistration, PostedJob, RegisteredNode, Settlement, TxInfo,
-    WalletSigner,
+    HeadlessContractManager, LOCAL_RULES, NodeRegistration, PostedJob, RegisteredNode, Settlement,
+    TxInfo, WalletSigner,
 };
 use fabstir_core::{
     Deployment, JobDetails, JobId, JobRequirements, ModelId, NodePeerId, TokenAmount, TokenPrice,
@@ -18,6 +18,9 @@ use fabstir_core::{
 
 pub(crate) const MODEL: &str = "llama-2-7b";
 pub(crate) const OTHER_MODEL: &str = "mistral-7b";
+
+/// A result CID (CIDv1, raw, sha2-256).
+pub(crate) const CID: &[u8] = b"bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
 
 /// The prompt every job commits to.
 const PROMPT: &str = "Tell me a story about a brave llama.";
@@ -121,11 +124,12 @@ impl Env {
             .expect("latest block time")
     }
 
-    /// Moves the chain's clock just past an hour: beyond the deadline of every job posted so
-    /// far ([`JOB_LIFETIME`]) and the registry's unbonding delay (an hour by default).
+    /// Moves the chain's clock just past an hour and a grace period: beyond the deadline and
+    /// the submission grace of every job posted so far ([`JOB_LIFETIME`]) and the registry's
+    /// unbonding delay (an hour by default).
     pub(crate) async fn pass_an_hour(&self) {
         self.chain
-            .advance_time(JOB_LIFETIME + 1)
+            .advance_time(JOB_LIFETIME + LOCAL_RULES.submit_grace + 1)
             .await
             .expect("time passes");
     }

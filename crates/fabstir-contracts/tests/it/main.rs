@@ -2,6 +2,7 @@
 //! per area. Every test ends with `Env::finish`, which checks conservation of funds.
 
 mod admin;
+mod cheats;
 mod common;
 mod credit;
 mod gas;

@@ -56,9 +56,10 @@ async fn reentrant_token_cannot_drain_the_escrow() {
         .calldata()
         .expect("calldata");
     mined(evil.execute(evil_address, approve)).await;
+    let attacker_details = env.details(100, 10).await;
     let post = market
         .post_job_with_token(
-            abi_details(&details),
+            abi_details(&attacker_details),
             JobRequirements {
                 host: Address::zero(),
             },

@@ -18,6 +18,8 @@ use super::{Host, Terms};
 #[derive(Debug, Clone)]
 pub(super) struct ClaimedJob {
     job: OnChainJob,
+    /// A stream was authorized for the job: one payment buys one stream.
+    served: bool,
 }
 
 impl Host {
@@ -106,7 +108,10 @@ impl Host {
             status: JobStatus::Claimed,
             ..job
         };
-        *claimed = Some(ClaimedJob { job: job.clone() });
+        *claimed = Some(ClaimedJob {
+            job: job.clone(),
+            served: false,
+        });
         Ok(job)
     }
 
@@ -118,8 +123,68 @@ impl Host {
     }
 
     /// Lets `client` (recovered from its challenge answer) open a stream for `job` only if it
-    /// posted the job; claims the job first if need be, but never for a stranger.
+    /// posted the job; claims the job first if need be, but never for a stranger. A job served
+    /// already is refused (`AlreadyServed`), and so is one the chain no longer holds as claimed
+    /// by this host (`JobClosed`: expired, closing, released), re-read from the chain now.
     pub(super) async fn authorize(&self, job: JobId, client: Address) -> Result<(), StreamError> {
+        self.admit(job, client).await?;
+        self.check_servable(job, false).await
+    }
+
+    /// Consumes `job` once its stream's prompt is accepted: atomically, so of two streams for
+    /// one job only one generates; the other gets `AlreadyServed`. One payment buys one stream.
+    pub(super) async fn consume(&self, job: JobId) -> Result<(), StreamError> {
+        self.check_servable(job, true).await
+    }
+
+    /// Whether `job` may still be served (not served yet, claimed on chain, before its
+    /// deadline); with `consume`, marks it served under the same lock.
+    async fn check_servable(&self, job: JobId, consume: bool) -> Result<(), StreamError> {
+        let slot = self
+            .claims
+            .get(&job)
+            .map(|entry| entry.clone())
+            .ok_or_else(|| StreamError {
+                code: StreamErrorCode::UnknownJob,
+                message: format!("job {job} is not claimed here"),
+            })?;
+        let mut claimed = slot.lock().await;
+        let entry = claimed.as_mut().ok_or_else(|| StreamError {
+            code: StreamErrorCode::UnknownJob,
+            message: format!("job {job} is not claimed here"),
+        })?;
+        if entry.served {
+            self.metrics.jobs_refused.inc();
+            return Err(StreamError {
+                code: StreamErrorCode::AlreadyServed,
+                message: format!("job {job} was served already"),
+            });
+        }
+        let (status, deadline) = self
+            .contracts
+            .job_status(job)
+            .await
+            .map_err(|e| StreamError {
+                code: StreamErrorCode::Unavailable,
+                message: match e {
+                    fabstir_contracts::Error::JobNotFound(_) => format!("job {job} not found"),
+                    _ => "the chain cannot be read".to_owned(),
+                },
+            })?;
+        if status != JobStatus::Claimed || deadline < unix_now() {
+            self.metrics.jobs_refused.inc();
+            return Err(StreamError {
+                code: StreamErrorCode::JobClosed,
+                message: format!("job {job} is {status}"),
+            });
+        }
+        entry.served |= consume;
+        Ok(())
+    }
+
+    /// The authentication half of [`Self::authorize`]: `client` posted `job`, which is (now)
+    /// claimed by this host.
+    async fn admit(&self, job: JobId, client: Address) -> Result<(), StreamError> {
         let claimed = match self.claimed_job(job).await {
             Some(claimed) => claimed,
             None => {
@@ -127,9 +192,18 @@ impl Host {
                 // make this host claim anything.
                 let posted = self.contracts.job(job).await.map_err(|e| StreamError {
                     code: StreamErrorCode::UnknownJob,
-                    message: e.to_string(),
+                    message: match e {
+                        fabstir_contracts::Error::JobNotFound(_) => format!("job {job} not found"),
+                        _ => "the chain cannot be read".to_owned(),
+                    },
                 })?;
                 self.check_client(&posted, client)?;
+                if posted.status != JobStatus::Posted && posted.status != JobStatus::Claimed {
+                    return Err(StreamError {
+                        code: StreamErrorCode::JobClosed,
+                        message: format!("job {job} is {}", posted.status),
+                    });
+                }
                 self.ensure_claimed(job)
                     .await
                     .map_err(|(_, message)| StreamError {

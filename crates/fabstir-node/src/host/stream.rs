@@ -49,6 +49,7 @@ impl Host {
                 message: "the prompt does not match the job's prompt hash".into(),
             });
         }
+        self.consume(job).await?;
         self.metrics.jobs_waiting.inc();
         let permit = self.slots.acquire().await;
         self.metrics.jobs_waiting.dec();

@@ -30,6 +30,8 @@ pub(crate) struct Terms {
     pub(crate) client: Address,
     /// Unix time after which the job can be expired; `None` for a quote.
     pub(crate) deadline: Option<u64>,
+    /// The escrow; `None` for a quote.
+    pub(crate) amount: Option<TokenAmount>,
 }
 
 impl Terms {
@@ -43,6 +45,7 @@ impl Terms {
             host: None,
             client: request.client,
             deadline: None,
+            amount: None,
         }
     }
 
@@ -56,6 +59,7 @@ impl Terms {
             host: job.host,
             client: job.client,
             deadline: Some(job.details.deadline),
+            amount: Some(job.amount),
         }
     }
 
@@ -87,9 +91,12 @@ pub(crate) enum Refusal {
     /// The job asks for more tokens than this host generates per job (carried).
     #[error("at most {0} tokens per job")]
     TooManyTokens(u32),
-    /// The job can be expired already.
-    #[error("deadline passed")]
-    DeadlinePassed,
+    /// The job ends too soon for this host to serve and settle it.
+    #[error("too little time before the deadline")]
+    DeadlineTooSoon,
+    /// The escrow is not `max_tokens x price`: the host would work for less than its price.
+    #[error("the escrow does not cover max tokens at the price")]
+    Underfunded,
     /// Someone else than the job's client asks for it.
     #[error("{0:#x} is not the client")]
     NotTheClient(Address),
@@ -99,9 +106,10 @@ impl Refusal {
     /// The reason a peer is told.
     pub(crate) fn reason(&self) -> RejectReason {
         match self {
-            Self::OtherHost(_) | Self::DeadlinePassed | Self::NotTheClient(_) => {
-                RejectReason::TermsMismatch
-            }
+            Self::OtherHost(_)
+            | Self::DeadlineTooSoon
+            | Self::Underfunded
+            | Self::NotTheClient(_) => RejectReason::TermsMismatch,
             Self::ModelNotServed(_) => RejectReason::UnknownModel,
             Self::TokenNotAccepted(_) => RejectReason::TokenNotAccepted,
             Self::PriceTooLow(_) => RejectReason::PriceTooLow,
@@ -112,7 +120,8 @@ impl Refusal {
 
 impl Host {
     /// Checks `terms` against this host: the assigned host, the model, the token, the price,
-    /// the number of tokens and the deadline, in that order. Returns the host's price per token.
+    /// the number of tokens, the escrow (exactly `max_tokens x price`) and the time left (at
+    /// least the host's `min_time_left`), in that order. Returns the host's price per token.
     pub(crate) fn check_terms(&self, terms: &Terms) -> Result<TokenAmount, Refusal> {
         if let Some(host) = terms.host
             && host != self.address
@@ -132,11 +141,13 @@ impl Host {
         if terms.max_tokens > self.limits.max_tokens {
             return Err(Refusal::TooManyTokens(self.limits.max_tokens));
         }
-        if terms
-            .deadline
-            .is_some_and(|deadline| deadline <= unix_now())
-        {
-            return Err(Refusal::DeadlinePassed);
+        let expected = terms.price_per_token.checked_mul(terms.max_tokens);
+        if terms.amount.is_some_and(|amount| Some(amount) != expected) {
+            return Err(Refusal::Underfunded);
+        }
+        let soonest = unix_now() + self.limits.min_time_left.as_secs();
+        if terms.deadline.is_some_and(|deadline| deadline < soonest) {
+            return Err(Refusal::DeadlineTooSoon);
         }
         Ok(price)
     }

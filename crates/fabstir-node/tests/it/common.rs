@@ -129,6 +129,7 @@ impl Env {
             stake: None,
             poll_interval: Duration::from_millis(50),
             quote_validity: Duration::from_secs(120),
+            min_time_left: Duration::from_secs(10),
         }
     }
 
@@ -335,7 +336,8 @@ pub struct Completed {
 /// What the contract must pay for `tokens` at `price` from `escrow` with `fee_bps`:
 /// `(host paid, treasury fee, client refund)`.
 pub fn settlement(tokens: u64, price: u64, escrow: u64, fee_bps: u64) -> (U256, U256, U256) {
-    let cost = (U256::from(tokens) * U256::from(price)).min(U256::from(escrow));
+    let cost = U256::from(tokens) * U256::from(price);
+    assert!(cost <= U256::from(escrow), "a job is fully funded");
     let fee = cost * U256::from(fee_bps) / U256::from(10_000u64);
     (cost - fee, fee, U256::from(escrow) - cost)
 }

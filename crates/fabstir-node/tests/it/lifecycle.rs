@@ -74,10 +74,10 @@ async fn usdc_and_eth_jobs_are_streamed_stored_submitted_and_paid_exactly() {
     let fee_bps = env.fee_bps().await;
     assert!(fee_bps > 0, "the fee must be visible in the balances");
 
-    // USDC, assigned to host A and claimed by its chain watcher. The escrow holds more than
-    // the most the job can cost, so the client gets the difference back.
+    // USDC, assigned to host A and claimed by its chain watcher. The escrow is exactly the
+    // most the job can cost (the marketplace takes no other amount).
     let usdc = env.usdc;
-    let escrow = u64::from(MAX_TOKENS) * USDC_PRICE + 5_000;
+    let escrow = u64::from(MAX_TOKENS) * USDC_PRICE;
     let before = env.parties(usdc, me, a).await;
     let details = env.details(MODEL, "", USDC_PRICE).await;
     let job = env.post_usdc(&details, &assigned(a), escrow).await.job;
@@ -99,7 +99,7 @@ async fn usdc_and_eth_jobs_are_streamed_stored_submitted_and_paid_exactly() {
         escrow,
     };
     let (_, (paid, fee, refund)) = check_completed(&env, &client, job, &streamed, &terms).await;
-    assert!(refund > U256::zero());
+    assert_eq!(paid + fee + refund, U256::from(escrow));
     let after = env.parties(usdc, me, a).await;
     assert_eq!(
         after.of(me),
@@ -128,10 +128,9 @@ async fn usdc_and_eth_jobs_are_streamed_stored_submitted_and_paid_exactly() {
     );
     assert_eq!(sample(&body, "fabstir_errors_total"), Some(0));
 
-    // ETH, assigned to host B and announced to it peer to peer. The escrow covers fewer
-    // tokens than may be generated, so the host is paid at most the escrow.
+    // ETH, assigned to host B and announced to it peer to peer.
     let eth = Address::zero();
-    let escrow = 3 * ETH_PRICE;
+    let escrow = u64::from(MAX_TOKENS) * ETH_PRICE;
     let before = env.parties(eth, me, b).await;
     let details = env.details(MODEL, "", ETH_PRICE).await;
     let posted = env.post_eth(&details, &assigned(b), escrow).await;
@@ -183,9 +182,10 @@ async fn usdc_and_eth_jobs_are_streamed_stored_submitted_and_paid_exactly() {
     shut_down(client, [host_a, host_b]).await;
 }
 
-/// Checks the rest of a settlement from the parties' balances before and after: the treasury
-/// got exactly `fee`, the escrow holds what it held, and the parties together hold what they
-/// held less the `gas` they paid.
+/// Checks the rest of a settlement from the parties' balances before and after: the fee
+/// accrued in the escrow for the treasury (which received nothing yet), the escrow holds what
+/// it held plus that fee, and the parties together hold what they held less the `gas` they
+/// paid.
 fn check_fee_and_escrow(env: &Env, before: &Balances, after: &Balances, fee: U256, gas: U256) {
     let token = if before.token().is_zero() {
         "ETH"
@@ -193,10 +193,13 @@ fn check_fee_and_escrow(env: &Env, before: &Balances, after: &Balances, fee: U25
         "USDC"
     };
     let (treasury, escrow) = (env.treasury, env.deployment.contracts.payment_escrow);
-    let received = after.of(treasury);
-    assert_eq!(received, before.of(treasury) + fee, "treasury {token}");
+    assert_eq!(after.of(treasury), before.of(treasury), "treasury {token}");
     let left = after.of(escrow);
-    assert_eq!(left, before.of(escrow), "{token} left in escrow");
+    assert_eq!(
+        left,
+        before.of(escrow) + fee,
+        "{token} left in escrow: the fee"
+    );
     after.assert_conserved_since(before, gas);
 }
 

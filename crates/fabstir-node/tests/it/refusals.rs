@@ -1,5 +1,5 @@
 //! What a host refuses or ignores: a client that is not the job's, a prompt that does not match
-//! the chain, and a job for a model it does not serve.
+//! the chain, a job for a model it does not serve, and a second stream for a job.
 
 use fabstir_contracts::JobStatus;
 use fabstir_core::job::prompt_hash;
@@ -197,4 +197,59 @@ async fn a_job_for_a_model_the_hosts_do_not_serve_is_ignored_and_can_be_cancelle
     assert_eq!(env.escrow(env.usdc).await, escrow_before);
 
     shut_down(client, [host_a, host_b]).await;
+}
+
+/// Attack: the client pays once and opens the stream for the same job again (with a new
+/// seed), or after getting its escrow back. Defence: one stream per job, consumed when its
+/// prompt is accepted, and the chain re-read when a stream opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_stream_for_a_served_job_is_refused_and_so_is_one_for_an_expired_job() {
+    let env = Env::new().await;
+    let (host, client) = env.host_and_client(0).await;
+    let job = env.claimed_usdc_job(0).await;
+    still_served(&env, &client, &host, job).await;
+    let generated = host.host.metrics().tokens_generated.get();
+    let again = client
+        .open_stream(host.peer_id(), job, &env.client_key, prompt(""))
+        .await;
+    match again {
+        Err(fabstir_p2p::Error::Remote {
+            code: StreamErrorCode::AlreadyServed | StreamErrorCode::JobClosed,
+            ..
+        }) => {}
+        other => panic!("expected the served job to be refused, got {other:?}"),
+    }
+    assert_eq!(
+        host.host.metrics().tokens_generated.get(),
+        generated,
+        "nothing generated for the second stream"
+    );
+
+    // A claimed job the client closed and expired (its escrow refunded in full) is refused.
+    let job = env.claimed_usdc_job(0).await;
+    let before = env.balance(env.usdc, env.client.address()).await;
+    env.manager.request_close(job, &env.client).await.unwrap();
+    env.chain
+        .advance_time(fabstir_contracts::LOCAL_RULES.close_window + 1)
+        .await
+        .unwrap();
+    env.manager.expire_job(job, &env.client).await.unwrap();
+    // A USDC job: the client's ETH pays the gas, its USDC comes back to the base unit.
+    let refund = u64::from(MAX_TOKENS) * USDC_PRICE;
+    assert_eq!(
+        env.balance(env.usdc, env.client.address()).await,
+        before + refund
+    );
+    let late = client
+        .open_stream(host.peer_id(), job, &env.client_key, prompt(""))
+        .await;
+    match late {
+        Err(fabstir_p2p::Error::Remote {
+            code: StreamErrorCode::JobClosed,
+            ..
+        }) => {}
+        other => panic!("expected JobClosed for the expired job, got {other:?}"),
+    }
+    assert_eq!(host.host.metrics().tokens_generated.get(), generated);
+    shut_down(client, [host]).await;
 }

@@ -1,5 +1,5 @@
 //! The client's side of `/fabstir/stream/1.0.0`: answers the host's challenge with a
-//! [`ClientSigner`] (after checking that it names the registry's owner of the peer), sends the
+//! [`ClientSigner`] (after checking that the address it names registered this peer id), sends the
 //! prompt and reads a [`ClientStream`] of [`StreamEvent`]s, checking batch indices and the
 //! host's signature over the final frame. Dropping the stream or calling
 //! [`ClientStream::cancel`] stops the host's producer.
@@ -227,20 +227,20 @@ pub(crate) async fn open(
         },
     )
     .await?;
-    let owner = ctx
+    let node = ctx
         .registry
-        .node_by_peer(&node_peer_id(&peer)?)
+        .node(challenge.host)
         .await?
         .ok_or_else(|| Error::Unverified {
             peer: peer.to_string(),
-            reason: "not in the registry".into(),
+            reason: format!("challenge names {:#x}, not in the registry", challenge.host),
         })?;
-    if owner.address != challenge.host {
+    if node.peer_id != node_peer_id(&peer)? {
         return Err(Error::Unverified {
             peer: peer.to_string(),
             reason: format!(
-                "challenge names {:#x}, registry owner is {:#x}",
-                challenge.host, owner.address
+                "challenge names {:#x}, which registered peer id {}",
+                challenge.host, node.peer_id
             ),
         });
     }

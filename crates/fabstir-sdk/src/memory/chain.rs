@@ -12,14 +12,17 @@ use fabstir_core::clock::unix_now;
 use fabstir_core::primitives::Address;
 use fabstir_core::{
     JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, JobSettlement, JobStatus,
-    OnChainJob, PaymentToken, RefundReason, TokenAmount,
+    MarketRules, OnChainJob, PaymentToken, RefundReason, TokenAmount,
 };
 
 use crate::ports::ChainLayer;
 use crate::{Error, Result};
 
 /// Protocol fee of the in-memory marketplace, in basis points.
-pub const FEE_BPS: u64 = 100;
+pub const FEE_BPS: u16 = 100;
+
+/// The time rules of the in-memory marketplace: those of the local anvil deployment.
+pub(crate) const RULES: MarketRules = fabstir_contracts::LOCAL_RULES;
 
 #[derive(Debug, Default)]
 struct ChainState {
@@ -53,9 +56,10 @@ fn reverted(error: Revert) -> Error {
     Error::Contracts(error)
 }
 
-/// A marketplace in memory: post (balance checked and moved to escrow), claim, settle with
-/// `min(tokens x price, escrow)` less a 1% fee, cancel, expire (after the deadline on its
-/// clock, which [`InMemoryChain::advance`] moves). It passes the chain conformance suite that
+/// A marketplace in memory with the contract's rules: post (fully funded, balance checked and
+/// moved to escrow), claim, settle with `tokens x price` less a 1% fee (accrued for the
+/// treasury), cancel, ask to close, expire (when the job's time is up on its clock, which
+/// [`InMemoryChain::advance`] moves). It passes the chain conformance suite that
 /// the anvil-backed [`ChainClient`](crate::ChainClient) passes.
 #[derive(Debug)]
 pub struct InMemoryChain {
@@ -115,6 +119,11 @@ impl InMemoryChain {
             })
     }
 
+    /// Fees accrued for the treasury in `token`.
+    pub fn accrued_fees(&self, token: Address) -> TokenAmount {
+        self.balance_of(self.treasury, token)
+    }
+
     fn clock(&self) -> u64 {
         unix_now() + self.offset.load(Ordering::SeqCst)
     }
@@ -147,10 +156,24 @@ impl InMemoryChain {
     pub fn submit(&self, job: JobId, host: Address, cid: &str, tokens_used: u64) -> Result<()> {
         let mut state = self.state();
         let entry = state.job(job)?;
-        if entry.status != JobStatus::Claimed {
+        if !entry.status.is_claimed() {
             return Err(reverted(Revert::InvalidJobStatus {
                 job,
                 status: entry.status,
+            }));
+        }
+        let settle_by = entry.settle_by(&RULES);
+        if self.clock() > settle_by {
+            return Err(reverted(Revert::DeadlinePassed {
+                job,
+                deadline: settle_by,
+            }));
+        }
+        if tokens_used > u64::from(entry.details.max_tokens) {
+            return Err(reverted(Revert::TokensExceedMax {
+                job,
+                tokens_used: tokens_used.into(),
+                max_tokens: entry.details.max_tokens,
             }));
         }
         if entry.host != Some(host) {
@@ -166,7 +189,7 @@ impl InMemoryChain {
             .checked_mul(tokens_used)
             .unwrap_or(entry.amount)
             .min(entry.amount);
-        let fee = TokenAmount(cost.base_units() * FEE_BPS / 10_000);
+        let fee = TokenAmount(cost.base_units() * entry.fee_bps / 10_000);
         let paid = cost.checked_sub(fee).unwrap_or_default();
         let refund = entry.amount.checked_sub(cost).unwrap_or_default();
         for (to, amount) in [(host, paid), (self.treasury, fee), (entry.client, refund)] {
@@ -201,10 +224,11 @@ impl InMemoryChain {
                 status: entry.status,
             }));
         }
-        if reason == RefundReason::Expired && now <= entry.details.deadline {
+        let settle_by = entry.settle_by(&RULES);
+        if reason == RefundReason::Expired && now <= settle_by {
             return Err(reverted(Revert::DeadlineNotReached {
                 job,
-                deadline: entry.details.deadline,
+                deadline: settle_by,
             }));
         }
         if reason == RefundReason::Cancelled && caller != entry.client {
@@ -259,6 +283,10 @@ impl ChainLayer for InMemoryChain {
         Ok(self.clock())
     }
 
+    async fn rules(&self) -> Result<MarketRules> {
+        Ok(RULES)
+    }
+
     async fn balance(&self, owner: Address, token: &PaymentToken) -> Result<TokenAmount> {
         Ok(self.balance_of(owner, token.address()))
     }
@@ -272,6 +300,24 @@ impl ChainLayer for InMemoryChain {
     ) -> Result<JobId> {
         let client = address_of(key);
         let token = payment.token.address();
+        let price = details.price_per_token;
+        if price == TokenAmount::ZERO {
+            return Err(reverted(Revert::ZeroPrice));
+        }
+        let expected = details.escrow_amount().ok_or(Error::EscrowOverflow)?;
+        if payment.amount != expected {
+            return Err(reverted(Revert::WrongAmount {
+                expected: expected.base_units(),
+                amount: payment.amount.base_units(),
+            }));
+        }
+        let now = self.clock();
+        if details.deadline < now + RULES.min_job_duration {
+            return Err(reverted(Revert::InvalidDeadline {
+                deadline: details.deadline,
+                now: now.into(),
+            }));
+        }
         let mut state = self.state();
         let have = state
             .balances
@@ -299,6 +345,7 @@ impl ChainLayer for InMemoryChain {
                 amount: payment.amount,
                 details: details.clone(),
                 status: JobStatus::Posted,
+                fee_bps: FEE_BPS,
             },
         );
         Ok(job)
@@ -310,6 +357,32 @@ impl ChainLayer for InMemoryChain {
 
     async fn cancel_job(&self, id: JobId, key: &SigningKey) -> Result<()> {
         self.refund(id, RefundReason::Cancelled, address_of(key))
+    }
+
+    async fn request_close(&self, id: JobId, key: &SigningKey) -> Result<()> {
+        let caller = address_of(key);
+        let now = self.clock();
+        let mut state = self.state();
+        let entry = state.job(id)?;
+        if entry.status != JobStatus::Claimed {
+            return Err(reverted(Revert::InvalidJobStatus {
+                job: id,
+                status: entry.status,
+            }));
+        }
+        if caller != entry.client {
+            return Err(reverted(Revert::NotClient {
+                job: id,
+                client: entry.client,
+                caller,
+            }));
+        }
+        let settle_by = (now + RULES.close_window).min(entry.settle_by(&RULES));
+        if let Some(j) = state.jobs.get_mut(&id) {
+            j.status = JobStatus::Closing;
+            j.details.deadline = settle_by;
+        }
+        Ok(())
     }
 
     async fn expire_job(&self, id: JobId, key: &SigningKey) -> Result<()> {

@@ -15,8 +15,12 @@ const CID: &[u8] = b"bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku
 /// Tokens the host reports out of the 1,000 escrowed, so that a refund is paid too.
 const TOKENS_USED: u64 = 700;
 
-/// The target for post + claim + submit of an ERC-20 job with the approval already given.
-pub(crate) const ERC20_JOB_TARGET: u64 = 250_000;
+/// The ceiling for post + claim + submit of an ERC-20 job with the approval already given.
+/// It was 250,000 before the stake lock (a registry write on claim and on settlement) and the
+/// fee-on-transfer check (two balance reads on post) cost about 15,600 more; the receipts
+/// issue's target of 200,000 with an on-chain signature check needs the storage redesign
+/// planned there (one hash of the terms, the escrow folded into the marketplace).
+pub(crate) const ERC20_JOB_TARGET: u64 = 260_000;
 
 /// How a job's escrow is paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

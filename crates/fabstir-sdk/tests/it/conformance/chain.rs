@@ -199,15 +199,23 @@ pub(crate) async fn settlement_splits_exactly(f: &dyn ChainFixture) {
     );
 }
 
-/// A claimed job expires only after its deadline, back to its client.
-pub(crate) async fn expiry_waits_for_the_deadline(f: &dyn ChainFixture) {
+/// A claimed job expires only after its deadline and the grace period, back to its client.
+pub(crate) async fn expiry_waits_for_the_deadline_and_the_grace_period(f: &dyn ChainFixture) {
+    let rules = f.chain().rules().await.unwrap();
+    assert_eq!(rules, fabstir_contracts::LOCAL_RULES);
     let before = balance(f, f.client()).await;
     let (job, _, escrow) = post(f, 30).await;
     f.claim(job).await;
     let err = f.chain().expire_job(job, f.stranger()).await.unwrap_err();
     assert!(err.to_string().contains("deadline"), "{err}");
-    f.pass_time(60).await;
+    f.pass_time(31).await;
     assert!(f.chain().now().await.unwrap() > f.chain().job(job).await.unwrap().details.deadline);
+    let err = f.chain().expire_job(job, f.stranger()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("deadline"),
+        "in the grace period: {err}"
+    );
+    f.pass_time(rules.submit_grace).await;
     f.chain().expire_job(job, f.stranger()).await.unwrap();
     assert_eq!(balance(f, f.client()).await, before);
     assert_eq!(f.chain().job(job).await.unwrap().status, JobStatus::Expired);
@@ -218,6 +226,65 @@ pub(crate) async fn expiry_waits_for_the_deadline(f: &dyn ChainFixture) {
             amount: escrow,
         })
     );
+}
+
+/// The client of a claimed job asks to close; after the close window anyone may expire it,
+/// and the client gets the escrow back in full. Nobody else may ask.
+pub(crate) async fn a_claimed_job_closes_after_the_window(f: &dyn ChainFixture) {
+    let rules = f.chain().rules().await.unwrap();
+    let before = balance(f, f.client()).await;
+    let (job, _, _) = post(f, 600).await;
+    f.claim(job).await;
+    let err = f
+        .chain()
+        .request_close(job, f.stranger())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("belongs to client"), "{err}");
+    f.chain().request_close(job, f.client()).await.unwrap();
+    assert_eq!(f.chain().job(job).await.unwrap().status, JobStatus::Closing);
+    let err = f.chain().expire_job(job, f.stranger()).await.unwrap_err();
+    assert!(err.to_string().contains("deadline"), "{err}");
+    f.pass_time(rules.close_window + 1).await;
+    f.chain().expire_job(job, f.stranger()).await.unwrap();
+    assert_eq!(balance(f, f.client()).await, before);
+    assert_eq!(f.chain().job(job).await.unwrap().status, JobStatus::Expired);
+}
+
+/// A post must escrow exactly `max_tokens x price`, at a price above zero.
+pub(crate) async fn posts_must_be_fully_funded(f: &dyn ChainFixture) {
+    let before = balance(f, f.client()).await;
+    let details = details(f, 600).await;
+    let exact = JobPayment::for_job(f.token(), &details).unwrap();
+    let short = JobPayment {
+        amount: exact
+            .amount
+            .checked_sub(TokenAmount::from_base_units(1u64))
+            .unwrap(),
+        ..exact.clone()
+    };
+    let open = JobRequirements::default();
+    let err = f
+        .chain()
+        .post_job(&details, &open, &short, f.client())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("exactly"), "{err}");
+    let free = JobDetails {
+        price_per_token: TokenAmount::ZERO,
+        ..details.clone()
+    };
+    let nothing = JobPayment {
+        amount: TokenAmount::ZERO,
+        ..exact
+    };
+    let err = f
+        .chain()
+        .post_job(&free, &open, &nothing, f.client())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("above zero"), "{err}");
+    assert_eq!(balance(f, f.client()).await, before);
 }
 
 /// An unknown job is "not found"; it has no outcome.
@@ -235,6 +302,8 @@ pub(crate) async fn run_all(f: &dyn ChainFixture) {
     posting_without_funds_is_refused(f).await;
     cancelling_refunds_in_full(f).await;
     settlement_splits_exactly(f).await;
-    expiry_waits_for_the_deadline(f).await;
+    expiry_waits_for_the_deadline_and_the_grace_period(f).await;
+    a_claimed_job_closes_after_the_window(f).await;
+    posts_must_be_fully_funded(f).await;
     unknown_jobs_are_not_found(f).await;
 }

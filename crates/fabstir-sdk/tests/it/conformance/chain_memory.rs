@@ -47,7 +47,7 @@ impl ChainFixture for Memory {
         ModelId::from_name("conformance")
     }
     fn fee_bps(&self) -> u64 {
-        FEE_BPS
+        u64::from(FEE_BPS)
     }
     async fn claim(&self, job: JobId) {
         self.chain.claim(job, self.host()).unwrap();
