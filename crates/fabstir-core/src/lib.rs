@@ -25,6 +25,7 @@ pub mod job;
 pub mod market;
 pub mod node;
 pub mod ranking;
+pub mod receipt;
 pub mod registry;
 pub mod stream;
 pub mod token;
