@@ -6,14 +6,18 @@ import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC2
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {NodeRegistry} from "./NodeRegistry.sol";
 import {PaymentEscrow} from "./PaymentEscrow.sol";
 
 /// @title JobMarketplace
 /// @notice Clients post inference jobs with escrowed payment (ETH or an accepted ERC-20);
-/// registered hosts claim them and submit the result CID with the number of tokens used. A job
-/// is fully funded: its escrow is exactly `maxTokens * pricePerToken`. The host is paid
-/// `tokensUsed * pricePerToken` less the protocol fee (its rate fixed when the job was posted),
+/// registered hosts claim them and settle with the result CID and the client's newest receipt:
+/// an EIP-712 signature over (job id, tokens received, transcript hash), checked here with
+/// ECDSA or ERC-1271, so contract wallets can be clients. A job is fully funded: its escrow is
+/// exactly `maxTokens * pricePerToken`. The host is paid for the receipt's tokens and never
+/// more, `tokens * pricePerToken` less the protocol fee (its rate fixed when the job was posted),
 /// which accrues to the treasury; the rest is refunded to the client in the same transaction.
 /// The prompt never goes on chain, only its keccak256 hash. Clients approve this contract (the
 /// spender) for ERC-20 payments; it moves the funds straight into the PaymentEscrow.
@@ -23,13 +27,15 @@ import {PaymentEscrow} from "./PaymentEscrow.sol";
 /// then; a client whose host stays silent asks to close, and the host has `closeWindow` to
 /// settle before the job can be expired and refunded. The owner has no power over jobs in
 /// flight: it lists tokens and sets the fee and treasury for jobs posted later.
-contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient {
+contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
     using SafeERC20 for IERC20;
 
     /// @notice Highest protocol fee, in basis points (10%).
     uint16 public constant MAX_FEE_BPS = 1000;
     /// @notice Longest result CID accepted, in bytes.
     uint256 public constant MAX_CID_LENGTH = 128;
+    /// @notice The EIP-712 type hash of a receipt.
+    bytes32 public constant RECEIPT_TYPEHASH = keccak256("Receipt(uint256 jobId,uint64 tokens,bytes32 transcript)");
 
     /// @notice Life cycle of a job.
     enum JobStatus {
@@ -50,6 +56,13 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient {
         uint32 maxTokens;
         uint256 pricePerToken;
         uint64 deadline;
+    }
+
+    /// @notice What the client signed for a job (EIP-712 `Receipt`, with the job id): the tokens
+    /// it received and the transcript hash after them.
+    struct Receipt {
+        uint64 tokens;
+        bytes32 transcript;
     }
 
     /// @notice Who may take the job: a named host, or address(0) for any registered host
@@ -156,6 +169,9 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient {
     error TokensExceedMax(uint256 jobId, uint256 tokensUsed, uint32 maxTokens);
     /// @notice The result CID is empty or too long.
     error InvalidResultCid();
+    /// @notice The receipt is not signed by the job's client (wrong signer, job, chain or
+    /// contract, or altered).
+    error InvalidReceipt(uint256 jobId);
     /// @notice The fee is above `MAX_FEE_BPS`.
     error FeeTooHigh(uint16 feeBps);
     /// @notice A zero address where one is required.
@@ -185,6 +201,7 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient {
         uint256 indexed jobId,
         address indexed host,
         bytes resultCid,
+        bytes32 transcript,
         uint256 tokensUsed,
         uint256 paid,
         uint256 fee,
@@ -213,7 +230,7 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient {
         uint64 minJobDuration_,
         uint64 submitGrace_,
         uint64 closeWindow_
-    ) Ownable(owner_) {
+    ) Ownable(owner_) EIP712("Fabstir Marketplace", "1") {
         if (treasury_ == address(0) || address(registry_) == address(0)) revert ZeroAddress();
         if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_);
         registry = registry_;
@@ -392,30 +409,31 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient {
         emit JobClaimed(jobId, msg.sender);
     }
 
-    /// @notice Submits the result of a claimed job and settles it: before the deadline, or
-    /// during the grace period after it, or before the close window ends if the client asked
-    /// to close.
-    function submitResult(uint256 jobId, bytes calldata resultCid, uint256 tokensUsed) external nonReentrant {
+    /// @notice Settles a claimed job with its result and the client's receipt: before the
+    /// deadline, or during the grace period after it, or before the close window ends if the
+    /// client asked to close. The host is paid for `receipt.tokens`, which the client signed.
+    function submitResult(
+        uint256 jobId,
+        bytes calldata resultCid,
+        Receipt calldata receipt,
+        bytes calldata signature
+    ) external nonReentrant {
         JobRecord storage job = _jobs[jobId];
-        JobStatus status = _requireClaimed(jobId, job);
         address host = job.host;
-        if (msg.sender != host) revert NotClaimer(jobId, host, msg.sender);
-        uint64 end = _settleBy(job, status);
-        if (block.timestamp > end) revert DeadlinePassed(jobId, end);
-        uint32 maxTokens = job.maxTokens;
-        if (tokensUsed > maxTokens) revert TokensExceedMax(jobId, tokensUsed, maxTokens);
-        if (resultCid.length == 0 || resultCid.length > MAX_CID_LENGTH) revert InvalidResultCid();
-
-        uint256 amount = job.amount;
-        // Never above `amount`: the escrow is exactly maxTokens * pricePerToken.
-        uint256 cost = tokensUsed * job.pricePerToken;
-        uint256 fee = (cost * job.feeBps) / 10_000;
-        uint256 paid = cost - fee;
-        uint256 refundAmount = amount - cost;
+        {
+            JobStatus status = _requireClaimed(jobId, job);
+            if (msg.sender != host) revert NotClaimer(jobId, host, msg.sender);
+            uint64 end = _settleBy(job, status);
+            if (block.timestamp > end) revert DeadlinePassed(jobId, end);
+            uint32 maxTokens = job.maxTokens;
+            if (receipt.tokens > maxTokens) revert TokensExceedMax(jobId, receipt.tokens, maxTokens);
+            if (resultCid.length == 0 || resultCid.length > MAX_CID_LENGTH) revert InvalidResultCid();
+        }
+        _checkReceipt(jobId, job.client, receipt, signature);
         job.status = JobStatus.Completed;
         registry.closeClaim(host);
-        escrow.settle(job.token, host, paid, fee, job.client, refundAmount);
-        emit JobCompleted(jobId, host, resultCid, tokensUsed, paid, fee, refundAmount);
+        (uint256 paid, uint256 fee, uint256 refundAmount) = _pay(job, host, receipt.tokens);
+        emit JobCompleted(jobId, host, resultCid, receipt.transcript, receipt.tokens, paid, fee, refundAmount);
     }
 
     /// @notice The claiming host gives a job up (for instance after a failed inference); the
@@ -433,6 +451,11 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient {
     }
 
     // ----- views -----
+
+    /// @notice The EIP-712 domain separator receipts are signed under.
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
 
     /// @notice The job with id `jobId` (status None if there is none).
     function getJob(uint256 jobId) external view returns (Job memory) {
@@ -551,6 +574,31 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient {
         IERC20(token).safeTransferFrom(msg.sender, address(escrow), amount);
         uint256 received = IERC20(token).balanceOf(address(escrow)) - before;
         if (received != amount) revert TransferShortfall(token, amount, received);
+    }
+
+    /// Pays `host` for `tokens` at the job's price less the fee fixed at posting, accrues the
+    /// fee, refunds the rest to the client. Never above the escrow: it is exactly
+    /// `maxTokens * pricePerToken` and `tokens <= maxTokens`.
+    function _pay(JobRecord storage job, address host, uint256 tokens)
+        private
+        returns (uint256 paid, uint256 fee, uint256 refundAmount)
+    {
+        uint256 cost = tokens * job.pricePerToken;
+        fee = (cost * job.feeBps) / 10_000;
+        paid = cost - fee;
+        refundAmount = job.amount - cost;
+        escrow.settle(job.token, host, paid, fee, job.client, refundAmount);
+    }
+
+    /// Requires `signature` to be `client`'s over the receipt for `jobId` (ECDSA for accounts,
+    /// ERC-1271 for contract wallets).
+    function _checkReceipt(uint256 jobId, address client, Receipt calldata receipt, bytes calldata signature)
+        private
+        view
+    {
+        bytes32 digest =
+            _hashTypedDataV4(keccak256(abi.encode(RECEIPT_TYPEHASH, jobId, receipt.tokens, receipt.transcript)));
+        if (!SignatureChecker.isValidSignatureNow(client, digest, signature)) revert InvalidReceipt(jobId);
     }
 
     /// The last second a job in `status` may be settled (and after which it may be expired).

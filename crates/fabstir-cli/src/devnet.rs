@@ -202,6 +202,7 @@ impl Devnet {
                 poll_interval: Duration::from_millis(10),
                 quote_validity: Duration::from_secs(120),
                 min_time_left: Duration::from_secs(10),
+                credit_window: fabstir_p2p::StreamConfig::default().credit_window,
             };
             devnet.node_configs.push(node_config);
             devnet.start_node(i).await?;

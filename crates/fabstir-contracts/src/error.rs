@@ -154,6 +154,10 @@ pub enum Error {
     /// The result CID is empty or too long.
     #[error("the result CID is empty or longer than 128 bytes")]
     InvalidResultCid,
+    /// The receipt is not the job client's signature (wrong signer, job, chain or contract,
+    /// or altered).
+    #[error("job {0}: the receipt is not signed by the job's client")]
+    InvalidReceipt(JobId),
     /// The fee is above the contract's maximum.
     #[error("fee of {0} basis points is above the maximum")]
     FeeTooHigh(u16),
@@ -401,6 +405,7 @@ fn from_marketplace(e: job_marketplace::JobMarketplaceErrors) -> Error {
             max_tokens: e.max_tokens,
         },
         E::InvalidResultCid(_) => Error::InvalidResultCid,
+        E::InvalidReceipt(e) => Error::InvalidReceipt(job(e.job_id)),
         E::FeeTooHigh(e) => Error::FeeTooHigh(e.fee_bps),
         E::ZeroAddress(_) => Error::ZeroAddress,
         E::OwnableUnauthorizedAccount(e) => Error::NotOwner(e.account),

@@ -54,7 +54,9 @@ pub enum MarketplaceEvent {
         host: Address,
         /// The result's CID bytes.
         result_cid: Vec<u8>,
-        /// Tokens the host reported.
+        /// The transcript hash of the client's receipt.
+        transcript: H256,
+        /// Tokens the client's receipt counts (what was paid for).
         tokens_used: U256,
         /// Paid to the host after the fee.
         paid: TokenAmount,
@@ -127,6 +129,7 @@ impl MarketplaceEvent {
             Self::JobCompleted {
                 host,
                 result_cid,
+                transcript,
                 tokens_used,
                 paid,
                 fee,
@@ -135,6 +138,7 @@ impl MarketplaceEvent {
             } => Some(JobOutcome::Settled(JobSettlement {
                 host: *host,
                 result_cid: String::from_utf8_lossy(result_cid).into_owned(),
+                transcript: *transcript,
                 tokens_used: tokens_used.low_u64(),
                 paid: *paid,
                 fee: *fee,
@@ -259,6 +263,7 @@ fn decode(log: Log) -> Result<LoggedEvent> {
             job: job_id(e.job_id)?,
             host: e.host,
             result_cid: e.result_cid.to_vec(),
+            transcript: H256(e.transcript),
             tokens_used: e.tokens_used,
             paid: TokenAmount(e.paid),
             fee: TokenAmount(e.fee),

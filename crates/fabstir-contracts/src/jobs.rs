@@ -6,10 +6,13 @@ use ethers::contract::parse_log;
 use ethers::middleware::SignerMiddleware;
 use ethers::providers::Middleware;
 use ethers::signers::Signer;
-use ethers::types::{Address, Bytes, Signature, TransactionReceipt, U256};
+use ethers::types::{Address, Bytes, H256, Signature, TransactionReceipt, U256};
+use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::{JobDetails, JobId, JobRequirements, TokenAmount};
 
-use crate::bindings::job_marketplace::{JobCompletedFilter, JobMarketplace, JobPostedFilter};
+use crate::bindings::job_marketplace::{
+    JobCompletedFilter, JobMarketplace, JobPostedFilter, Receipt,
+};
 use crate::convert;
 use crate::error::{Error, Result};
 use crate::manager::{HeadlessContractManager, send, tx_info};
@@ -157,25 +160,31 @@ impl HeadlessContractManager {
         request_close;
     }
 
-    /// Submits the result of a claimed job and settles it: the host is paid
-    /// `tokens_used x price` less the fee fixed at posting, the rest goes back to the client.
+    /// Settles a claimed job with its result and the client's newest receipt: the host is
+    /// paid `receipt.tokens x price` less the fee fixed at posting, the rest goes back to the
+    /// client. The contract checks the client's signature (ECDSA or ERC-1271).
     pub async fn submit_result<S: Middleware + 'static>(
         &self,
         job: JobId,
         result_cid: &[u8],
-        tokens_used: u64,
+        receipt: &SignedReceipt,
         signer: &Arc<S>,
     ) -> Result<Settlement> {
         let call = self.marketplace(signer).submit_result(
             job.to_u256(),
             Bytes::from(result_cid.to_vec()),
-            U256::from(tokens_used),
+            Receipt {
+                tokens: receipt.tokens,
+                transcript: receipt.transcript.0,
+            },
+            Bytes::from(receipt.signature.clone()),
         );
         let receipt = send(call).await?;
         let completed = find_log::<JobCompletedFilter>(self, &receipt)?;
         Ok(Settlement {
             job: convert::job_id(completed.job_id)?,
             tokens_used: completed.tokens_used,
+            transcript: H256(completed.transcript),
             paid: TokenAmount(completed.paid),
             fee: TokenAmount(completed.fee),
             refund: TokenAmount(completed.refund),

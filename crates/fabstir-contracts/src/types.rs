@@ -64,8 +64,10 @@ pub struct PostedJob {
 pub struct Settlement {
     /// The job.
     pub job: JobId,
-    /// Tokens the host reported.
+    /// Tokens the client's receipt counts (what was paid for).
     pub tokens_used: U256,
+    /// The receipt's transcript hash.
+    pub transcript: H256,
     /// Paid to the host, after the fee.
     pub paid: TokenAmount,
     /// Paid to the treasury.

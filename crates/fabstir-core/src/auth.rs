@@ -16,7 +16,7 @@ use async_trait::async_trait;
 
 /// The secp256k1 key type of Ethereum accounts, re-exported for signing protocol messages.
 pub use ethers_core::k256::ecdsa::SigningKey;
-use ethers_core::types::{Address, Signature, U256};
+use ethers_core::types::{Address, H256, Signature, U256};
 use ethers_core::utils::hash_message;
 
 use crate::ids::{JobId, NodePeerId};
@@ -86,6 +86,9 @@ pub trait ClientSigner: Send + Sync {
     fn address(&self) -> Address;
     /// An EIP-191 (`personal_sign`) signature of `message`: 65 bytes `r || s || v`.
     async fn sign_message(&self, message: &str) -> Result<Vec<u8>, SignerError>;
+    /// A signature of a 32-byte digest with no prefix (an EIP-712 digest, such as a
+    /// [`Receipt`](crate::receipt::Receipt)'s): 65 bytes `r || s || v`.
+    async fn sign_digest(&self, digest: H256) -> Result<Vec<u8>, SignerError>;
 }
 
 #[async_trait]
@@ -96,6 +99,12 @@ impl ClientSigner for SigningKey {
 
     async fn sign_message(&self, message: &str) -> Result<Vec<u8>, SignerError> {
         Ok(sign_message(self, message)
+            .map_err(SignerError::new)?
+            .to_vec())
+    }
+
+    async fn sign_digest(&self, digest: H256) -> Result<Vec<u8>, SignerError> {
+        Ok(crate::receipt::sign_digest(self, digest)
             .map_err(SignerError::new)?
             .to_vec())
     }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::primitives::Address;
+use crate::primitives::{Address, H256};
 use crate::{Error, JobDetails, JobId, PaymentToken, Result, TokenAmount};
 
 /// A job's status on chain (the contract's `JobStatus` enum).
@@ -161,7 +161,9 @@ pub struct JobSettlement {
     pub host: Address,
     /// The result CID the host submitted, in its string form.
     pub result_cid: String,
-    /// Tokens the host reported.
+    /// The transcript hash of the client's receipt it settled with.
+    pub transcript: H256,
+    /// Tokens the client's receipt counts (what was paid for).
     pub tokens_used: u64,
     /// Paid to the host, after the fee.
     pub paid: TokenAmount,

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::amount::TokenAmount;
 use crate::ids::{JobId, ModelId};
 use crate::node::NodeCapabilities;
+use crate::receipt::SignedReceipt;
 use crate::{Error, Result};
 
 /// The wire protocol version this build speaks.
@@ -286,6 +287,8 @@ pub struct Quote {
     pub max_tokens: u32,
     /// Unix time (seconds) until which the host honours the quote.
     pub valid_until: u64,
+    /// The credit window the host streams with (see [`AuthChallenge::credit_window`]).
+    pub credit_window: u32,
 }
 
 /// Why a host declines a job.
@@ -319,6 +322,9 @@ pub enum ClientFrame {
     Prompt(PromptFrame),
     /// Stop generating; the host ends the stream.
     Cancel,
+    /// A receipt for the tokens received so far (cumulative), after a batch the client
+    /// checked; the final one answers `Done`.
+    Receipt(SignedReceipt),
 }
 
 impl WireMessage for ClientFrame {
@@ -379,6 +385,9 @@ pub struct AuthChallenge {
     pub expires_at: u64,
     /// The host's Ethereum address (part of the signed message).
     pub host: Address,
+    /// The credit window: the host never runs more than this many counted tokens ahead of
+    /// the client's newest receipt. The client refuses a window above its own cap.
+    pub credit_window: u32,
 }
 
 /// A batch of consecutive tokens. Batches hold one token each while the client keeps up; the
@@ -452,6 +461,11 @@ pub enum StreamErrorCode {
     /// The job is no longer claimed by this host on chain (expired, closing, released), or
     /// its deadline passed.
     JobClosed,
+    /// A receipt was refused: not newer than the last, counting undelivered tokens, another
+    /// transcript, or not signed by the job's client for this chain and marketplace.
+    BadReceipt,
+    /// The client stopped sending receipts: the window stayed full for the stall timeout.
+    Unacknowledged,
 }
 
 #[cfg(test)]

@@ -73,6 +73,10 @@ pub struct NodeConfig {
     /// The least time before a job's deadline to take it (to generate and settle).
     #[serde(default = "default_min_time_left", with = "humantime_serde")]
     pub min_time_left: Duration,
+    /// The credit window in tokens: the most streamed ahead of the client's newest receipt
+    /// (what the host risks per job); sized above tokens/s x round trip so it never throttles.
+    #[serde(default = "default_credit_window")]
+    pub credit_window: u32,
 }
 
 /// One served model.
@@ -132,6 +136,10 @@ fn default_poll() -> Duration {
 }
 fn default_quote_ttl() -> Duration {
     Duration::from_secs(120)
+}
+
+fn default_credit_window() -> u32 {
+    fabstir_p2p::StreamConfig::default().credit_window
 }
 
 fn default_min_time_left() -> Duration {

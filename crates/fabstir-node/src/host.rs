@@ -78,6 +78,9 @@ pub struct HostLimits {
     /// The least time before a job's deadline for this host to take it: enough to generate
     /// `max_tokens` and settle.
     pub min_time_left: Duration,
+    /// The credit window named in quotes and enforced on streams: the most tokens streamed
+    /// ahead of the client's newest receipt.
+    pub credit_window: u32,
 }
 
 /// The host node's state and decisions. Cheap to share behind an `Arc`.

@@ -197,6 +197,7 @@ pub async fn start_with(
             max_tokens: config.max_tokens,
             quote_validity: config.quote_validity,
             min_time_left: config.min_time_left,
+            credit_window: config.credit_window,
         },
         metrics: metrics.clone(),
     }));
@@ -206,6 +207,7 @@ pub async fn start_with(
         marketplace: deployment.contracts.job_marketplace,
         ..P2pConfig::default()
     };
+    p2p.stream.credit_window = config.credit_window;
     p2p.listen_addrs = parse_addrs(&config.listen)?;
     p2p.bootstrap_peers = parse_addrs(&config.bootstrap_peers)?;
     let service: Arc<dyn HostService> = match &hooks.service {

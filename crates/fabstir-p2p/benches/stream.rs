@@ -86,7 +86,7 @@ async fn stream_once(client: &Network, host: PeerId, key: &SigningKey) -> usize 
         seed: 0,
     };
     let mut stream = client
-        .open_stream(host, JobId(1), key, prompt)
+        .open_stream(host, JobId(1), std::sync::Arc::new(key.clone()), prompt)
         .await
         .unwrap();
     let mut frames = 0;

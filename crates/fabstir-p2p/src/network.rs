@@ -392,8 +392,9 @@ impl Network {
     }
 
     /// Opens an authenticated token stream for `job` to the host `peer`: answers its
-    /// challenge with `signer` (after checking the challenge names the registry's owner of
-    /// `peer`), sends `prompt`, and returns the stream of tokens.
+    /// challenge with `signer` (after checking that the address the challenge names registered
+    /// `peer`), sends `prompt`, and returns the stream of tokens. `signer` also signs the
+    /// receipts for what arrives (see `docs/PROTOCOL.md`), so the stream keeps it.
     ///
     /// Refusals by the host come back as [`Error::Remote`] with its code (`AuthFailed`,
     /// `ChallengeExpired`, `UnknownJob`...).
@@ -401,7 +402,7 @@ impl Network {
         &self,
         peer: PeerId,
         job: JobId,
-        signer: &dyn ClientSigner,
+        signer: Arc<dyn ClientSigner>,
         prompt: PromptFrame,
     ) -> Result<ClientStream> {
         let stream = self.open_raw_stream(peer).await?;

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use fabstir_core::JobId;
 use fabstir_core::primitives::Address;
+use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::wire::{
     CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame, StreamDone,
     StreamError, StreamToken,
@@ -41,6 +42,13 @@ pub trait HostService: Send + Sync + 'static {
         prompt: PromptFrame,
         sink: StreamSink,
     ) -> Result<StreamDone, StreamError>;
+
+    /// Settles `job` once its stream ended, however it ended, with the newest receipt the
+    /// client signed. The network layer checked it: signed by the job's client for this chain
+    /// and marketplace, counting no more than was delivered, with the host's own transcript.
+    /// `None`: the client signed nothing (it received nothing, or stopped at once), so nothing
+    /// is owed and the job should be given back.
+    async fn settle(&self, job: JobId, receipt: Option<SignedReceipt>);
 
     /// The stored result with this CID, for `/fabstir/result/1.0.0`; `None` if unknown.
     async fn result(&self, cid: &str) -> Option<Vec<u8>> {

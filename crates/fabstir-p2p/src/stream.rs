@@ -6,6 +6,7 @@
 //! `docs/PROTOCOL.md`.
 
 pub(crate) mod client;
+mod credit;
 pub(crate) mod host;
 
 pub use client::ClientStream;

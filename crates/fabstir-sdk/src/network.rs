@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ethers::signers::LocalWallet;
 use fabstir_core::auth::{ClientSigner, SignerError};
-use fabstir_core::primitives::Address;
+use fabstir_core::primitives::{Address, H256};
 use fabstir_core::wire::{
     NegotiationRequest, NegotiationResponse, PromptFrame, Quote, QuoteRequest,
 };
@@ -84,7 +84,7 @@ impl NetworkLayer for P2pNetwork {
         &self,
         host: &NodePeerId,
         job: JobId,
-        signer: &dyn ClientSigner,
+        signer: Arc<dyn ClientSigner>,
         prompt: PromptFrame,
     ) -> Result<BoxStream<'static, Result<StreamEvent>>> {
         let peer = fabstir_p2p::libp2p_peer_id(host)?;
@@ -101,7 +101,8 @@ impl NetworkLayer for P2pNetwork {
     }
 }
 
-/// Signs the client's stream challenges with the application's wallet.
+/// Signs the client's stream challenges and receipts with the application's wallet (held for
+/// the stream only, never stored).
 #[derive(Debug, Clone)]
 pub(crate) struct WalletClientSigner(pub(crate) Arc<LocalWallet>);
 
@@ -115,6 +116,11 @@ impl ClientSigner for WalletClientSigner {
         let signature = ethers::signers::Signer::sign_message(self.0.as_ref(), message)
             .await
             .map_err(SignerError::new)?;
+        Ok(signature.to_vec())
+    }
+
+    async fn sign_digest(&self, digest: H256) -> std::result::Result<Vec<u8>, SignerError> {
+        let signature = self.0.sign_hash(digest).map_err(SignerError::new)?;
         Ok(signature.to_vec())
     }
 }

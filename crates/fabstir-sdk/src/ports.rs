@@ -6,6 +6,8 @@
 //!
 //! Spending calls take the application's key for that call only; nothing here stores one.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use fabstir_core::auth::{ClientSigner, SigningKey};
 use fabstir_core::primitives::Address;
@@ -72,7 +74,7 @@ pub trait NetworkLayer: Send + Sync {
         &self,
         host: &NodePeerId,
         job: JobId,
-        signer: &dyn ClientSigner,
+        signer: Arc<dyn ClientSigner>,
         prompt: PromptFrame,
     ) -> Result<BoxStream<'static, Result<StreamEvent>>>;
     /// Records how a job with a host went (ranking uses it).

@@ -164,7 +164,8 @@ async fn a_silent_host_lets_the_client_close_after_the_window() {
         .await
         .expect("time passes");
     fails!(
-        env.manager.submit_result(posted.job, CID, 100, &env.host),
+        env.manager
+            .submit_result(posted.job, CID, &env.receipt(posted.job, 100), &env.host),
         Error::DeadlinePassed { .. }
     );
     env.manager
@@ -358,6 +359,87 @@ async fn ownership_moves_in_two_steps_and_cannot_be_renounced() {
     assert_eq!(
         as_owner.owner().call().await.expect("owner"),
         env.other.address()
+    );
+    env.finish().await;
+}
+
+/// A host claims a job and settles it with `maxTokens` without streaming, or with a receipt
+/// it made up: settlement pays only a receipt the job's client signed, for this job, chain and
+/// contract. Forgeries revert and move nothing; the real receipt then settles.
+#[tokio::test]
+async fn forged_receipts_are_refused_and_only_the_clients_count_is_paid() {
+    let env = Env::with_host().await;
+    let usdc = env.token("USDC");
+    let (_, posted, amount) = env.post_token_job(usdc, 100, 10).await;
+    let (_, other, _) = env.post_token_job(usdc, 100, 10).await;
+    env.claim(posted.job, &env.host).await;
+    let job = posted.job;
+    let host_key = env.chain.hosts()[0].wallet.signer();
+    let client_key = env.chain.client().wallet.signer();
+    let other_chain = fabstir_core::receipt::ReceiptDomain {
+        chain_id: 1,
+        ..env.domain()
+    };
+    let other_contract = fabstir_core::receipt::ReceiptDomain {
+        marketplace: Address::repeat_byte(0x42),
+        ..env.domain()
+    };
+    let forgeries = [
+        (
+            "signed by the host itself",
+            env.receipt_by(host_key, job, 100, env.domain()),
+        ),
+        (
+            "for another job",
+            env.receipt_by(client_key, other.job, 100, env.domain()),
+        ),
+        (
+            "for another chain",
+            env.receipt_by(client_key, job, 100, other_chain),
+        ),
+        (
+            "for another contract",
+            env.receipt_by(client_key, job, 100, other_contract),
+        ),
+    ];
+    let before = env.parties(usdc).await;
+    for (what, forged) in forgeries {
+        let forged = fabstir_core::receipt::SignedReceipt {
+            tokens: forged.tokens,
+            ..forged
+        };
+        let err = env
+            .manager
+            .submit_result(job, CID, &forged, &env.host)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidReceipt(j) if j == job),
+            "{what}: {err}"
+        );
+    }
+    // The client's real receipt, with its count raised by the host, is refused too.
+    let mut raised = env.receipt(job, 30);
+    raised.tokens = 100;
+    fails!(
+        env.manager.submit_result(job, CID, &raised, &env.host),
+        Error::InvalidReceipt(_)
+    );
+    let after = env.parties(usdc).await;
+    assert_eq!(after.of(env.host.address()), before.of(env.host.address()));
+    assert_eq!(
+        env.manager.job(job).await.expect("job").status,
+        JobStatus::Claimed
+    );
+    // The client received 30 tokens and signed for 30: exactly that is paid.
+    let settled = env.submit(job, CID, 30, &env.host).await;
+    assert_eq!(
+        settled.paid.base_units() + settled.fee.base_units(),
+        U256::from(300u64)
+    );
+    assert_eq!(
+        settled.refund.base_units(),
+        amount.base_units() - U256::from(300u64)
     );
     env.finish().await;
 }

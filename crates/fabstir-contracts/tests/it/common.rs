@@ -6,12 +6,15 @@ use std::sync::Arc;
 use ethers::abi::Detokenize;
 use ethers::contract::ContractCall;
 use ethers::providers::Middleware;
-use ethers::types::{Address, U256};
+use ethers::signers::Signer as _;
+use ethers::types::{Address, H256, U256};
 use fabstir_contracts::testing::{Balances, LocalChain};
 use fabstir_contracts::{
     HeadlessContractManager, LOCAL_RULES, NodeRegistration, PostedJob, RegisteredNode, Settlement,
     TxInfo, WalletSigner,
 };
+use fabstir_core::auth::SigningKey;
+use fabstir_core::receipt::{Receipt, ReceiptDomain, SignedReceipt};
 use fabstir_core::{
     Deployment, JobDetails, JobId, JobRequirements, ModelId, NodePeerId, TokenAmount, TokenPrice,
 };
@@ -254,10 +257,66 @@ impl Env {
         tokens: u64,
         host: &Arc<WalletSigner>,
     ) -> Settlement {
+        let client = self.manager.job(job).await.expect("job").client;
+        let receipt = self.receipt_by(self.key_of(client), job, tokens, self.domain());
         self.manager
-            .submit_result(job, cid, tokens, host)
+            .submit_result(job, cid, &receipt, host)
             .await
             .expect("submits")
+    }
+
+    /// The client's receipt for `tokens` of `job` (a transcript the contract records but does
+    /// not check), signed with EIP-712 for this chain and marketplace.
+    pub(crate) fn receipt(&self, job: JobId, tokens: u64) -> SignedReceipt {
+        self.receipt_by(
+            self.chain.client().wallet.signer(),
+            job,
+            tokens,
+            self.domain(),
+        )
+    }
+
+    /// The key of the chain's account `address`; the client's for any other address (a
+    /// contract wallet the client deployed and owns signs with the client's key, ERC-1271).
+    fn key_of(&self, address: Address) -> &SigningKey {
+        let chain = &self.chain;
+        std::iter::once(chain.deployer())
+            .chain(std::iter::once(chain.client()))
+            .chain(chain.hosts())
+            .chain(chain.others())
+            .chain(chain.unfunded())
+            .find(|a| a.wallet.address() == address)
+            .unwrap_or(chain.client())
+            .wallet
+            .signer()
+    }
+
+    /// A receipt signed by `key` under `domain` (for forgeries).
+    pub(crate) fn receipt_by(
+        &self,
+        key: &SigningKey,
+        job: JobId,
+        tokens: u64,
+        domain: ReceiptDomain,
+    ) -> SignedReceipt {
+        let receipt = Receipt {
+            job,
+            tokens,
+            transcript: H256::from_low_u64_be(tokens + 1),
+        };
+        SignedReceipt {
+            tokens,
+            transcript: receipt.transcript,
+            signature: receipt.sign(&domain, key).expect("signs").to_vec(),
+        }
+    }
+
+    /// The receipts' EIP-712 domain on this chain.
+    pub(crate) fn domain(&self) -> ReceiptDomain {
+        ReceiptDomain {
+            chain_id: self.deployment.chain_id,
+            marketplace: self.deployment.contracts.job_marketplace,
+        }
     }
 
     /// The host claims `job` and submits the result `cid`, `tokens` used; returns the claim

@@ -45,7 +45,8 @@ async fn undeliverable_refunds_are_credited_not_blocking() {
         client.address()
     );
 
-    // The host is paid although the client rejects its refund; the refund is credited.
+    // The host is paid although the client rejects its refund; the refund is credited. The
+    // client is a contract wallet: its receipt is checked through ERC-1271.
     let host_before = env.balance(eth, env.host.address()).await;
     let (claim, settled) = env.settle(job, b"bafy-credit", 40).await;
     let cost = U256::from(40u64) * U256::from(1_000_000_000u64);

@@ -238,7 +238,7 @@ async fn expiry_refunds_in_full_and_late_submit_reverts() {
 
     env.pass_an_hour().await;
     let err = fails!(
-        env.manager.submit_result(posted.job, CID, 10, &env.host),
+        env.manager.submit_result(posted.job, CID, &env.receipt(posted.job, 10), &env.host),
         Error::DeadlinePassed { job, .. } if job == posted.job
     );
     assert!(err.to_string().contains("has passed"), "{err}");
@@ -356,20 +356,23 @@ async fn double_claim_and_bad_submits_revert() {
     );
 
     fails!(
-        env.manager.submit_result(job, CID, 10, &env.host2),
+        env.manager.submit_result(job, CID, &env.receipt(job, 10), &env.host2),
         Error::NotClaimer { claimer, .. } if claimer == env.host.address()
     );
     fails!(
-        env.manager.submit_result(job, CID, 51, &env.host),
+        env.manager
+            .submit_result(job, CID, &env.receipt(job, 51), &env.host),
         Error::TokensExceedMax { max_tokens: 50, .. }
     );
     fails!(
-        env.manager.submit_result(job, b"", 10, &env.host),
+        env.manager
+            .submit_result(job, b"", &env.receipt(job, 10), &env.host),
         Error::InvalidResultCid
     );
     env.submit(job, CID, 50, &env.host).await;
     fails!(
-        env.manager.submit_result(job, CID, 50, &env.host),
+        env.manager
+            .submit_result(job, CID, &env.receipt(job, 50), &env.host),
         Error::InvalidJobStatus {
             status: JobStatus::Completed,
             ..

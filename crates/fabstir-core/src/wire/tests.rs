@@ -28,6 +28,7 @@ fn samples() -> (
             token: Address::repeat_byte(1),
             max_tokens: 64,
             valid_until: 1_700_000_000,
+            credit_window: 512,
         }),
         NegotiationResponse::Accepted { job: JobId(9) },
         NegotiationResponse::Rejected {
@@ -48,12 +49,18 @@ fn samples() -> (
             seed: 42,
         }),
         ClientFrame::Cancel,
+        ClientFrame::Receipt(crate::receipt::SignedReceipt {
+            tokens: 12,
+            transcript: H256::repeat_byte(3),
+            signature: vec![2; 65],
+        }),
     ];
     let host = vec![
         HostFrame::Challenge(AuthChallenge {
             nonce: [6; 32],
             expires_at: 1,
             host: Address::repeat_byte(4),
+            credit_window: 64,
         }),
         HostFrame::Authenticated,
         HostFrame::Tokens(TokenBatch {

@@ -83,6 +83,7 @@ fn stream_handshake_end_to_end() {
         nonce,
         expires_at,
         host,
+        credit_window: 512,
     }))
     .unwrap();
 

@@ -20,6 +20,10 @@ pub(super) struct ClaimedJob {
     job: OnChainJob,
     /// A stream was authorized for the job: one payment buys one stream.
     served: bool,
+    /// The stored result's CID, once the run produced one.
+    result_cid: Option<String>,
+    /// The job was settled or given back; nothing more is sent for it.
+    finished: bool,
 }
 
 impl Host {
@@ -60,6 +64,7 @@ impl Host {
             token: request.token,
             max_tokens: request.max_tokens,
             valid_until: unix_now() + self.limits.quote_validity.as_secs(),
+            credit_window: self.limits.credit_window,
         })
     }
 
@@ -111,6 +116,8 @@ impl Host {
         *claimed = Some(ClaimedJob {
             job: job.clone(),
             served: false,
+            result_cid: None,
+            finished: false,
         });
         Ok(job)
     }
@@ -180,6 +187,29 @@ impl Host {
         }
         entry.served |= consume;
         Ok(())
+    }
+
+    /// Keeps the CID of `job`'s stored result for its settlement.
+    pub(super) async fn record_result(&self, job: JobId, cid: String) {
+        if let Some(slot) = self.claims.get(&job).map(|e| e.clone())
+            && let Some(entry) = slot.lock().await.as_mut()
+        {
+            entry.result_cid = Some(cid);
+        }
+    }
+
+    /// Marks `job` finished (settled or given back) and returns its result CID, once: `None`
+    /// if it was finished already, never served (a stream refused before generating leaves
+    /// the job to its client's next try), or is not claimed here.
+    pub(super) async fn finish(&self, job: JobId) -> Option<Option<String>> {
+        let slot = self.claims.get(&job).map(|e| e.clone())?;
+        let mut claimed = slot.lock().await;
+        let entry = claimed.as_mut()?;
+        if entry.finished || !entry.served {
+            return None;
+        }
+        entry.finished = true;
+        Some(entry.result_cid.clone())
     }
 
     /// The authentication half of [`Self::authorize`]: `client` posted `job`, which is (now)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fabstir_core::JobId;
 use fabstir_core::primitives::Address;
+use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::wire::{
     CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame, StreamDone,
     StreamError,
@@ -44,6 +45,10 @@ impl HostService for HostHandle {
         tokens: StreamSink,
     ) -> Result<StreamDone, StreamError> {
         self.0.serve_stream(job, client, prompt, tokens).await
+    }
+
+    async fn settle(&self, job: JobId, receipt: Option<SignedReceipt>) {
+        self.0.settle(job, receipt).await;
     }
 
     async fn result(&self, cid: &str) -> Option<Vec<u8>> {

@@ -1,29 +1,40 @@
-//! After a run, on chain: the result is submitted to be paid, or the job is released so its
-//! client is refunded at once.
+//! After a stream, on chain: the result is submitted with the client's receipt to be paid, or
+//! the job is released so its client is refunded at once.
 
 use std::sync::Arc;
 
 use fabstir_core::JobId;
+use fabstir_core::receipt::SignedReceipt;
 
 use super::Host;
 
 impl Host {
-    /// Submits a result on chain, in the background.
-    pub(super) fn settle(self: &Arc<Self>, id: JobId, cid: String, tokens_used: u64) {
+    /// Settles `id` once its stream ended, with the newest receipt the client signed (checked
+    /// by the network layer), in the background: the result is submitted and the host paid
+    /// for the receipt's tokens. With no receipt (the client signed nothing) or no result, the
+    /// job is given back and the client refunded. Once per job.
+    pub(super) async fn settle(self: &Arc<Self>, id: JobId, receipt: Option<SignedReceipt>) {
+        let Some(cid) = self.finish(id).await else {
+            return;
+        };
         if self.is_stopping() {
             tracing::warn!(job = %id, "stopping: not settling an interrupted job");
             return;
         }
         let host = self.clone();
         tokio::spawn(async move {
+            let (Some(cid), Some(receipt)) = (cid, receipt) else {
+                host.release_now(id).await;
+                return;
+            };
             match host
                 .contracts
-                .submit_result(id, cid.as_bytes(), tokens_used, &host.sender)
+                .submit_result(id, cid.as_bytes(), &receipt, &host.sender)
                 .await
             {
                 Ok(settlement) => {
                     host.metrics.jobs_completed.inc();
-                    tracing::info!(job = %id, %cid, tokens_used, paid = %settlement.paid.base_units(), "result submitted");
+                    tracing::info!(job = %id, %cid, tokens = receipt.tokens, paid = %settlement.paid.base_units(), "result submitted");
                 }
                 Err(e) => {
                     host.metrics.errors.inc();
@@ -33,8 +44,15 @@ impl Host {
         });
     }
 
-    /// Gives a claimed job back so its client is refunded at once (after a failed inference).
+    /// Gives a claimed job back so its client is refunded at once (after a failed inference),
+    /// unless it was finished already.
     pub(super) async fn release(&self, id: JobId) {
+        if self.finish(id).await.is_some() {
+            self.release_now(id).await;
+        }
+    }
+
+    async fn release_now(&self, id: JobId) {
         match self.contracts.release_job(id, &self.sender).await {
             Ok(_) => {
                 self.metrics.jobs_released.inc();

@@ -89,8 +89,9 @@ impl Host {
         };
         let message = auth::result_message(self.chain_id, job, &cid, tokens_used);
         let signature = self.sign(&message);
-        // Delivered tokens are paid for even when the client stopped early.
-        self.settle(job, cid.clone(), tokens_used);
+        // Settled once the stream ends, with the client's newest receipt (even when the
+        // client stopped early: what it receipted is paid).
+        self.record_result(job, cid.clone()).await;
         if generated.cancelled {
             return Err(StreamError {
                 code: StreamErrorCode::Cancelled,

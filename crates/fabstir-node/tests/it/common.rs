@@ -130,6 +130,7 @@ impl Env {
             poll_interval: Duration::from_millis(50),
             quote_validity: Duration::from_secs(120),
             min_time_left: Duration::from_secs(10),
+            credit_window: fabstir_p2p::StreamConfig::default().credit_window,
         }
     }
 
@@ -413,7 +414,7 @@ pub async fn stream_job(
     prompt_text: &str,
 ) -> fabstir_p2p::Result<Streamed> {
     let mut stream = client
-        .open_stream(host, job, key, prompt(prompt_text))
+        .open_stream(host, job, Arc::new(key.clone()), prompt(prompt_text))
         .await?;
     let mut text = String::new();
     let mut tokens = 0u64;

@@ -1,6 +1,8 @@
 //! What a host refuses or ignores: a client that is not the job's, a prompt that does not match
 //! the chain, a job for a model it does not serve, and a second stream for a job.
 
+use std::sync::Arc;
+
 use fabstir_contracts::JobStatus;
 use fabstir_core::job::prompt_hash;
 use fabstir_core::wire::{
@@ -47,7 +49,7 @@ async fn a_client_with_the_wrong_key_is_refused_before_the_prompt_is_read() {
     // handshake, so the client never gets to send the prompt.
     let intruder = env.intruder_key();
     let refused = client
-        .open_stream(host.peer_id(), job, &intruder, prompt(""))
+        .open_stream(host.peer_id(), job, Arc::new(intruder.clone()), prompt(""))
         .await;
     match refused {
         Err(fabstir_p2p::Error::Remote {
@@ -77,7 +79,12 @@ async fn a_prompt_whose_hash_does_not_match_the_chain_is_refused() {
     let job = env.claimed_usdc_job(0).await;
 
     let mut stream = client
-        .open_stream(host.peer_id(), job, &env.client_key, prompt("1 2 3"))
+        .open_stream(
+            host.peer_id(),
+            job,
+            Arc::new(env.client_key.clone()),
+            prompt("1 2 3"),
+        )
         .await
         .unwrap();
     match stream.next().await {
@@ -210,7 +217,12 @@ async fn a_second_stream_for_a_served_job_is_refused_and_so_is_one_for_an_expire
     still_served(&env, &client, &host, job).await;
     let generated = host.host.metrics().tokens_generated.get();
     let again = client
-        .open_stream(host.peer_id(), job, &env.client_key, prompt(""))
+        .open_stream(
+            host.peer_id(),
+            job,
+            Arc::new(env.client_key.clone()),
+            prompt(""),
+        )
         .await;
     match again {
         Err(fabstir_p2p::Error::Remote {
@@ -241,7 +253,12 @@ async fn a_second_stream_for_a_served_job_is_refused_and_so_is_one_for_an_expire
         before + refund
     );
     let late = client
-        .open_stream(host.peer_id(), job, &env.client_key, prompt(""))
+        .open_stream(
+            host.peer_id(),
+            job,
+            Arc::new(env.client_key.clone()),
+            prompt(""),
+        )
         .await;
     match late {
         Err(fabstir_p2p::Error::Remote {

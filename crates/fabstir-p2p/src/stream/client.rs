@@ -13,7 +13,10 @@ use fabstir_core::JobId;
 use fabstir_core::StreamEvent;
 use fabstir_core::auth;
 use fabstir_core::primitives::Address;
-use fabstir_core::wire::{AuthResponse, ClientFrame, HostFrame, PromptFrame, STREAM_PROTOCOL};
+use fabstir_core::receipt::{ReceiptDomain, SignedReceipt, Transcript};
+use fabstir_core::wire::{
+    AuthResponse, ClientFrame, HostFrame, PromptFrame, STREAM_PROTOCOL, TokenBatch,
+};
 use futures::{AsyncWriteExt, Stream, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::oneshot;
@@ -80,6 +83,7 @@ struct Reader {
     chain_id: u64,
     stall: Duration,
     next_index: u64,
+    receipts: Receipts,
     cancel: oneshot::Receiver<()>,
     done: bool,
     _lease: PoolLease,
@@ -88,6 +92,45 @@ struct Reader {
 enum Step {
     Cancel,
     Frame(Result<Option<HostFrame>>),
+}
+
+/// The client's receipts: the transcript of what it received, signed after each batch once
+/// half the host's window is unreceipted, and in full in answer to `Done`.
+struct Receipts {
+    signer: Arc<dyn ClientSigner>,
+    domain: ReceiptDomain,
+    transcript: Transcript,
+    receipted: u64,
+    /// Counted tokens after which a receipt goes out (half the window, at least one).
+    every: u64,
+}
+
+impl Receipts {
+    /// Takes a checked batch; returns the receipt to send, if one is due.
+    async fn after_batch(&mut self, job: JobId, batch: &TokenBatch) -> Result<Option<ClientFrame>> {
+        for token in &batch.tokens {
+            self.transcript.push(token.id, &token.text);
+        }
+        if self.transcript.counted() - self.receipted >= self.every {
+            return self.sign(job).await.map(Some);
+        }
+        Ok(None)
+    }
+
+    /// The receipt for everything counted so far.
+    async fn sign(&mut self, job: JobId) -> Result<ClientFrame> {
+        let receipt = self.transcript.receipt(job);
+        let signature = self
+            .signer
+            .sign_digest(receipt.digest(&self.domain))
+            .await?;
+        self.receipted = receipt.tokens;
+        Ok(ClientFrame::Receipt(SignedReceipt {
+            tokens: receipt.tokens,
+            transcript: receipt.transcript,
+            signature,
+        }))
+    }
 }
 
 impl Reader {
@@ -125,8 +168,20 @@ impl Reader {
                 } else {
                     let count = u64::try_from(batch.tokens.len()).unwrap_or(u64::MAX);
                     self.next_index = self.next_index.saturating_add(count);
-                    self.done = false;
-                    Ok(StreamEvent::Tokens(batch))
+                    match self.receipts.after_batch(self.job, &batch).await {
+                        Ok(None) => {
+                            self.done = false;
+                            Ok(StreamEvent::Tokens(batch))
+                        }
+                        Ok(Some(receipt)) => match write_frame(&mut self.stream, &receipt).await {
+                            Ok(()) => {
+                                self.done = false;
+                                Ok(StreamEvent::Tokens(batch))
+                            }
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e),
+                    }
                 }
             }
             Step::Frame(Ok(Some(HostFrame::Done(done)))) => {
@@ -137,7 +192,16 @@ impl Reader {
                     done.tokens_used,
                 );
                 match auth::verify_signer(&message, &done.signature, self.host) {
-                    Ok(()) => Ok(StreamEvent::Done(done)),
+                    // The final receipt covers every counted token received; a host claiming
+                    // more gets the receipt for what arrived, never more.
+                    Ok(()) => match self.receipts.sign(self.job).await {
+                        Ok(receipt) => {
+                            let _ = write_frame(&mut self.stream, &receipt).await;
+                            let _ = self.stream.close().await;
+                            Ok(StreamEvent::Done(done))
+                        }
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(Error::Unverified {
                         peer: self.peer.to_string(),
                         reason: format!("result signature: {e}"),
@@ -210,7 +274,7 @@ pub(crate) async fn open(
     mut stream: libp2p::Stream,
     peer: PeerId,
     job: JobId,
-    signer: &dyn ClientSigner,
+    signer: Arc<dyn ClientSigner>,
     prompt: PromptFrame,
 ) -> Result<ClientStream> {
     let config = ctx.config;
@@ -244,6 +308,15 @@ pub(crate) async fn open(
             ),
         });
     }
+    if challenge.credit_window > config.stream.max_credit_window {
+        return Err(Error::Unverified {
+            peer: peer.to_string(),
+            reason: format!(
+                "asks a credit window of {} tokens, at most {} accepted",
+                challenge.credit_window, config.stream.max_credit_window
+            ),
+        });
+    }
     let message = auth::client_auth_message(
         config.chain_id,
         config.marketplace,
@@ -269,6 +342,16 @@ pub(crate) async fn open(
         |frame| matches!(frame, HostFrame::Authenticated).then_some(()),
     )
     .await?;
+    let receipts = Receipts {
+        signer,
+        domain: ReceiptDomain {
+            chain_id: config.chain_id,
+            marketplace: config.marketplace,
+        },
+        transcript: Transcript::new(job, fabstir_core::job::prompt_hash(&prompt.prompt)),
+        receipted: 0,
+        every: u64::from(challenge.credit_window / 2).max(1),
+    };
     write_frame(&mut stream, &ClientFrame::Prompt(prompt)).await?;
     let (cancel_tx, cancel_rx) = oneshot::channel();
     let reader = Reader {
@@ -279,6 +362,7 @@ pub(crate) async fn open(
         chain_id: config.chain_id,
         stall: config.stream.stall_timeout,
         next_index: 0,
+        receipts,
         cancel: cancel_rx,
         done: false,
         _lease: lease,

@@ -1,8 +1,9 @@
 //! The host's side of `/fabstir/stream/1.0.0`: sends a challenge, checks the signed answer
 //! (single-use nonce, recovered client address authorized by the [`HostService`]), reads the
-//! prompt, then streams token batches and a final or error frame. Tokens are coalesced only
-//! when the client reads slower than the job produces them. A malformed, oversized or
-//! truncated frame ends that stream only.
+//! prompt, then streams token batches within the credit window (checking the client's
+//! receipts as they come) and a final or error frame, and settles with the newest receipt.
+//! Tokens are coalesced only when the client reads slower than the job produces them. A
+//! malformed, oversized or truncated frame ends that stream only.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use fabstir_core::JobId;
 use fabstir_core::auth::{self, ChallengeBook};
 use fabstir_core::primitives::Address;
+use fabstir_core::receipt::ReceiptDomain;
 use fabstir_core::wire::{
     AuthChallenge, ClientFrame, HostFrame, MAX_FRAME_LEN, PromptFrame, STREAM_PROTOCOL, StreamDone,
     StreamError, StreamErrorCode, StreamToken, TokenBatch,
@@ -19,6 +21,7 @@ use libp2p::{PeerId, StreamProtocol};
 use rand::RngCore;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use super::credit::Credit;
 use crate::config::{P2pConfig, StreamConfig};
 use crate::frame::{read_frame, read_frame_within, write_frame};
 use crate::pool::ConnectionPool;
@@ -131,6 +134,7 @@ async fn serve(peer: PeerId, mut stream: libp2p::Stream, ctx: &HostContext) -> R
             nonce,
             expires_at,
             host,
+            credit_window: ctx.config.credit_window,
         }),
     )
     .await?;
@@ -139,7 +143,7 @@ async fn serve(peer: PeerId, mut stream: libp2p::Stream, ctx: &HostContext) -> R
     let answer = match next_client_frame(&mut stream, timeout).await {
         Ok(Some(ClientFrame::Auth(answer))) => answer,
         Ok(None | Some(ClientFrame::Cancel)) => return Ok(()),
-        Ok(Some(ClientFrame::Prompt(_))) => {
+        Ok(Some(ClientFrame::Prompt(_) | ClientFrame::Receipt(_))) => {
             let frame = stream_error(StreamErrorCode::Malformed, "expected auth");
             return refuse(
                 &mut stream,
@@ -189,7 +193,7 @@ async fn serve(peer: PeerId, mut stream: libp2p::Stream, ctx: &HostContext) -> R
     let prompt = match next_client_frame(&mut stream, timeout).await {
         Ok(Some(ClientFrame::Prompt(prompt))) => prompt,
         Ok(None | Some(ClientFrame::Cancel)) => return Ok(()),
-        Ok(Some(ClientFrame::Auth(_))) => {
+        Ok(Some(ClientFrame::Auth(_) | ClientFrame::Receipt(_))) => {
             let frame = stream_error(StreamErrorCode::Malformed, "expected prompt");
             return refuse(&mut stream, frame, protocol_error("auth twice".into())).await;
         }
@@ -201,19 +205,44 @@ async fn serve(peer: PeerId, mut stream: libp2p::Stream, ctx: &HostContext) -> R
     run_job(peer, stream, ctx, answer.job, client, prompt).await
 }
 
-/// What ended the client's side while tokens flowed.
-enum ClientEnd {
-    Cancelled,
-    Broken(Error),
+/// A frame from the client while tokens flow, or the end of its side.
+type ClientFrames = std::pin::Pin<Box<dyn futures::Stream<Item = Result<ClientFrame>> + Send>>;
+
+fn client_frames(reader: futures::io::ReadHalf<libp2p::Stream>) -> ClientFrames {
+    Box::pin(futures::stream::unfold(reader, |mut reader| async move {
+        match read_frame::<ClientFrame, _>(&mut reader).await {
+            Ok(Some(frame)) => Some((Ok(frame), reader)),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), reader)),
+        }
+    }))
 }
 
-async fn watch_client(reader: &mut futures::io::ReadHalf<libp2p::Stream>) -> ClientEnd {
-    match read_frame::<ClientFrame, _>(reader).await {
-        Ok(Some(ClientFrame::Cancel) | None) => ClientEnd::Cancelled,
-        Ok(Some(_)) => {
-            ClientEnd::Broken(Error::Truncated("unexpected frame while streaming".into()))
+/// Why the stream ended before the producer finished.
+enum Stop {
+    /// The client cancelled or closed its side.
+    Cancelled,
+    /// The client sent a frame that does not belong here, or a broken one.
+    Broken(Error),
+    /// A receipt was refused.
+    BadReceipt(String),
+    /// The window stayed full for the stall timeout.
+    Unacknowledged,
+    /// Writing to the client failed or stalled.
+    Write(Error),
+}
+
+/// Handles one client frame while streaming: a receipt is checked into `credit`.
+fn on_client_frame(frame: Option<Result<ClientFrame>>, credit: &mut Credit) -> Option<Stop> {
+    match frame {
+        None | Some(Ok(ClientFrame::Cancel)) => Some(Stop::Cancelled),
+        Some(Ok(ClientFrame::Receipt(receipt))) => {
+            credit.accept(receipt).err().map(Stop::BadReceipt)
         }
-        Err(e) => ClientEnd::Broken(e),
+        Some(Ok(_)) => Some(Stop::Broken(Error::Truncated(
+            "unexpected frame while streaming".into(),
+        ))),
+        Some(Err(e)) => Some(Stop::Broken(e)),
     }
 }
 
@@ -225,58 +254,65 @@ async fn run_job(
     client: Address,
     prompt: PromptFrame,
 ) -> Result<()> {
+    let domain = ReceiptDomain {
+        chain_id: ctx.chain_id,
+        marketplace: ctx.marketplace,
+    };
+    let prompt_hash = fabstir_core::job::prompt_hash(&prompt.prompt);
+    let mut credit = Credit::new(job, client, prompt_hash, domain, ctx.config.credit_window);
     let (tx, mut rx) = mpsc::channel::<StreamToken>(ctx.config.token_buffer.max(1));
     let host = Arc::clone(&ctx.host);
     let producer =
         tokio::spawn(async move { host.run(job, client, prompt, StreamSink::new(tx)).await });
-    let (mut reader, mut writer) = stream.split();
-    let client_end = watch_client(&mut reader);
-    tokio::pin!(client_end);
+    let (reader, mut writer) = stream.split();
+    let mut frames = client_frames(reader);
     let max_batch = ctx.config.max_batch_tokens.max(1);
     let byte_budget = MAX_FRAME_LEN / 2;
+    let stall = ctx.config.stall_timeout;
     let mut next_index = 0u64;
     let mut batches = 0u64;
-    loop {
-        let token = tokio::select! {
-            end = &mut client_end => {
-                // The client cancelled or went away: stop the producer.
-                drop(rx);
-                stop_producer(producer).await;
-                return match end {
-                    ClientEnd::Cancelled => {
-                        let frame = stream_error(StreamErrorCode::Cancelled, "cancelled by client");
-                        let _ = write_frame(&mut writer, &frame).await;
-                        let _ = writer.close().await;
-                        Ok(())
-                    }
-                    ClientEnd::Broken(e) => {
-                        let frame = stream_error(StreamErrorCode::Malformed, e.to_string());
-                        let _ = write_frame(&mut writer, &frame).await;
-                        Err(e)
-                    }
-                };
+    let stopped = loop {
+        // While the window is full only receipts (or the client's end) move the stream on.
+        let token = if credit.has_room() {
+            tokio::select! {
+                frame = frames.next() => match on_client_frame(frame, &mut credit) {
+                    Some(stop) => break Some(stop),
+                    None => continue,
+                },
+                token = rx.recv() => token,
             }
-            token = rx.recv() => token,
+        } else {
+            match tokio::time::timeout(stall, frames.next()).await {
+                Err(_) => break Some(Stop::Unacknowledged),
+                Ok(frame) => match on_client_frame(frame, &mut credit) {
+                    Some(stop) => break Some(stop),
+                    None => continue,
+                },
+            }
         };
-        let Some(token) = token else { break };
+        let Some(token) = token else { break None };
         #[cfg(feature = "fault-injection")]
         if ctx.faults.get() == Some(crate::fault::StreamFault::GarbageFrame) {
             drop(rx);
             stop_producer(producer).await;
             let _ = writer.write_all(&crate::fault::GARBAGE_FRAME).await;
             let _ = writer.close().await;
+            ctx.host.settle(job, credit.newest()).await;
             return Err(Error::Protocol {
                 peer: peer.to_string(),
                 reason: "injected fault: garbage frame".into(),
             });
         }
-        // Whatever queued up while the last frame was written goes out in this one.
+        // Whatever queued up while the last frame was written goes out in this one, within
+        // the window.
+        credit.delivered(token.id, &token.text);
         let mut bytes = token.text.len() + 16;
         let mut tokens = vec![token];
-        while tokens.len() < max_batch && bytes < byte_budget {
+        while tokens.len() < max_batch && bytes < byte_budget && credit.has_room() {
             match rx.try_recv() {
                 Ok(token) => {
                     bytes += token.text.len() + 16;
+                    credit.delivered(token.id, &token.text);
                     tokens.push(token);
                 }
                 Err(_) => break,
@@ -288,7 +324,6 @@ async fn run_job(
             tokens,
         });
         // A client that stops reading altogether must not hold a stream slot forever.
-        let stall = ctx.config.stall_timeout;
         let written = tokio::time::timeout(stall, write_frame(&mut writer, &frame))
             .await
             .unwrap_or(Err(Error::Timeout {
@@ -296,16 +331,44 @@ async fn run_job(
                 after: stall,
             }));
         if let Err(e) = written {
-            drop(rx);
-            stop_producer(producer).await;
-            if let Error::Wire(_) = e {
-                let frame = stream_error(StreamErrorCode::InferenceFailed, e.to_string());
-                let _ = write_frame(&mut writer, &frame).await;
-            }
-            return Err(e);
+            break Some(Stop::Write(e));
         }
         next_index = next_index.saturating_add(count);
         batches += 1;
+    };
+    if let Some(stop) = stopped {
+        drop(rx);
+        stop_producer(producer).await;
+        // What was receipted is paid, whatever ended the stream.
+        ctx.host.settle(job, credit.newest()).await;
+        let (frame, result) = match stop {
+            Stop::Cancelled => (
+                stream_error(StreamErrorCode::Cancelled, "cancelled by client"),
+                Ok(()),
+            ),
+            Stop::Broken(e) => (
+                stream_error(StreamErrorCode::Malformed, e.to_string()),
+                Err(e),
+            ),
+            Stop::BadReceipt(reason) => (
+                stream_error(StreamErrorCode::BadReceipt, reason.clone()),
+                Err(protocol(peer, reason)),
+            ),
+            Stop::Unacknowledged => (
+                stream_error(
+                    StreamErrorCode::Unacknowledged,
+                    "no receipt within the window",
+                ),
+                Err(protocol(peer, "the client stopped sending receipts".into())),
+            ),
+            Stop::Write(e) => (
+                stream_error(StreamErrorCode::InferenceFailed, e.to_string()),
+                Err(e),
+            ),
+        };
+        let _ = write_frame(&mut writer, &frame).await;
+        let _ = writer.close().await;
+        return result;
     }
     tracing::debug!(%peer, tokens = next_index, batches, "job produced");
     let last = match producer.await {
@@ -313,9 +376,31 @@ async fn run_job(
         Ok(Err(e)) => HostFrame::Error(e),
         Err(e) => stream_error(StreamErrorCode::InferenceFailed, format!("job task: {e}")),
     };
-    write_frame(&mut writer, &last).await?;
+    let written = write_frame(&mut writer, &last).await;
+    // The client answers `Done` with its final receipt; wait for every counted token to be
+    // receipted (or the handshake timeout, or the client's end), then settle with the newest.
+    if written.is_ok() && matches!(last, HostFrame::Done(_)) {
+        let timeout = ctx.config.handshake_timeout;
+        let _ = tokio::time::timeout(timeout, async {
+            while !credit.settled_up() {
+                if on_client_frame(frames.next().await, &mut credit).is_some() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    ctx.host.settle(job, credit.newest()).await;
+    written?;
     writer.close().await?;
     Ok(())
+}
+
+fn protocol(peer: PeerId, reason: String) -> Error {
+    Error::Protocol {
+        peer: peer.to_string(),
+        reason,
+    }
 }
 
 /// Gives a cancelled producer a moment to notice, then aborts it.

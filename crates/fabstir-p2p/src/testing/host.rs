@@ -11,6 +11,7 @@ use ethers_core::k256::ecdsa::SigningKey;
 use fabstir_core::auth;
 use fabstir_core::node::{NodeCapabilities, TokenPrice};
 use fabstir_core::primitives::Address;
+use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::wire::{
     CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame, Quote,
     RejectReason, StreamDone, StreamError, StreamErrorCode,
@@ -157,6 +158,7 @@ impl TestHostBuilder {
             faults: self.faults,
             cancelled: AtomicU64::new(0),
             produced: AtomicU64::new(0),
+            settled: DashMap::new(),
         }
     }
 }
@@ -168,6 +170,8 @@ pub struct TestHost {
     faults: Vec<Fault>,
     cancelled: AtomicU64,
     produced: AtomicU64,
+    /// The receipt each job was settled with (`None`: the client signed nothing).
+    settled: DashMap<JobId, Option<SignedReceipt>>,
 }
 
 impl fmt::Debug for TestHost {
@@ -247,6 +251,12 @@ impl TestHost {
     /// Runs of a scripted host that stopped because the client cancelled or left.
     pub fn cancelled(&self) -> u64 {
         self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// How a scripted host settled `job`: `Some(None)` with no receipt, `None` if it has not
+    /// settled it.
+    pub fn settled(&self, job: JobId) -> Option<Option<SignedReceipt>> {
+        self.settled.get(&job).map(|r| r.clone())
     }
 
     /// Tokens a scripted host produced over all its runs.
@@ -363,6 +373,7 @@ impl HostService for TestHost {
                         token: q.token,
                         max_tokens: q.max_tokens.min(1000),
                         valid_until: 4_000_000_000,
+                        credit_window: crate::config::StreamConfig::default().credit_window,
                     })
                 }
                 NegotiationRequest::Quote(_) => NegotiationResponse::Rejected {
@@ -406,6 +417,15 @@ impl HostService for TestHost {
         match &self.decider {
             Decider::Inner(inner) => inner.run(job, client, prompt, sink).await,
             Decider::Script(s) => self.scripted_run(s, job, &prompt, sink).await,
+        }
+    }
+
+    async fn settle(&self, job: JobId, receipt: Option<SignedReceipt>) {
+        match &self.decider {
+            Decider::Inner(inner) => inner.settle(job, receipt).await,
+            Decider::Script(_) => {
+                self.settled.insert(job, receipt);
+            }
         }
     }
 

@@ -1,6 +1,8 @@
 //! One attempt on one host, a function per step: negotiate, post, await the claim, stream,
 //! verify, settle. Each step advances the attempt's own [`Machine`].
 
+use std::sync::Arc;
+
 use ethers::signers::Signer as _;
 use fabstir_core::job::prompt_hash;
 use fabstir_core::primitives::{Address, H256};
@@ -214,7 +216,7 @@ impl<'r> Attempt<'r> {
         let runner = self.runner();
         let inner = self.inner();
         let peer = self.peer();
-        let signer = WalletClientSigner(runner.wallet.clone());
+        let signer = Arc::new(WalletClientSigner(runner.wallet.clone()));
         let prompt = PromptFrame {
             prompt: request.prompt.clone(),
             temperature_milli: request.temperature_milli,
@@ -223,7 +225,7 @@ impl<'r> Attempt<'r> {
         };
         let mut stream = inner
             .network
-            .open_stream(peer, job, &signer, prompt)
+            .open_stream(peer, job, signer, prompt)
             .await
             .map_err(|e| retry("opening the stream", e))?;
         self.advance(JobState::Processing, job);

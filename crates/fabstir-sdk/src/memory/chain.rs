@@ -10,6 +10,7 @@ use fabstir_contracts::Error as Revert;
 use fabstir_core::auth::{SigningKey, address_of};
 use fabstir_core::clock::unix_now;
 use fabstir_core::primitives::Address;
+use fabstir_core::receipt::{ReceiptDomain, SignedReceipt};
 use fabstir_core::{
     JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, JobSettlement, JobStatus,
     MarketRules, OnChainJob, PaymentToken, RefundReason, TokenAmount,
@@ -20,6 +21,9 @@ use crate::{Error, Result};
 
 /// Protocol fee of the in-memory marketplace, in basis points.
 pub const FEE_BPS: u16 = 100;
+
+/// The address the in-memory marketplace signs receipts for (its EIP-712 contract).
+const MARKETPLACE: Address = Address::repeat_byte(0xaa);
 
 /// The time rules of the in-memory marketplace: those of the local anvil deployment.
 pub(crate) const RULES: MarketRules = fabstir_contracts::LOCAL_RULES;
@@ -152,10 +156,27 @@ impl InMemoryChain {
         Ok(())
     }
 
-    /// The claiming host submits a result and the escrow is settled.
-    pub fn submit(&self, job: JobId, host: Address, cid: &str, tokens_used: u64) -> Result<()> {
+    /// The claiming host submits a result with the client's receipt and the escrow is settled
+    /// for the receipt's tokens (the contract's rules: the client's signature over the
+    /// EIP-712 receipt for this chain and marketplace).
+    pub fn submit(
+        &self,
+        job: JobId,
+        host: Address,
+        cid: &str,
+        receipt: &SignedReceipt,
+    ) -> Result<()> {
+        let tokens_used = receipt.tokens;
+        let domain = ReceiptDomain {
+            chain_id: self.chain_id,
+            marketplace: MARKETPLACE,
+        };
         let mut state = self.state();
         let entry = state.job(job)?;
+        let signer = receipt.receipt(job).signer(&domain, &receipt.signature);
+        if signer.ok() != Some(entry.client) {
+            return Err(reverted(Revert::InvalidReceipt(job)));
+        }
         if !entry.status.is_claimed() {
             return Err(reverted(Revert::InvalidJobStatus {
                 job,
@@ -201,6 +222,7 @@ impl InMemoryChain {
             JobOutcome::Settled(JobSettlement {
                 host,
                 result_cid: cid.to_owned(),
+                transcript: receipt.transcript,
                 tokens_used,
                 paid,
                 fee,
@@ -263,7 +285,7 @@ impl ChainLayer for InMemoryChain {
     }
 
     fn marketplace(&self) -> Address {
-        Address::repeat_byte(0xaa)
+        MARKETPLACE
     }
 
     fn token(&self, symbol_or_address: &str) -> Result<PaymentToken> {

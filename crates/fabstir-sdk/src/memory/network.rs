@@ -8,8 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fabstir_core::auth::ClientSigner;
 use fabstir_core::clock::unix_now;
+use fabstir_core::job::prompt_hash;
 use fabstir_core::node::NodeHistory;
 use fabstir_core::primitives::Address;
+use fabstir_core::receipt::{ReceiptDomain, SignedReceipt, Transcript};
 use fabstir_core::wire::{
     PromptFrame, Quote, QuoteRequest, RejectReason, StreamDone, StreamToken, TokenBatch,
 };
@@ -21,6 +23,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use super::InMemoryChain;
+use crate::ports::ChainLayer as _;
 use crate::ports::NetworkLayer;
 use crate::{Error, Result};
 
@@ -151,6 +154,7 @@ impl NetworkLayer for InMemoryNetwork {
                     token: q.token,
                     max_tokens: q.max_tokens,
                     valid_until: unix_now() + 60,
+                    credit_window: fabstir_p2p::StreamConfig::default().credit_window,
                 })
             }
             _ => Err(Error::HostDeclined {
@@ -173,8 +177,8 @@ impl NetworkLayer for InMemoryNetwork {
         &self,
         peer: &NodePeerId,
         job: JobId,
-        _signer: &dyn ClientSigner,
-        _prompt: PromptFrame,
+        signer: Arc<dyn ClientSigner>,
+        prompt: PromptFrame,
     ) -> Result<BoxStream<'static, Result<StreamEvent>>> {
         let host = self.host(peer)?.clone();
         let texts: Vec<String> = (0..host.tokens).map(|i| format!("tok{i} ")).collect();
@@ -204,8 +208,27 @@ impl NetworkLayer for InMemoryNetwork {
                 full.clone()
             };
             let cid = fabstir_storage::cid_of(reported.as_bytes()).to_string();
+            // The client's final receipt covers every token; the host settles with it.
+            let mut transcript = Transcript::new(job, prompt_hash(&prompt.prompt));
+            for (i, text) in texts.iter().enumerate() {
+                transcript.push(i as u32, text);
+            }
+            let receipt = transcript.receipt(job);
+            let domain = ReceiptDomain {
+                chain_id: self.chain.chain_id(),
+                marketplace: self.chain.marketplace(),
+            };
+            let signature = signer
+                .sign_digest(receipt.digest(&domain))
+                .await
+                .map_err(|e| Error::P2p(fabstir_p2p::Error::from(e)))?;
+            let signed = SignedReceipt {
+                tokens: receipt.tokens,
+                transcript: receipt.transcript,
+                signature,
+            };
             self.chain
-                .submit(job, host.capabilities.eth_address, &cid, texts.len() as u64)?;
+                .submit(job, host.capabilities.eth_address, &cid, &signed)?;
             events.push(Ok(StreamEvent::Done(StreamDone {
                 result_cid: cid,
                 tokens_used: texts.len() as u64,

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use fabstir_core::auth::{SigningKey, address_of};
 use fabstir_core::job::prompt_hash;
-use fabstir_core::primitives::Address;
+use fabstir_core::primitives::{Address, H256};
+use fabstir_core::receipt::{Receipt, ReceiptDomain, SignedReceipt};
 use fabstir_core::{
     JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, JobStatus, ModelId, PaymentToken,
     RefundReason, TokenAmount,
@@ -30,8 +31,13 @@ pub(crate) trait ChainFixture: Send + Sync {
     fn fee_bps(&self) -> u64;
     /// The host claims `job`.
     async fn claim(&self, job: JobId);
-    /// The host submits `cid` for `job` with `tokens` used.
-    async fn submit(&self, job: JobId, cid: &str, tokens: u64);
+    /// The host submits `cid` for `job` with the client's `receipt`.
+    async fn submit(
+        &self,
+        job: JobId,
+        cid: &str,
+        receipt: &SignedReceipt,
+    ) -> fabstir_sdk::Result<()>;
     /// Moves the chain's clock forward by `secs`.
     async fn pass_time(&self, secs: u64);
 }
@@ -73,6 +79,24 @@ async fn post(f: &dyn ChainFixture, deadline_in: u64) -> (JobId, JobDetails, Tok
         .await
         .unwrap();
     (job, details, payment.amount)
+}
+
+/// `key`'s EIP-712 receipt for `tokens` of `job` on the chain's marketplace.
+fn receipt(f: &dyn ChainFixture, key: &SigningKey, job: JobId, tokens: u64) -> SignedReceipt {
+    let domain = ReceiptDomain {
+        chain_id: f.chain().chain_id(),
+        marketplace: f.chain().marketplace(),
+    };
+    let receipt = Receipt {
+        job,
+        tokens,
+        transcript: H256::repeat_byte(7),
+    };
+    SignedReceipt {
+        tokens,
+        transcript: receipt.transcript,
+        signature: receipt.sign(&domain, key).unwrap().to_vec(),
+    }
 }
 
 /// Tokens resolve by symbol and by address, in any case; others are refused.
@@ -170,7 +194,23 @@ pub(crate) async fn settlement_splits_exactly(f: &dyn ChainFixture) {
     assert_eq!(f.chain().job(job).await.unwrap().status, JobStatus::Claimed);
     assert!(f.chain().cancel_job(job, f.client()).await.is_err());
     let tokens = 37;
-    f.submit(job, "bafkreiconformance", tokens).await;
+    // A receipt signed by anyone but the client is refused, and changes nothing.
+    let forged = receipt(f, f.stranger(), job, tokens);
+    let err = f
+        .submit(job, "bafkreiconformance", &forged)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not signed by the job's client"),
+        "{err}"
+    );
+    f.submit(
+        job,
+        "bafkreiconformance",
+        &receipt(f, f.client(), job, tokens),
+    )
+    .await
+    .unwrap();
     let cost = PRICE * tokens;
     let fee = cost * f.fee_bps() / 10_000;
     let Some(JobOutcome::Settled(settled)) = f.chain().job_outcome(job).await.unwrap() else {

@@ -5,6 +5,7 @@ use fabstir_contracts::testing::{Account, LocalChain};
 use fabstir_contracts::{LocalDeployConfig, NodeRegistration};
 use fabstir_core::auth::SigningKey;
 use fabstir_core::primitives::Address;
+use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::{JobId, ModelId, NodePeerId, PaymentToken, TokenAmount, TokenPrice};
 use fabstir_payments::{PaymentConfig, PaymentManager, TokenRegistry};
 use fabstir_sdk::{ChainClient, ChainLayer};
@@ -57,13 +58,18 @@ impl ChainFixture for Anvil {
         let host = &self.host_account().signer;
         self.chain.manager().claim_job(job, host).await.unwrap();
     }
-    async fn submit(&self, job: JobId, cid: &str, tokens: u64) {
+    async fn submit(
+        &self,
+        job: JobId,
+        cid: &str,
+        receipt: &SignedReceipt,
+    ) -> fabstir_sdk::Result<()> {
         let host = &self.host_account().signer;
         self.chain
             .manager()
-            .submit_result(job, cid.as_bytes(), tokens, host)
-            .await
-            .unwrap();
+            .submit_result(job, cid.as_bytes(), receipt, host)
+            .await?;
+        Ok(())
     }
     async fn pass_time(&self, secs: u64) {
         self.chain.advance_time(secs).await.unwrap();

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fabstir_core::auth::{SigningKey, address_of};
 use fabstir_core::primitives::Address;
+use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::{JobId, ModelId, PaymentToken, TokenAmount};
 use fabstir_sdk::ChainLayer;
 use fabstir_sdk::memory::{FEE_BPS, InMemoryChain};
@@ -52,8 +53,13 @@ impl ChainFixture for Memory {
     async fn claim(&self, job: JobId) {
         self.chain.claim(job, self.host()).unwrap();
     }
-    async fn submit(&self, job: JobId, cid: &str, tokens: u64) {
-        self.chain.submit(job, self.host(), cid, tokens).unwrap();
+    async fn submit(
+        &self,
+        job: JobId,
+        cid: &str,
+        receipt: &SignedReceipt,
+    ) -> fabstir_sdk::Result<()> {
+        self.chain.submit(job, self.host(), cid, receipt)
     }
     async fn pass_time(&self, secs: u64) {
         self.chain.advance(Duration::from_secs(secs));

@@ -108,7 +108,12 @@ pub(crate) async fn streams_end_with_their_cid(f: &dyn NetworkFixture) {
     };
     let mut stream = f
         .network()
-        .open_stream(&f.host().peer_id, job, f.client(), prompt)
+        .open_stream(
+            &f.host().peer_id,
+            job,
+            std::sync::Arc::new(f.client().clone()),
+            prompt,
+        )
         .await
         .unwrap();
     let (mut text, mut next_index) = (String::new(), 0u64);
