@@ -56,6 +56,15 @@ pub struct SdkConfig {
     /// chain that mines at once wants a few milliseconds, a public one about a block time.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// The largest credit window accepted from a host, in tokens: the most a host may stream
+    /// ahead of this client's newest receipt, so the most the client can pay for without
+    /// having received it (a window's worth at the job's price).
+    #[serde(default = "default_max_credit_window")]
+    pub max_credit_window: u32,
+}
+
+fn default_max_credit_window() -> u32 {
+    fabstir_p2p::StreamConfig::default().max_credit_window
 }
 
 /// The seed's headless configuration is the SDK configuration.
@@ -73,6 +82,7 @@ impl Default for SdkConfig {
             timeouts: Timeouts::default(),
             max_attempts: 3,
             poll_interval: Duration::from_millis(500),
+            max_credit_window: default_max_credit_window(),
         }
     }
 }
@@ -219,6 +229,10 @@ impl SdkConfig {
             discovery_ttl: self.discovery_ttl,
             request_timeout: self.timeouts.request,
             connect_timeout: self.timeouts.connect,
+            stream: fabstir_p2p::StreamConfig {
+                max_credit_window: self.max_credit_window,
+                ..base.stream
+            },
             ..base
         })
     }

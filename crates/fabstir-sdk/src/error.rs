@@ -99,6 +99,25 @@ pub enum Error {
         /// CID the host signed or submitted.
         reported: String,
     },
+    /// A host's quote does not match what was asked or what it signed (checked before any
+    /// transaction).
+    #[error("host {host} sent a bad quote: {reason}")]
+    BadQuote {
+        /// The host.
+        host: NodePeerId,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The settlement on chain pays for another number of tokens than the client receipted.
+    #[error("job {job}: the settlement pays for {paid_for} tokens, {receipted} were receipted")]
+    SettlementMismatch {
+        /// The job.
+        job: JobId,
+        /// Tokens with text the client received and receipted.
+        receipted: u64,
+        /// Tokens the settlement paid for.
+        paid_for: u64,
+    },
     /// The job's budget does not cover the host's quote.
     #[error("budget of {budget} does not cover {needed}")]
     OverBudget {

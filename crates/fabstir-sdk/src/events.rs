@@ -38,6 +38,16 @@ pub enum SdkEvent {
         /// The model it was found for.
         model: ModelId,
     },
+    /// An attempt failed after tokens arrived: its text is not part of the result (the next
+    /// host's text is).
+    TokensDiscarded {
+        /// The failed attempt's job.
+        job: JobId,
+        /// The host that streamed them.
+        host: NodePeerId,
+        /// Tokens received from it and discarded.
+        tokens: u64,
+    },
     /// A job failed on one host and is being retried on another.
     Failover {
         /// The job's request number in this SDK instance.
@@ -88,7 +98,8 @@ impl SdkEvent {
             SdkEvent::Failover { failed_job, .. } => *failed_job,
             SdkEvent::TokenReceived { job, .. }
             | SdkEvent::PaymentReleased { job, .. }
-            | SdkEvent::Refunded { job, .. } => Some(*job),
+            | SdkEvent::Refunded { job, .. }
+            | SdkEvent::TokensDiscarded { job, .. } => Some(*job),
             SdkEvent::NodeDiscovered { .. } => None,
         }
     }

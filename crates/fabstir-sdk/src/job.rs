@@ -87,8 +87,11 @@ pub struct JobResult {
     pub text: String,
     /// Its CID (checked against the host's signed final frame and the chain).
     pub cid: String,
-    /// Tokens the host was paid for.
+    /// Tokens the host was paid for (the settlement on chain).
     pub tokens_used: u64,
+    /// Tokens with text this client received and signed receipts for; the SDK checked that
+    /// the settlement pays exactly these.
+    pub tokens_receipted: u64,
     /// The payment token.
     pub token: PaymentToken,
     /// Paid to the host.

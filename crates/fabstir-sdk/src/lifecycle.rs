@@ -18,6 +18,8 @@ use crate::{Error, Result, SdkEvent};
 mod attempt;
 
 use attempt::Attempt;
+#[cfg(test)]
+pub(crate) use attempt::check_quote;
 
 /// Why an attempt on one host ended without a result.
 #[derive(Debug)]

@@ -167,6 +167,7 @@ async fn a_host_that_never_claims_is_cancelled_and_replaced() {
 #[tokio::test]
 async fn a_stream_that_breaks_fails_over_and_the_escrow_expires_back() {
     let f = fixture(&[HostBehaviour::DiesAfter(2), HostBehaviour::Honest]);
+    let mut events = f.sdk.events();
     let mut handle = f.sdk.submit_job(request()).await.unwrap();
     let mut streamed = String::new();
     while let Some(text) = handle.next_tokens().await {
@@ -179,6 +180,19 @@ async fn a_stream_that_breaks_fails_over_and_the_escrow_expires_back() {
         streamed.ends_with(&result.text),
         "the new host's text follows"
     );
+    let mut discarded = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let SdkEvent::TokensDiscarded { job, tokens, .. } = event {
+            discarded.push((job, tokens));
+        }
+    }
+    assert_eq!(
+        discarded,
+        vec![(JobId(1), 2)],
+        "the first host's two tokens are discarded"
+    );
+    assert_eq!(result.tokens_receipted, 5);
+    assert_eq!(result.tokens_used, 5);
     // The broken job is claimed: the client asks to close it, and it comes back once the
     // close window passes.
     assert!(
@@ -263,4 +277,111 @@ async fn nothing_is_spent_without_a_signer_providers_or_funds() {
 async fn the_in_memory_network_keeps_no_pool() {
     let f = fixture(&[HostBehaviour::Honest]);
     assert_eq!(f.sdk.pool_stats(), None);
+}
+
+/// A host quotes above the price it signed (and above the caller's maximum): the quote is
+/// refused before any transaction, the next host serves the job, and nothing was escrowed for
+/// the first.
+#[tokio::test]
+async fn a_quote_above_the_signed_price_or_the_callers_maximum_is_refused_before_paying() {
+    let f = fixture(&[HostBehaviour::Overcharges, HostBehaviour::Honest]);
+    let mut events = f.sdk.events();
+    let result = run(&f).await.unwrap();
+    assert_eq!(result.attempts, 2);
+    assert!(
+        result.failed_jobs.is_empty(),
+        "no job was posted for the first host"
+    );
+    assert_eq!(
+        result.job,
+        JobId(1),
+        "the only job posted is the second host's"
+    );
+    let mut refused = None;
+    while let Ok(event) = events.try_recv() {
+        if let SdkEvent::Failover {
+            reason, failed_job, ..
+        } = event
+        {
+            assert_eq!(failed_job, None);
+            refused = Some(reason);
+        }
+    }
+    let reason = refused.expect("a failover");
+    assert!(reason.contains("bad quote"), "{reason}");
+
+    // With only the overcharging host, the job fails and nothing is spent.
+    let f = fixture(&[HostBehaviour::Overcharges]);
+    let err = run(&f).await.unwrap_err();
+    assert!(err.to_string().contains("bad quote"), "{err}");
+    assert_eq!(
+        client_balance(&f),
+        TokenAmount::from_base_units(1_000_000u64)
+    );
+    assert!(f.chain.job(JobId(1)).await.is_err(), "nothing was posted");
+}
+
+#[test]
+fn quotes_are_checked_field_by_field() {
+    use fabstir_core::wire::{Quote, QuoteRequest};
+    let host = ScriptedHost::new(
+        1,
+        ModelId::from_name(MODEL),
+        usdc().address(),
+        TokenAmount::from_base_units(100u64),
+        HostBehaviour::Honest,
+    );
+    let caps = host.capabilities.clone();
+    let ask = QuoteRequest {
+        model: ModelId::from_name(MODEL),
+        max_tokens: 10,
+        token: usdc().address(),
+        offered_price_per_token: TokenAmount::from_base_units(150u64),
+        prompt_hash: Default::default(),
+        client: Address::repeat_byte(1),
+    };
+    let good = Quote {
+        host: caps.eth_address,
+        model: ask.model,
+        price_per_token: TokenAmount::from_base_units(100u64),
+        token: ask.token,
+        max_tokens: 10,
+        valid_until: u64::MAX,
+        credit_window: 64,
+    };
+    let check = |q: &Quote| crate::lifecycle::check_quote(q, &ask, &caps, 1024);
+    assert_eq!(check(&good), Ok(()));
+    let bad = [
+        Quote {
+            model: ModelId::from_name("other"),
+            ..good.clone()
+        },
+        Quote {
+            token: Address::repeat_byte(9),
+            ..good.clone()
+        },
+        Quote {
+            max_tokens: 9,
+            ..good.clone()
+        },
+        Quote {
+            host: Address::repeat_byte(9),
+            ..good.clone()
+        },
+        Quote {
+            price_per_token: TokenAmount::from_base_units(151u64),
+            ..good.clone()
+        },
+        Quote {
+            price_per_token: TokenAmount::from_base_units(120u64),
+            ..good.clone()
+        },
+        Quote {
+            credit_window: 2048,
+            ..good.clone()
+        },
+    ];
+    for quote in bad {
+        assert!(check(&quote).is_err(), "{quote:?}");
+    }
 }

@@ -76,7 +76,10 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         let token = &result.token;
         eprintln!("job {} settled on chain:", result.job);
         eprintln!("  result CID    {} (matches the streamed text)", result.cid);
-        eprintln!("  tokens used   {}", result.tokens_used);
+        eprintln!(
+            "  tokens        {} receipted = {} paid",
+            result.tokens_receipted, result.tokens_used
+        );
         eprintln!(
             "  paid to host  {} ({:#x})",
             token.format_amount(result.paid),

@@ -27,11 +27,34 @@ pub fn padded_token(i: u64) -> StreamToken {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Script {
     /// What the prompt says: `count:N` streams N [`token`]s, `count:N:pad` N
-    /// [`padded_token`]s, anything else streams until the client cancels.
+    /// [`padded_token`]s, `count:N:gaps` N [`token`]s of which every odd one has empty text
+    /// (padding that must earn nothing), anything else streams until the client cancels.
     #[default]
     FromPrompt,
     /// This many [`token`]s, whatever the prompt.
     Tokens(u64),
+}
+
+/// What the tokens of a script look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Plain,
+    Padded,
+    Gaps,
+}
+
+impl Shape {
+    fn token(self, i: u64) -> StreamToken {
+        match self {
+            Shape::Plain => token(i),
+            Shape::Padded => padded_token(i),
+            Shape::Gaps if i % 2 == 1 => StreamToken {
+                text: String::new(),
+                ..token(i)
+            },
+            Shape::Gaps => token(i),
+        }
+    }
 }
 
 /// How fast a scripted host produces its tokens (the client's reading paces it too: the sink
@@ -53,10 +76,10 @@ impl Default for Pacing {
 }
 
 impl Script {
-    /// How many tokens to stream for `prompt`, and whether padded.
-    fn plan(self, prompt: &PromptFrame) -> Result<(u64, bool), StreamError> {
+    /// How many tokens to stream for `prompt`, and in which shape.
+    fn plan(self, prompt: &PromptFrame) -> Result<(u64, Shape), StreamError> {
         match self {
-            Script::Tokens(n) => Ok((n, false)),
+            Script::Tokens(n) => Ok((n, Shape::Plain)),
             Script::FromPrompt => parse_prompt(&prompt.prompt),
         }
     }
@@ -87,11 +110,11 @@ pub(super) async fn stream(
     sink: &StreamSink,
     produced: &AtomicU64,
 ) -> Result<(u64, [u8; 32]), StreamError> {
-    let (limit, pad) = script.plan(prompt)?;
+    let (limit, shape) = script.plan(prompt)?;
     let mut text = Sha256::new();
     let mut i = 0;
     while i < limit {
-        let next = if pad { padded_token(i) } else { token(i) };
+        let next = shape.token(i);
         text.update(next.text.as_bytes());
         if sink.send(next).await.is_err() {
             return Err(StreamError {
@@ -106,8 +129,9 @@ pub(super) async fn stream(
     Ok((i, text.finalize().into()))
 }
 
-/// `count:N` -> (N, false), `count:N:pad` -> (N, true), anything else -> for ever.
-fn parse_prompt(prompt: &str) -> Result<(u64, bool), StreamError> {
+/// `count:N` -> N plain tokens, `count:N:pad` -> N padded, `count:N:gaps` -> N with gaps,
+/// anything else -> for ever.
+fn parse_prompt(prompt: &str) -> Result<(u64, Shape), StreamError> {
     let mut parts = prompt.split(':');
     let limit = match (parts.next(), parts.next()) {
         (Some("count"), Some(n)) => n.parse::<u64>().map_err(|e| StreamError {
@@ -116,7 +140,12 @@ fn parse_prompt(prompt: &str) -> Result<(u64, bool), StreamError> {
         })?,
         _ => u64::MAX,
     };
-    Ok((limit, parts.next() == Some("pad")))
+    let shape = match parts.next() {
+        Some("pad") => Shape::Padded,
+        Some("gaps") => Shape::Gaps,
+        _ => Shape::Plain,
+    };
+    Ok((limit, shape))
 }
 
 #[cfg(test)]

@@ -6,5 +6,6 @@
 mod discovery;
 mod harness;
 mod pool;
+mod receipts;
 mod stream;
 mod transport;

@@ -61,9 +61,16 @@ impl<'r> Attempt<'r> {
         let job = self.post(request, model, hash, &quote, escrow).await?;
         // From here on the escrow must come back if this host fails.
         let outcome = self.serve(request, job, quote.host).await;
-        if let Err(AttemptError::Retry(_)) = &outcome {
-            failed_jobs.push(job);
-            self.runner().spawn_recovery(job).await;
+        match &outcome {
+            Ok(_) => {}
+            Err(e) => {
+                if let AttemptError::Retry(_) = e {
+                    failed_jobs.push(job);
+                }
+                // Whatever failed after the post (a broken stream, a late or wrong settlement),
+                // the escrow that is still open comes back: ask to close, then expire.
+                self.runner().spawn_recovery(job).await;
+            }
         }
         outcome
     }
@@ -76,9 +83,9 @@ impl<'r> Attempt<'r> {
     ) -> Result<JobResult, AttemptError> {
         self.announce(job).await;
         self.await_claim(job).await?;
-        let (text, done) = self.stream(request, job).await?;
+        let (text, done, counted) = self.stream(request, job).await?;
         let cid = self.verify(job, &text, done)?;
-        let settlement = self.settle(job, &cid).await?;
+        let settlement = self.settle(job, &cid, counted).await?;
         Ok(JobResult {
             job,
             host: self.peer().clone(),
@@ -86,6 +93,7 @@ impl<'r> Attempt<'r> {
             text,
             cid,
             tokens_used: settlement.tokens_used,
+            tokens_receipted: counted,
             token: self.runner().token.clone(),
             paid: settlement.paid,
             fee: settlement.fee,
@@ -116,13 +124,20 @@ impl<'r> Attempt<'r> {
             prompt_hash: hash,
             client: runner.wallet.address(),
         };
-        let quote = match self.inner().network.quote(self.peer(), ask).await {
+        let quote = match self.inner().network.quote(self.peer(), ask.clone()).await {
             Ok(quote) => quote,
             Err(e @ (Error::HostDeclined { .. } | Error::UnexpectedAnswer { .. })) => {
                 return Err(AttemptError::retry(e));
             }
             Err(e) => return Err(retry("negotiation", e)),
         };
+        let max_window = self.inner().config.max_credit_window;
+        check_quote(&quote, &ask, &self.host.capabilities, max_window).map_err(|reason| {
+            AttemptError::retry(Error::BadQuote {
+                host: self.peer().clone(),
+                reason,
+            })
+        })?;
         let escrow = quote
             .price_per_token
             .checked_mul(request.max_tokens)
@@ -212,10 +227,36 @@ impl<'r> Attempt<'r> {
         &mut self,
         request: &JobRequest,
         job: JobId,
-    ) -> Result<(String, StreamDone), AttemptError> {
+    ) -> Result<(String, StreamDone, u64), AttemptError> {
         let runner = self.runner();
         let inner = self.inner();
         let peer = self.peer();
+        let mut received = 0u64;
+        let result = self.stream_into(request, job, &mut received).await;
+        if result.is_err() && received > 0 {
+            // The text of a failed attempt is not part of the result: tell the application.
+            let _ = inner.events.send(SdkEvent::TokensDiscarded {
+                job,
+                host: peer.clone(),
+                tokens: received,
+            });
+        }
+        let _ = runner;
+        result
+    }
+
+    /// [`Self::stream`]'s loop; counts the tokens received in `received`.
+    async fn stream_into(
+        &mut self,
+        request: &JobRequest,
+        job: JobId,
+        received_tokens: &mut u64,
+    ) -> Result<(String, StreamDone, u64), AttemptError> {
+        let runner = self.runner();
+        let inner = self.inner();
+        let peer = self.peer();
+        // Tokens with text: what the receipts count, and what the settlement must pay for.
+        let mut counted = 0u64;
         let signer = Arc::new(WalletClientSigner(runner.wallet.clone()));
         let prompt = PromptFrame {
             prompt: request.prompt.clone(),
@@ -255,9 +296,12 @@ impl<'r> Attempt<'r> {
                     ));
                 }
                 Ok(Some(Err(e))) => return Err(stream_failed(job, peer, e.to_string())),
-                Ok(Some(Ok(StreamEvent::Done(done)))) => return Ok((text, done)),
+                Ok(Some(Ok(StreamEvent::Done(done)))) => return Ok((text, done, counted)),
                 Ok(Some(Ok(StreamEvent::Tokens(batch)))) => batch,
             };
+            let tokens = u64::try_from(batch.tokens.len()).unwrap_or(u64::MAX);
+            *received_tokens = received_tokens.saturating_add(tokens);
+            counted += batch.tokens.iter().filter(|t| !t.text.is_empty()).count() as u64;
             let chunk = batch.text();
             text.push_str(&chunk);
             if request.stream {
@@ -291,8 +335,14 @@ impl<'r> Attempt<'r> {
         Ok(cid)
     }
 
-    /// Waits for the settlement on chain, which must carry the CID that was verified.
-    async fn settle(&mut self, job: JobId, cid: &str) -> Result<JobSettlement, AttemptError> {
+    /// Waits for the settlement on chain, which must carry the CID that was verified and pay
+    /// for exactly the `counted` tokens this client receipted.
+    async fn settle(
+        &mut self,
+        job: JobId,
+        cid: &str,
+        counted: u64,
+    ) -> Result<JobSettlement, AttemptError> {
         let inner = self.inner();
         let deadline = tokio::time::Instant::now() + inner.config.timeouts.claim;
         let late = || {
@@ -322,6 +372,13 @@ impl<'r> Attempt<'r> {
                 reported: settlement.result_cid,
             }));
         }
+        if settlement.tokens_used != counted {
+            return Err(AttemptError::fatal(Error::SettlementMismatch {
+                job,
+                receipted: counted,
+                paid_for: settlement.tokens_used,
+            }));
+        }
         self.advance(JobState::PaymentReleased, job);
         let _ = inner.events.send(SdkEvent::PaymentReleased {
             job,
@@ -332,6 +389,63 @@ impl<'r> Attempt<'r> {
         });
         Ok(settlement)
     }
+}
+
+/// Checks a quote against what was asked and what the host signed, before anything is paid:
+/// the model, the token and the number of tokens asked for, the host's address in its signed
+/// capabilities, a price no higher than the offer and than the capabilities' price, and a
+/// credit window no larger than the client accepts.
+pub(crate) fn check_quote(
+    quote: &Quote,
+    ask: &QuoteRequest,
+    capabilities: &fabstir_core::node::NodeCapabilities,
+    max_credit_window: u32,
+) -> std::result::Result<(), String> {
+    if quote.model != ask.model {
+        return Err(format!("quotes model {}, asked {}", quote.model, ask.model));
+    }
+    if quote.token != ask.token {
+        return Err(format!(
+            "quotes token {:#x}, asked {:#x}",
+            quote.token, ask.token
+        ));
+    }
+    if quote.max_tokens < ask.max_tokens {
+        return Err(format!(
+            "quotes {} tokens, asked {}",
+            quote.max_tokens, ask.max_tokens
+        ));
+    }
+    if quote.host != capabilities.eth_address {
+        return Err(format!(
+            "quotes for {:#x}, its signed capabilities name {:#x}",
+            quote.host, capabilities.eth_address
+        ));
+    }
+    if quote.price_per_token > ask.offered_price_per_token {
+        return Err(format!(
+            "quotes {} per token, the most offered is {}",
+            quote.price_per_token.base_units(),
+            ask.offered_price_per_token.base_units()
+        ));
+    }
+    match capabilities.price_for(ask.token) {
+        Some(signed) if quote.price_per_token <= signed => {}
+        signed => {
+            return Err(format!(
+                "quotes {} per token above its signed price {:?}",
+                quote.price_per_token.base_units(),
+                signed.map(|p| p.base_units())
+            ));
+        }
+    }
+    if quote.credit_window > max_credit_window {
+        return Err(format!(
+            "asks a credit window of {} tokens, at most {max_credit_window} accepted",
+            quote.credit_window
+        ));
+    }
+    Ok(())
 }
 
 fn retry(what: &'static str, source: Error) -> AttemptError {

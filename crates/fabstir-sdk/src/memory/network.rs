@@ -38,6 +38,8 @@ pub enum HostBehaviour {
     DiesAfter(usize),
     /// Streams and settles, but signs and submits the CID of other text.
     WrongCid,
+    /// Quotes ten times the price it signed in its capabilities.
+    Overcharges,
 }
 
 /// A scripted host of the [`InMemoryNetwork`].
@@ -147,10 +149,15 @@ impl NetworkLayer for InMemoryNetwork {
         let caps = &self.host(peer)?.capabilities;
         match caps.price_for(q.token) {
             Some(price) if caps.serves(&q.model) && q.offered_price_per_token >= price => {
+                let overcharge = if self.host(peer)?.behaviour == HostBehaviour::Overcharges {
+                    10u64
+                } else {
+                    1
+                };
                 Ok(Quote {
                     host: caps.eth_address,
                     model: q.model,
-                    price_per_token: price,
+                    price_per_token: price.checked_mul(overcharge).unwrap_or(price),
                     token: q.token,
                     max_tokens: q.max_tokens,
                     valid_until: unix_now() + 60,

@@ -1,0 +1,307 @@
+//! Receipts on the stream, with a hostile client written for each test: one that stops
+//! acknowledging, one that sends receipts for tokens it did not get or replays an older one,
+//! one that gets nothing; and a host padding its stream with empty tokens. What the host
+//! settles with is read from the scripted host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fabstir_core::auth;
+use fabstir_core::job::prompt_hash;
+use fabstir_core::receipt::{ReceiptDomain, SignedReceipt, Transcript};
+use fabstir_core::wire::{AuthResponse, ClientFrame, HostFrame, StreamErrorCode};
+use fabstir_core::{JobId, ModelId, StreamEvent};
+use fabstir_p2p::{InMemoryRegistry, Network};
+use futures::StreamExt;
+
+use crate::harness::{
+    CHAIN, RawReader, TestHost, config, eth_key, eventually, first_addr, host_node, plain_node,
+    prompt, send_frame,
+};
+
+/// The host's credit window in these tests.
+const WINDOW: u32 = 8;
+
+struct Setup {
+    host: Network,
+    service: Arc<TestHost>,
+    client: Network,
+}
+
+async fn setup() -> Setup {
+    let registry = Arc::new(InMemoryRegistry::new());
+    let mut cfg = config();
+    cfg.stream.credit_window = WINDOW;
+    cfg.stream.stall_timeout = Duration::from_secs(1);
+    let (host, service) = host_node(
+        cfg,
+        &registry,
+        1,
+        vec![ModelId::from_name("m")],
+        10,
+        None,
+        true,
+    )
+    .await;
+    service.allow(JobId(1), auth::address_of(&eth_key(0x11)));
+    let client = plain_node(config(), &registry).await;
+    client.dial(first_addr(&host).await).await.unwrap();
+    Setup {
+        host,
+        service,
+        client,
+    }
+}
+
+fn domain() -> ReceiptDomain {
+    ReceiptDomain {
+        chain_id: CHAIN,
+        marketplace: Default::default(),
+    }
+}
+
+/// A client driving the stream by hand: authenticated as job 1's client, prompt sent.
+struct RawClient {
+    stream: libp2p::Stream,
+    reader: RawReader<HostFrame>,
+    transcript: Transcript,
+}
+
+impl RawClient {
+    async fn start(s: &Setup, text: &str) -> Self {
+        let mut stream = s.client.open_raw_stream(s.host.peer_id()).await.unwrap();
+        let mut reader = RawReader::<HostFrame>::new();
+        let Some(HostFrame::Challenge(c)) = reader.next(&mut stream).await.unwrap() else {
+            panic!("expected a challenge");
+        };
+        assert_eq!(c.credit_window, WINDOW);
+        let message =
+            auth::client_auth_message(CHAIN, Default::default(), JobId(1), c.host, &c.nonce);
+        let answer = ClientFrame::Auth(AuthResponse {
+            job: JobId(1),
+            nonce: c.nonce,
+            signature: auth::sign_message(&eth_key(0x11), &message)
+                .unwrap()
+                .to_vec(),
+        });
+        send_frame(&mut stream, &answer).await;
+        assert_eq!(
+            reader.next(&mut stream).await.unwrap(),
+            Some(HostFrame::Authenticated)
+        );
+        send_frame(&mut stream, &ClientFrame::Prompt(prompt(text))).await;
+        Self {
+            stream,
+            reader,
+            transcript: Transcript::new(JobId(1), prompt_hash(text)),
+        }
+    }
+
+    /// Reads frames until the stream ends: the counted tokens received, and the error frame's
+    /// code if one ended it. Sends a true receipt when the count reaches each of `receipt_at`.
+    async fn read_all(&mut self, receipt_at: &[u64]) -> (u64, Option<StreamErrorCode>) {
+        loop {
+            match self.reader.next(&mut self.stream).await {
+                Ok(Some(HostFrame::Tokens(batch))) => {
+                    for t in &batch.tokens {
+                        self.transcript.push(t.id, &t.text);
+                        if receipt_at.contains(&self.transcript.counted()) {
+                            let receipt = self.receipt_by(&eth_key(0x11));
+                            send_frame(&mut self.stream, &receipt).await;
+                        }
+                    }
+                }
+                Ok(Some(HostFrame::Error(e))) => return (self.transcript.counted(), Some(e.code)),
+                Ok(Some(other)) => panic!("unexpected {other:?}"),
+                Ok(None) | Err(_) => return (self.transcript.counted(), None),
+            }
+        }
+    }
+
+    /// A receipt for what arrived so far, signed by `key`.
+    fn receipt_by(&self, key: &auth::SigningKey) -> ClientFrame {
+        let r = self.transcript.receipt(JobId(1));
+        ClientFrame::Receipt(SignedReceipt {
+            tokens: r.tokens,
+            transcript: r.transcript,
+            signature: r.sign(&domain(), key).unwrap().to_vec(),
+        })
+    }
+}
+
+/// How the scripted host settled job 1, once it has.
+async fn settled(service: &TestHost) -> Option<SignedReceipt> {
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            service.settled(JobId(1)).is_some()
+        })
+        .await,
+        "the host settles once the stream ends"
+    );
+    service.settled(JobId(1)).flatten()
+}
+
+async fn shut(s: Setup) {
+    s.client.shutdown().await.unwrap();
+    s.host.shutdown().await.unwrap();
+}
+
+/// The client acknowledges 4 tokens, then stops: the host sends exactly one window more,
+/// waits, ends the stream as unacknowledged and settles for the 4 receipted tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_acknowledging_gets_one_window_and_pays_its_receipts() {
+    let s = setup().await;
+    let mut client = RawClient::start(&s, "count:1000").await;
+    let (received, code) = client.read_all(&[4]).await;
+    assert_eq!(
+        received,
+        4 + u64::from(WINDOW),
+        "one window past the receipt"
+    );
+    assert_eq!(code, Some(StreamErrorCode::Unacknowledged));
+    let receipt = settled(&s.service).await.expect("the receipt for 4");
+    assert_eq!(receipt.tokens, 4);
+    assert!(
+        s.service.produced() < 1000,
+        "the host stopped generating ({} produced)",
+        s.service.produced()
+    );
+    shut(s).await;
+}
+
+/// A receipt for tokens the host never sent (more than the escrow would cover too) is
+/// refused when it arrives; the host settles with the last good one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_for_undelivered_tokens_is_refused_on_arrival() {
+    let s = setup().await;
+    let mut client = RawClient::start(&s, "count:1000").await;
+    // Read a few tokens, receipt them honestly, then claim far more than arrived.
+    let (received, code) = {
+        let got = loop {
+            match client.reader.next(&mut client.stream).await.unwrap() {
+                Some(HostFrame::Tokens(batch)) => {
+                    for t in &batch.tokens {
+                        client.transcript.push(t.id, &t.text);
+                    }
+                    if client.transcript.counted() >= 2 {
+                        break client.transcript.counted();
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        let honest = client.receipt_by(&eth_key(0x11));
+        send_frame(&mut client.stream, &honest).await;
+        let ClientFrame::Receipt(mut inflated) = client.receipt_by(&eth_key(0x11)) else {
+            unreachable!()
+        };
+        inflated.tokens = 1_000_000;
+        send_frame(&mut client.stream, &ClientFrame::Receipt(inflated)).await;
+        let (more, code) = client.read_all(&[]).await;
+        (got.max(more), code)
+    };
+    assert_eq!(code, Some(StreamErrorCode::BadReceipt));
+    assert!(received >= 2);
+    let receipt = settled(&s.service).await.expect("the honest receipt");
+    assert!(receipt.tokens >= 2 && receipt.tokens <= received);
+    shut(s).await;
+}
+
+/// A receipt signed by someone else, or an older receipt replayed after a newer one, ends
+/// the stream with `BadReceipt`; the newest good receipt is what the host settles with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_replayed_receipts_end_the_stream() {
+    let s = setup().await;
+    let mut client = RawClient::start(&s, "count:1000").await;
+    let mut older = None;
+    loop {
+        match client.reader.next(&mut client.stream).await.unwrap() {
+            Some(HostFrame::Tokens(batch)) => {
+                for t in &batch.tokens {
+                    client.transcript.push(t.id, &t.text);
+                    if client.transcript.counted() == 2 {
+                        let r = client.receipt_by(&eth_key(0x11));
+                        older = Some(r.clone());
+                        send_frame(&mut client.stream, &r).await;
+                    }
+                    if client.transcript.counted() == 4 {
+                        let r = client.receipt_by(&eth_key(0x11));
+                        send_frame(&mut client.stream, &r).await;
+                    }
+                }
+                if client.transcript.counted() >= 4 {
+                    break;
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    send_frame(&mut client.stream, &older.expect("receipt at 2")).await;
+    let (_, code) = client.read_all(&[]).await;
+    assert_eq!(code, Some(StreamErrorCode::BadReceipt));
+    assert_eq!(settled(&s.service).await.expect("the newest").tokens, 4);
+
+    // A stranger's signature over the right receipt.
+    let s2 = setup().await;
+    let mut client = RawClient::start(&s2, "count:1000").await;
+    loop {
+        if let Some(HostFrame::Tokens(batch)) =
+            client.reader.next(&mut client.stream).await.unwrap()
+        {
+            for t in &batch.tokens {
+                client.transcript.push(t.id, &t.text);
+            }
+            break;
+        }
+    }
+    let forged = client.receipt_by(&eth_key(0x99));
+    send_frame(&mut client.stream, &forged).await;
+    let (_, code) = client.read_all(&[]).await;
+    assert_eq!(code, Some(StreamErrorCode::BadReceipt));
+    assert_eq!(
+        settled(&s2.service).await,
+        None,
+        "nothing signed by the client"
+    );
+    shut(s2).await;
+    shut(s).await;
+}
+
+/// A client that receives nothing signs nothing: the host has no receipt to settle with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_received_nothing_signed_nothing() {
+    let s = setup().await;
+    let mut client = RawClient::start(&s, "count:1000").await;
+    send_frame(&mut client.stream, &ClientFrame::Cancel).await;
+    let _ = client.read_all(&[]).await;
+    assert_eq!(settled(&s.service).await, None);
+    shut(s).await;
+}
+
+/// A host padding its stream with empty-text tokens earns nothing for them: the honest
+/// client's final receipt counts only tokens with text, while its transcript commits to all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_text_padding_earns_nothing() {
+    let s = setup().await;
+    let mut stream = s
+        .client
+        .open_stream(
+            s.host.peer_id(),
+            JobId(1),
+            Arc::new(eth_key(0x11)),
+            prompt("count:20:gaps"),
+        )
+        .await
+        .unwrap();
+    let mut delivered = 0;
+    while let Some(event) = stream.next().await {
+        match event.unwrap() {
+            StreamEvent::Tokens(batch) => delivered += batch.tokens.len(),
+            StreamEvent::Done(done) => assert_eq!(done.tokens_used, 20),
+        }
+    }
+    assert_eq!(delivered, 20);
+    let receipt = settled(&s.service).await.expect("a final receipt");
+    assert_eq!(receipt.tokens, 10, "only the 10 tokens with text are paid");
+    shut(s).await;
+}
