@@ -4,6 +4,7 @@
 mod admin;
 mod cheats;
 mod common;
+mod conservation;
 mod credit;
 mod gas;
 mod jobs;
