@@ -15,7 +15,7 @@ use fabstir_sdk::{Error, FabstirSdk, JobRequest};
 use crate::common::{balance, chain_balance, client, model_of};
 
 /// Posts a 50-token USDC job for `model`, without negotiating (as a client that
-/// then "crashes" would), with the shortest deadline the marketplace takes. Returns the job and its escrow.
+/// then "crashes" would), with about the shortest deadline the marketplace takes. Returns the job and its escrow.
 async fn post_short_job(
     devnet: &Devnet,
     sdk: &FabstirSdk,
@@ -29,7 +29,8 @@ async fn post_short_job(
         prompt_hash: prompt_hash("Once upon a time"),
         max_tokens: 50,
         price_per_token: usdc.parse_amount("0.000001").unwrap(),
-        deadline: now + fabstir_contracts::LOCAL_RULES.min_job_duration,
+        // A few seconds of margin: the post's block may be a second or two after `now`.
+        deadline: now + fabstir_contracts::LOCAL_RULES.min_job_duration + 5,
     };
     let payment = JobPayment::for_job(usdc, &details).unwrap();
     let wallet = devnet

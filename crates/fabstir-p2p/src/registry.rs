@@ -46,7 +46,7 @@ pub fn sign_capabilities(
 /// the claimed peer id is the connection's, the chain is ours, the identity signature
 /// recovers to the claimed address, and that address is active in the registry with this peer
 /// id (looked up by address: peer ids are not exclusive, so another address registering the
-/// same peer id changes nothing). With `model`, the host must also serve it (in its answer and in the
+/// same peer id changes nothing), and every price it signs is its registered price. With `model`, the host must also serve it (in its answer and in the
 /// registry).
 pub async fn verify_capabilities(
     response: &CapabilitiesResponse,
@@ -90,6 +90,23 @@ pub async fn verify_capabilities(
         && (!caps.serves(model) || !node.models.contains(model))
     {
         return Err(unverified(format!("does not serve model {model}")));
+    }
+    // The signed prices are the registered ones, so a quote checked against the signed price
+    // is checked against the registry's too.
+    for price in &caps.prices {
+        let registered = node
+            .prices
+            .iter()
+            .find(|p| p.token == price.token)
+            .map(|p| p.price_per_token);
+        if registered != Some(price.price_per_token) {
+            return Err(unverified(format!(
+                "signs a price of {} for token {:#x}, the registry has {:?}",
+                price.price_per_token.base_units(),
+                price.token,
+                registered.map(|p| p.base_units())
+            )));
+        }
     }
     Ok(())
 }
@@ -149,6 +166,19 @@ mod tests {
         verify_capabilities(&resp, &peer, 5, &registry, Some(&model))
             .await
             .unwrap();
+        // A signed price the registry does not have (a quote checked against it would not be
+        // checked against the registry's price).
+        let mut priced = caps(&peer, model);
+        priced.prices = vec![fabstir_core::TokenPrice {
+            token: Address::zero(),
+            price_per_token: TokenAmount::from_base_units(5u64),
+        }];
+        let priced = sign_capabilities(&key, 5, priced).unwrap();
+        assert!(
+            verify_capabilities(&priced, &peer, 5, &registry, None)
+                .await
+                .is_err()
+        );
         // Wrong chain, other connection peer, other model.
         assert!(
             verify_capabilities(&resp, &peer, 6, &registry, None)

@@ -241,7 +241,10 @@ impl TestHost {
             address: auth::address_of(&s.key),
             peer_id: node_peer_id(&s.peer).ok()?,
             models: s.models.clone(),
-            prices: vec![],
+            prices: vec![TokenPrice {
+                token: Address::zero(),
+                price_per_token: TokenAmount::from_base_units(s.price),
+            }],
             metadata: String::new(),
             stake: TokenAmount::default(),
             active: true,

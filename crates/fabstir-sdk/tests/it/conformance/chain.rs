@@ -244,11 +244,11 @@ pub(crate) async fn expiry_waits_for_the_deadline_and_the_grace_period(f: &dyn C
     let rules = f.chain().rules().await.unwrap();
     assert_eq!(rules, fabstir_contracts::LOCAL_RULES);
     let before = balance(f, f.client()).await;
-    let (job, _, escrow) = post(f, 30).await;
+    let (job, _, escrow) = post(f, 40).await;
     f.claim(job).await;
     let err = f.chain().expire_job(job, f.stranger()).await.unwrap_err();
     assert!(err.to_string().contains("deadline"), "{err}");
-    f.pass_time(31).await;
+    f.pass_time(41).await;
     assert!(f.chain().now().await.unwrap() > f.chain().job(job).await.unwrap().details.deadline);
     let err = f.chain().expire_job(job, f.stranger()).await.unwrap_err();
     assert!(
