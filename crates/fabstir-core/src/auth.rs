@@ -50,7 +50,12 @@ pub fn result_message(chain_id: u64, job: JobId, result_cid: &str, tokens_used: 
 
 /// Signs `message` with EIP-191 (`personal_sign`): 65 bytes `r || s || v`, `v` in {27, 28}.
 pub fn sign_message(key: &SigningKey, message: &str) -> Result<[u8; 65]> {
-    let digest = hash_message(message);
+    sign_digest(key, hash_message(message))
+}
+
+/// Signs a 32-byte digest as it is (no prefix; an EIP-712 digest, say): 65 bytes
+/// `r || s || v`, `v` in {27, 28}.
+pub fn sign_digest(key: &SigningKey, digest: H256) -> Result<[u8; 65]> {
     let (signature, recovery) = key
         .sign_prehash_recoverable(digest.as_bytes())
         .map_err(|e| Error::InvalidSignature(e.to_string()))?;
@@ -104,7 +109,7 @@ impl ClientSigner for SigningKey {
     }
 
     async fn sign_digest(&self, digest: H256) -> Result<Vec<u8>, SignerError> {
-        Ok(crate::receipt::sign_digest(self, digest)
+        Ok(sign_digest(self, digest)
             .map_err(SignerError::new)?
             .to_vec())
     }
@@ -113,6 +118,12 @@ impl ClientSigner for SigningKey {
 /// Recovers the address that signed `message` with EIP-191. Malformed signatures (wrong
 /// length, bad `v`, invalid curve values) are errors, never panics.
 pub fn recover_signer(message: &str, signature: &[u8]) -> Result<Address> {
+    recover_digest(hash_message(message), signature)
+}
+
+/// Recovers the signer of a 32-byte digest from a 65-byte `r || s || v` signature (`v` in
+/// {0, 1, 27, 28}). Malformed signatures are errors, never panics.
+pub fn recover_digest(digest: H256, signature: &[u8]) -> Result<Address> {
     if signature.len() != 65 {
         return Err(Error::InvalidSignature(format!(
             "expected 65 bytes, got {}",
@@ -123,14 +134,13 @@ pub fn recover_signer(message: &str, signature: &[u8]) -> Result<Address> {
     if !matches!(v, 0 | 1 | 27 | 28) {
         return Err(Error::InvalidSignature(format!("bad recovery id {v}")));
     }
-    let signature = Signature {
+    Signature {
         r: U256::from_big_endian(&signature[..32]),
         s: U256::from_big_endian(&signature[32..64]),
         v: if v < 27 { v + 27 } else { v },
-    };
-    signature
-        .recover(message)
-        .map_err(|e| Error::InvalidSignature(e.to_string()))
+    }
+    .recover(digest)
+    .map_err(|e| Error::InvalidSignature(e.to_string()))
 }
 
 /// Checks that `signature` over `message` was made by `expected`.

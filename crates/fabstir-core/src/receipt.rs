@@ -8,13 +8,13 @@
 //! with test vectors (see the tests below), and the contract rebuilds the same digest.
 
 use ethers_core::types::transaction::eip712::EIP712Domain;
-use ethers_core::types::{Address, H256, Signature, U256};
+use ethers_core::types::{Address, H256, U256};
 use ethers_core::utils::keccak256;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::SigningKey;
+use crate::Result;
+use crate::auth::{SigningKey, recover_digest, sign_digest};
 use crate::ids::JobId;
-use crate::{Error, Result};
 
 /// The EIP-712 domain name of the marketplace.
 pub const DOMAIN_NAME: &str = "Fabstir Marketplace";
@@ -184,38 +184,6 @@ fn word(value: U256) -> [u8; 32] {
     let mut out = [0u8; 32];
     value.to_big_endian(&mut out);
     out
-}
-
-/// Signs a 32-byte digest (no prefix): 65 bytes `r || s || v`, `v` in {27, 28}.
-pub fn sign_digest(key: &SigningKey, digest: H256) -> Result<[u8; 65]> {
-    let (signature, recovery) = key
-        .sign_prehash_recoverable(digest.as_bytes())
-        .map_err(|e| Error::InvalidSignature(e.to_string()))?;
-    let mut out = [0u8; 65];
-    out[..64].copy_from_slice(&signature.to_bytes());
-    out[64] = 27 + recovery.to_byte();
-    Ok(out)
-}
-
-/// Recovers the signer of a 32-byte digest from a 65-byte signature.
-pub fn recover_digest(digest: H256, signature: &[u8]) -> Result<Address> {
-    if signature.len() != 65 {
-        return Err(Error::InvalidSignature(format!(
-            "expected 65 bytes, got {}",
-            signature.len()
-        )));
-    }
-    let v = u64::from(signature[64]);
-    if !matches!(v, 0 | 1 | 27 | 28) {
-        return Err(Error::InvalidSignature(format!("bad recovery id {v}")));
-    }
-    Signature {
-        r: U256::from_big_endian(&signature[..32]),
-        s: U256::from_big_endian(&signature[32..64]),
-        v: if v < 27 { v + 27 } else { v },
-    }
-    .recover(digest)
-    .map_err(|e| Error::InvalidSignature(e.to_string()))
 }
 
 #[cfg(test)]

@@ -19,6 +19,11 @@ pub(crate) fn eth_key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32].into()).unwrap()
 }
 
+/// [`eth_key`] as the signer a client stream keeps (for its receipts).
+pub(crate) fn client_key(seed: u8) -> Arc<SigningKey> {
+    Arc::new(eth_key(seed))
+}
+
 /// A loopback node configuration for tests.
 pub(crate) fn config() -> P2pConfig {
     let mut config = P2pConfig::loopback();

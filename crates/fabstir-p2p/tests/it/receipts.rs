@@ -15,8 +15,8 @@ use fabstir_p2p::{InMemoryRegistry, Network};
 use futures::StreamExt;
 
 use crate::harness::{
-    CHAIN, RawReader, TestHost, config, eth_key, eventually, first_addr, host_node, plain_node,
-    prompt, send_frame,
+    CHAIN, RawReader, TestHost, client_key, config, eth_key, eventually, first_addr, host_node,
+    plain_node, prompt, send_frame,
 };
 
 /// The host's credit window in these tests.
@@ -288,7 +288,7 @@ async fn empty_text_padding_earns_nothing() {
         .open_stream(
             s.host.peer_id(),
             JobId(1),
-            Arc::new(eth_key(0x11)),
+            client_key(0x11),
             prompt("count:20:gaps"),
         )
         .await

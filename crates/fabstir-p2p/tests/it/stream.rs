@@ -13,8 +13,8 @@ use fabstir_p2p::{ClientStream, Error, InMemoryRegistry, Network, StreamEvent};
 use futures::{AsyncWriteExt, StreamExt};
 
 use crate::harness::{
-    CHAIN, RawReader, TestHost, config, eth_key, eventually, first_addr, host_node, padded_token,
-    plain_node, prompt, send_frame, token,
+    CHAIN, RawReader, TestHost, client_key, config, eth_key, eventually, first_addr, host_node,
+    padded_token, plain_node, prompt, send_frame, token,
 };
 
 struct Setup {
@@ -83,12 +83,7 @@ async fn ten_thousand_tokens_arrive_in_order_and_intact() {
     let peer = s.host.peer_id();
     let stream = s
         .client
-        .open_stream(
-            peer,
-            JobId(1),
-            std::sync::Arc::new(eth_key(0x11)),
-            prompt("count:10000"),
-        )
+        .open_stream(peer, JobId(1), client_key(0x11), prompt("count:10000"))
         .await
         .unwrap();
     let (tokens, batches, used) = drain(stream).await.unwrap();
@@ -129,46 +124,26 @@ async fn authentication_refuses_wrong_keys_clients_and_replays() {
     // The right key for its job works.
     let ok = s
         .client
-        .open_stream(
-            peer,
-            JobId(1),
-            std::sync::Arc::new(eth_key(0x11)),
-            prompt("count:3"),
-        )
+        .open_stream(peer, JobId(1), client_key(0x11), prompt("count:3"))
         .await
         .unwrap();
     assert_eq!(drain(ok).await.unwrap().0.len(), 3);
     // A key that is not the job's client.
     let wrong_key = s
         .client
-        .open_stream(
-            peer,
-            JobId(1),
-            std::sync::Arc::new(eth_key(0x33)),
-            prompt("count:3"),
-        )
+        .open_stream(peer, JobId(1), client_key(0x33), prompt("count:3"))
         .await;
     assert_eq!(remote_code(wrong_key), StreamErrorCode::AuthFailed);
     // A real client, but of another job.
     let wrong_job = s
         .client
-        .open_stream(
-            peer,
-            JobId(2),
-            std::sync::Arc::new(eth_key(0x11)),
-            prompt("count:3"),
-        )
+        .open_stream(peer, JobId(2), client_key(0x11), prompt("count:3"))
         .await;
     assert_eq!(remote_code(wrong_job), StreamErrorCode::AuthFailed);
     // A job the host does not know.
     let unknown = s
         .client
-        .open_stream(
-            peer,
-            JobId(9),
-            std::sync::Arc::new(eth_key(0x11)),
-            prompt("count:3"),
-        )
+        .open_stream(peer, JobId(9), client_key(0x11), prompt("count:3"))
         .await;
     assert_eq!(remote_code(unknown), StreamErrorCode::UnknownJob);
     assert_eq!(s.service.produced(), 3, "no refused job ran");
@@ -266,12 +241,7 @@ async fn cancelling_or_dropping_a_stream_stops_the_producer() {
     let peer = s.host.peer_id();
     let mut stream = s
         .client
-        .open_stream(
-            peer,
-            JobId(1),
-            std::sync::Arc::new(eth_key(0x11)),
-            prompt("forever"),
-        )
+        .open_stream(peer, JobId(1), client_key(0x11), prompt("forever"))
         .await
         .unwrap();
     let mut received = 0;
@@ -293,12 +263,7 @@ async fn cancelling_or_dropping_a_stream_stops_the_producer() {
     // Dropping the stream stops it too.
     let mut stream = s
         .client
-        .open_stream(
-            peer,
-            JobId(1),
-            std::sync::Arc::new(eth_key(0x11)),
-            prompt("forever"),
-        )
+        .open_stream(peer, JobId(1), client_key(0x11), prompt("forever"))
         .await
         .unwrap();
     assert!(matches!(
@@ -377,12 +342,7 @@ async fn bad_frames_end_one_stream_and_the_host_keeps_serving() {
     let other = plain_node(config(), &registry).await;
     other.dial(first_addr(&s.host).await).await.unwrap();
     let stream = other
-        .open_stream(
-            peer,
-            JobId(1),
-            std::sync::Arc::new(eth_key(0x11)),
-            prompt("count:100"),
-        )
+        .open_stream(peer, JobId(1), client_key(0x11), prompt("count:100"))
         .await
         .unwrap();
     assert_eq!(drain(stream).await.unwrap().0.len(), 100);
@@ -397,12 +357,7 @@ async fn a_slow_reader_gets_coalesced_batches() {
     let peer = s.host.peer_id();
     let stream = s
         .client
-        .open_stream(
-            peer,
-            JobId(1),
-            std::sync::Arc::new(eth_key(0x11)),
-            prompt("count:4000:pad"),
-        )
+        .open_stream(peer, JobId(1), client_key(0x11), prompt("count:4000:pad"))
         .await
         .unwrap();
     // 4 MB of tokens against a 256 KiB stream window: while we do not read, the host's
