@@ -1,11 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 pragma solidity ^0.8.24;
 
-import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
-import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
-import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {NodeRegistry} from "./NodeRegistry.sol";
@@ -17,25 +14,39 @@ import {PaymentEscrow} from "./PaymentEscrow.sol";
 /// an EIP-712 signature over (job id, tokens received, transcript hash), checked here with
 /// ECDSA or ERC-1271, so contract wallets can be clients. A job is fully funded: its escrow is
 /// exactly `maxTokens * pricePerToken`. The host is paid for the receipt's tokens and never
-/// more, `tokens * pricePerToken` less the protocol fee (its rate fixed when the job was posted),
-/// which accrues to the treasury; the rest is refunded to the client in the same transaction.
-/// The prompt never goes on chain, only its keccak256 hash. Clients approve this contract (the
-/// spender) for ERC-20 payments; it moves the funds straight into the PaymentEscrow.
+/// more, `tokens * pricePerToken` less the protocol fee (its rate fixed when the job was posted):
+/// the payment is credited to the host (see PaymentEscrow), the fee accrues to the treasury and
+/// the rest is refunded to the client in the same transaction. The prompt never goes on chain,
+/// only its keccak256 hash.
+///
+/// Storage: one slot per open job. A job's terms (`JobTerms`) are emitted once in `JobPosted`
+/// and stored only as a hash; every later call passes them back and the contract checks them
+/// against the hash. The slot packs the hash (its top 216 bits), the end of the close window
+/// (32 bits, while Closing) and the status (8 bits). A claim rewrites the hash over the terms
+/// with `host` set to the claimer. A finished job's slot is deleted (its gas refunded): its
+/// outcome is its last event (JobCompleted, JobCancelled, JobExpired or JobReleased), and no
+/// call can act on it again. A job id is `block << 32 | n`: it carries the block the job was
+/// posted in, so readers find its JobPosted event without scanning the chain, and `n` is a
+/// 32-bit number derived from the client and the prompt hash, moved on past ids in use.
 ///
 /// Time rules (immutable, set at deployment): a job lasts at least `minJobDuration`; a claimed
 /// job may still be settled during `submitGrace` after its deadline, and nobody can expire it
 /// then; a client whose host stays silent asks to close, and the host has `closeWindow` to
 /// settle before the job can be expired and refunded. The owner has no power over jobs in
 /// flight: it lists tokens and sets the fee and treasury for jobs posted later.
-contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
-    using SafeERC20 for IERC20;
-
+contract JobMarketplace is Ownable2Step, EIP712, PaymentEscrow {
     /// @notice Highest protocol fee, in basis points (10%).
     uint16 public constant MAX_FEE_BPS = 1000;
     /// @notice Longest result CID accepted, in bytes.
     uint256 public constant MAX_CID_LENGTH = 128;
+    /// @notice Largest `maxTokens` of a job.
+    uint32 public constant MAX_TOKENS = type(uint24).max;
     /// @notice The EIP-712 type hash of a receipt.
     bytes32 public constant RECEIPT_TYPEHASH = keccak256("Receipt(uint256 jobId,uint64 tokens,bytes32 transcript)");
+
+    uint256 private constant STATUS_MASK = 0xFF;
+    uint256 private constant CLOSE_SHIFT = 8;
+    uint256 private constant HASH_MASK = ~uint256(0xFF_FFFF_FFFF);
 
     /// @notice Life cycle of a job.
     enum JobStatus {
@@ -58,6 +69,27 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
         uint64 deadline;
     }
 
+    /// @notice Who may take the job: a named host, or address(0) for any registered host
+    /// serving the model.
+    struct JobRequirements {
+        address host;
+    }
+
+    /// @notice Everything a job is, as emitted in JobPosted and passed back to every later
+    /// call. `host` is the named host (or address(0)) until the job is claimed, the claimer
+    /// after. The escrow is `maxTokens * pricePerToken`.
+    struct JobTerms {
+        address client;
+        address host;
+        address token;
+        bytes32 modelId;
+        bytes32 promptHash;
+        uint32 maxTokens;
+        uint256 pricePerToken;
+        uint64 deadline;
+        uint16 feeBps;
+    }
+
     /// @notice What the client signed for a job (EIP-712 `Receipt`, with the job id): the tokens
     /// it received and the transcript hash after them.
     struct Receipt {
@@ -65,51 +97,8 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
         bytes32 transcript;
     }
 
-    /// @notice Who may take the job: a named host, or address(0) for any registered host
-    /// serving the model.
-    struct JobRequirements {
-        address host;
-    }
-
-    /// @notice A job as returned by `getJob`. The prompt hash is not stored (it is in the
-    /// job's JobPosted event) to keep posting cheap.
-    struct Job {
-        address client;
-        address host;
-        address token;
-        uint256 amount;
-        bytes32 modelId;
-        uint32 maxTokens;
-        uint256 pricePerToken;
-        uint64 deadline;
-        JobStatus status;
-        uint16 feeBps;
-    }
-
-    // Packed into three slots; a claim writes only slot 2. While Closing, `deadline` holds the
-    // end of the host's last chance to settle. The model id is stored as an index
-    // into `_models`; the prompt hash and the result CID live only in the JobPosted and
-    // JobCompleted events.
-    struct JobRecord {
-        // slot 0
-        address client;
-        uint40 deadline;
-        uint32 modelIndex;
-        uint16 feeBps;
-        // slot 1
-        address token;
-        uint96 amount;
-        // slot 2
-        address host;
-        JobStatus status;
-        uint24 maxTokens;
-        uint64 pricePerToken;
-    }
-
     /// @notice Where hosts are registered.
     NodeRegistry public immutable registry;
-    /// @notice Where job funds are held; clients approve this address.
-    PaymentEscrow public immutable escrow;
     /// @notice Shortest time from posting to a job's deadline, in seconds.
     uint64 public immutable minJobDuration;
     /// @notice Seconds after its deadline during which a claimed job may still be settled and
@@ -118,18 +107,16 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
     /// @notice Seconds a host has to settle after the client asked to close.
     uint64 public immutable closeWindow;
 
-    // One slot: read or written together on every post and submit.
+    // One slot: read together on every post.
     address private _treasury;
     uint16 private _feeBps;
-    uint64 private _nextJobId;
 
-    mapping(uint256 => JobRecord) private _jobs;
-    // Every model id ever posted, append-only, by 1-based index (0 = never seen).
-    mapping(uint32 => bytes32) private _models;
-    mapping(bytes32 => uint32) private _modelIndex;
-    uint32 private _modelCount;
+    mapping(uint256 => uint256) private _jobs;
     address[] private _acceptedTokens;
+    // Every token ever accepted, append-only: where a host's open claims may be counted.
+    address[] private _everAccepted;
     mapping(address => uint256) private _tokenIndex; // 1-based; 0 = not accepted
+    mapping(address => bool) private _wasAccepted;
 
     /// @notice The payment token is not on the accepted list.
     error TokenNotAccepted(address token);
@@ -139,18 +126,19 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
     error WrongAmount(uint256 expected, uint256 amount);
     /// @notice The named host asks more per token in this payment token (0: it does not take it).
     error BelowHostPrice(address host, uint256 hostPrice, uint256 pricePerToken);
-    /// @notice The escrow received less than the amount (a fee-on-transfer token).
-    error TransferShortfall(address token, uint256 amount, uint256 received);
-    /// @notice The price per token does not fit the packed storage (uint64).
+    /// @notice The price per token is above 2^64-1 base units.
     error PriceTooLarge(uint256 pricePerToken);
-    /// @notice The job details are malformed (zero model id, or max tokens zero or above 2^24-1).
+    /// @notice The job details are malformed (zero model id, or max tokens zero or above
+    /// `MAX_TOKENS`).
     error InvalidJobDetails();
-    /// @notice The job's deadline is not in the future.
+    /// @notice The job's deadline is too soon (before `minJobDuration` from now) or too far.
     error InvalidDeadline(uint64 deadline, uint256 currentTime);
     /// @notice No job with this id.
     error JobNotFound(uint256 jobId);
+    /// @notice The terms passed are not the job's (they do not hash to what is stored).
+    error TermsMismatch(uint256 jobId);
     /// @notice Another host has claimed the job already.
-    error JobAlreadyClaimed(uint256 jobId, address claimer);
+    error JobAlreadyClaimed(uint256 jobId);
     /// @notice The job is not in a state that allows this call.
     error InvalidJobStatus(uint256 jobId, JobStatus status);
     /// @notice The job names another host.
@@ -181,22 +169,12 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
     /// @notice Ownership cannot be renounced: the marketplace would lose its configuration.
     error RenounceDisabled();
 
-    /// @notice A job was posted and its payment escrowed. `host` is address(0) for open jobs.
-    event JobPosted(
-        uint256 indexed jobId,
-        bytes32 indexed modelId,
-        address indexed host,
-        address client,
-        address token,
-        uint256 amount,
-        bytes32 promptHash,
-        uint32 maxTokens,
-        uint256 pricePerToken,
-        uint64 deadline
-    );
+    /// @notice A job was posted and its payment (`maxTokens * pricePerToken`) escrowed: its
+    /// terms, which every later call passes back. `host` is address(0) for open jobs.
+    event JobPosted(uint256 indexed jobId, bytes32 indexed modelId, address indexed host, JobTerms terms);
     /// @notice A host claimed a job.
     event JobClaimed(uint256 indexed jobId, address indexed host);
-    /// @notice A job finished and was settled.
+    /// @notice A job finished and was settled; `paid` is credited to the host.
     event JobCompleted(
         uint256 indexed jobId,
         address indexed host,
@@ -237,10 +215,8 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
         minJobDuration = minJobDuration_;
         submitGrace = submitGrace_;
         closeWindow = closeWindow_;
-        escrow = new PaymentEscrow(address(this));
         _treasury = treasury_;
         _feeBps = feeBps_;
-        _nextJobId = 1;
     }
 
     // ----- owner -----
@@ -249,6 +225,10 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
     function setTokenAccepted(address token, bool accepted) external onlyOwner {
         uint256 index = _tokenIndex[token];
         if (accepted && index == 0) {
+            if (!_wasAccepted[token]) {
+                _wasAccepted[token] = true;
+                _everAccepted.push(token);
+            }
             _acceptedTokens.push(token);
             _tokenIndex[token] = _acceptedTokens.length;
         } else if (!accepted && index != 0) {
@@ -266,14 +246,14 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
         emit TokenAcceptanceChanged(token, accepted);
     }
 
-    /// @notice Sets the protocol fee in basis points.
+    /// @notice Sets the protocol fee in basis points, for jobs posted from now on.
     function setFeeBps(uint16 feeBps_) external onlyOwner {
         if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_);
         _feeBps = feeBps_;
         emit FeeChanged(feeBps_);
     }
 
-    /// @notice Sets the address receiving protocol fees.
+    /// @notice Sets the address that withdraws protocol fees.
     function setTreasury(address treasury_) external onlyOwner {
         if (treasury_ == address(0)) revert ZeroAddress();
         _treasury = treasury_;
@@ -291,7 +271,7 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
     function withdrawFees(address token, address to) external nonReentrant returns (uint256) {
         if (msg.sender != _treasury) revert NotTreasury(msg.sender);
         if (to == address(0)) revert ZeroAddress();
-        return escrow.withdrawFees(token, to);
+        return _withdrawFees(token, to);
     }
 
     // ----- client -----
@@ -304,7 +284,6 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
         returns (uint256 jobId)
     {
         jobId = _post(details, requirements, address(0), msg.value);
-        escrow.lockEth{value: msg.value}();
     }
 
     /// @notice Posts a job paid with `amount` of an accepted ERC-20 (approve this contract first).
@@ -339,49 +318,49 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
     }
 
     /// @notice Cancels an unclaimed job; only its client; refunds in full.
-    function cancelJob(uint256 jobId) external nonReentrant {
-        JobRecord storage job = _jobs[jobId];
-        _requireStatus(jobId, job, JobStatus.Posted);
-        address client = job.client;
-        if (msg.sender != client) revert NotClient(jobId, client, msg.sender);
-        job.status = JobStatus.Cancelled;
-        uint256 amount = job.amount;
-        escrow.refund(job.token, client, amount);
-        emit JobCancelled(jobId, client, amount);
+    function cancelJob(uint256 jobId, JobTerms calldata terms) external nonReentrant {
+        uint256 state = _load(jobId);
+        _requireStatus(jobId, state, JobStatus.Posted);
+        _verify(jobId, state, terms);
+        if (msg.sender != terms.client) revert NotClient(jobId, terms.client, msg.sender);
+        delete _jobs[jobId];
+        uint256 amount = _amount(terms);
+        _refund(terms.token, terms.client, amount);
+        emit JobCancelled(jobId, terms.client, amount);
     }
 
     /// @notice Asks to close a claimed job whose host is silent; only its client. The host may
     /// still settle until `closeWindow` from now (or its grace period's end, if sooner); then
     /// anyone may expire the job and the client is refunded.
-    function requestClose(uint256 jobId) external {
-        JobRecord storage job = _jobs[jobId];
-        _requireStatus(jobId, job, JobStatus.Claimed);
-        address client = job.client;
-        if (msg.sender != client) revert NotClient(jobId, client, msg.sender);
+    function requestClose(uint256 jobId, JobTerms calldata terms) external {
+        uint256 state = _load(jobId);
+        _requireStatus(jobId, state, JobStatus.Claimed);
+        _verify(jobId, state, terms);
+        if (msg.sender != terms.client) revert NotClient(jobId, terms.client, msg.sender);
         uint256 settleBy = block.timestamp + closeWindow;
-        uint256 graceEnd = uint256(job.deadline) + submitGrace;
+        uint256 graceEnd = uint256(terms.deadline) + submitGrace;
         if (settleBy > graceEnd) settleBy = graceEnd;
-        job.deadline = uint40(settleBy);
-        job.status = JobStatus.Closing;
-        emit CloseRequested(jobId, job.host, uint64(settleBy));
+        if (settleBy > type(uint32).max) settleBy = type(uint32).max;
+        _jobs[jobId] = (state & HASH_MASK) | (settleBy << CLOSE_SHIFT) | uint256(JobStatus.Closing);
+        emit CloseRequested(jobId, terms.host, uint64(settleBy));
     }
 
     /// @notice Ends an unfinished job whose time is up and refunds its client in full; anyone may
     /// call it. An unclaimed job's time ends at its deadline, a claimed one's at the end of the
     /// grace period, a closing one's at the end of the close window.
-    function expireJob(uint256 jobId) external nonReentrant {
-        JobRecord storage job = _jobs[jobId];
-        JobStatus status = job.status;
-        if (status == JobStatus.None) revert JobNotFound(jobId);
+    function expireJob(uint256 jobId, JobTerms calldata terms) external nonReentrant {
+        uint256 state = _load(jobId);
+        JobStatus status = _status(state);
         if (status != JobStatus.Posted && status != JobStatus.Claimed && status != JobStatus.Closing) {
             revert InvalidJobStatus(jobId, status);
         }
-        uint64 end = _settleBy(job, status);
+        _verify(jobId, state, terms);
+        uint64 end = _settleBy(state, terms);
         if (block.timestamp <= end) revert DeadlineNotReached(jobId, end);
-        job.status = JobStatus.Expired;
-        if (status != JobStatus.Posted) registry.closeClaim(job.host);
-        uint256 amount = job.amount;
-        escrow.refund(job.token, job.client, amount);
+        delete _jobs[jobId];
+        if (status != JobStatus.Posted) _accounts[terms.token][terms.host].openClaims -= 1;
+        uint256 amount = _amount(terms);
+        _refund(terms.token, terms.client, amount);
         emit JobExpired(jobId, msg.sender, amount);
     }
 
@@ -389,65 +368,64 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
 
     /// @notice Claims a posted job; only an active registered host serving the model, and the
     /// assigned host if the job names one. The claim locks the host's stake until the job ends.
-    function claimJob(uint256 jobId) external {
-        JobRecord storage job = _jobs[jobId];
-        JobStatus status = job.status;
-        if (status != JobStatus.Posted) {
-            if (status == JobStatus.Claimed) revert JobAlreadyClaimed(jobId, job.host);
-            if (status == JobStatus.None) revert JobNotFound(jobId);
-            revert InvalidJobStatus(jobId, status);
-        }
-        uint64 deadline = job.deadline;
-        if (block.timestamp > deadline) revert DeadlinePassed(jobId, deadline);
-        address assigned = job.host;
+    function claimJob(uint256 jobId, JobTerms calldata terms) external {
+        uint256 state = _load(jobId);
+        _requireStatus(jobId, state, JobStatus.Posted);
+        _verify(jobId, state, terms);
+        if (block.timestamp > terms.deadline) revert DeadlinePassed(jobId, terms.deadline);
+        address assigned = terms.host;
         if (assigned != address(0) && assigned != msg.sender) revert NotAssignedHost(jobId, assigned, msg.sender);
-        // The registry is trusted (set at construction), so no reentrancy guard is needed.
-        bytes32 modelId = _models[job.modelIndex];
-        if (!registry.openClaim(msg.sender, modelId)) revert HostNotEligible(msg.sender, modelId);
-        job.host = msg.sender;
-        job.status = JobStatus.Claimed;
+        // The registry is trusted (set at construction).
+        if (!registry.canServe(msg.sender, terms.modelId)) revert HostNotEligible(msg.sender, terms.modelId);
+        _accounts[terms.token][msg.sender].openClaims += 1;
+        JobTerms memory claimed = terms;
+        claimed.host = msg.sender;
+        _jobs[jobId] = _hash(claimed) | uint256(JobStatus.Claimed);
         emit JobClaimed(jobId, msg.sender);
     }
 
     /// @notice Settles a claimed job with its result and the client's receipt: before the
     /// deadline, or during the grace period after it, or before the close window ends if the
-    /// client asked to close. The host is paid for `receipt.tokens`, which the client signed.
+    /// client asked to close. The host is credited for `receipt.tokens`, which the client signed.
     function submitResult(
         uint256 jobId,
+        JobTerms calldata terms,
         bytes calldata resultCid,
         Receipt calldata receipt,
         bytes calldata signature
     ) external nonReentrant {
-        JobRecord storage job = _jobs[jobId];
-        address host = job.host;
+        uint256 state = _load(jobId);
+        _requireClaimed(jobId, state);
+        _verify(jobId, state, terms);
+        address host = terms.host;
+        if (msg.sender != host) revert NotClaimer(jobId, host, msg.sender);
         {
-            JobStatus status = _requireClaimed(jobId, job);
-            if (msg.sender != host) revert NotClaimer(jobId, host, msg.sender);
-            uint64 end = _settleBy(job, status);
+            uint64 end = _settleBy(state, terms);
             if (block.timestamp > end) revert DeadlinePassed(jobId, end);
-            uint32 maxTokens = job.maxTokens;
-            if (receipt.tokens > maxTokens) revert TokensExceedMax(jobId, receipt.tokens, maxTokens);
-            if (resultCid.length == 0 || resultCid.length > MAX_CID_LENGTH) revert InvalidResultCid();
         }
-        _checkReceipt(jobId, job.client, receipt, signature);
-        job.status = JobStatus.Completed;
-        registry.closeClaim(host);
-        (uint256 paid, uint256 fee, uint256 refundAmount) = _pay(job, host, receipt.tokens);
-        emit JobCompleted(jobId, host, resultCid, receipt.transcript, receipt.tokens, paid, fee, refundAmount);
+        if (receipt.tokens > terms.maxTokens) revert TokensExceedMax(jobId, receipt.tokens, terms.maxTokens);
+        if (resultCid.length == 0 || resultCid.length > MAX_CID_LENGTH) revert InvalidResultCid();
+        _checkReceipt(jobId, terms.client, receipt, signature);
+        delete _jobs[jobId];
+        uint256 cost = uint256(receipt.tokens) * terms.pricePerToken;
+        uint256 fee = (cost * terms.feeBps) / 10_000;
+        uint256 refundAmount = _amount(terms) - cost;
+        _settle(terms.token, host, cost - fee, fee, terms.client, refundAmount);
+        emit JobCompleted(jobId, host, resultCid, receipt.transcript, receipt.tokens, cost - fee, fee, refundAmount);
     }
 
     /// @notice The claiming host gives a job up (for instance after a failed inference); the
     /// client is refunded in full at once instead of waiting for the deadline.
-    function releaseJob(uint256 jobId) external nonReentrant {
-        JobRecord storage job = _jobs[jobId];
-        _requireClaimed(jobId, job);
-        address host = job.host;
-        if (msg.sender != host) revert NotClaimer(jobId, host, msg.sender);
-        job.status = JobStatus.Released;
-        registry.closeClaim(host);
-        uint256 amount = job.amount;
-        escrow.refund(job.token, job.client, amount);
-        emit JobReleased(jobId, host, amount);
+    function releaseJob(uint256 jobId, JobTerms calldata terms) external nonReentrant {
+        uint256 state = _load(jobId);
+        _requireClaimed(jobId, state);
+        _verify(jobId, state, terms);
+        if (msg.sender != terms.host) revert NotClaimer(jobId, terms.host, msg.sender);
+        delete _jobs[jobId];
+        _accounts[terms.token][terms.host].openClaims -= 1;
+        uint256 amount = _amount(terms);
+        _refund(terms.token, terms.client, amount);
+        emit JobReleased(jobId, terms.host, amount);
     }
 
     // ----- views -----
@@ -457,26 +435,30 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
         return _domainSeparatorV4();
     }
 
-    /// @notice The job with id `jobId` (status None if there is none).
-    function getJob(uint256 jobId) external view returns (Job memory) {
-        JobRecord storage job = _jobs[jobId];
-        return Job({
-            client: job.client,
-            host: job.host,
-            token: job.token,
-            amount: job.amount,
-            modelId: _models[job.modelIndex],
-            maxTokens: job.maxTokens,
-            pricePerToken: job.pricePerToken,
-            deadline: job.deadline,
-            status: job.status,
-            feeBps: job.feeBps
-        });
+    /// @notice An open job's status (Posted, Claimed or Closing), the end of its close window
+    /// (while Closing, else 0) and the hash of its terms (top 216 bits of
+    /// `keccak256(abi.encode(terms))`, see `termsHash`). Status None: no such job, or a
+    /// finished one (its last event says how it ended).
+    function jobState(uint256 jobId) external view returns (JobStatus status, uint64 closeBy, bytes32 termsHash_) {
+        uint256 state = _jobs[jobId];
+        status = _status(state);
+        closeBy = uint64(uint32(state >> CLOSE_SHIFT));
+        termsHash_ = bytes32(state & HASH_MASK);
     }
 
-    /// @notice How many jobs were ever posted; ids run from 1 to this number.
-    function jobCount() external view returns (uint256) {
-        return _nextJobId - 1;
+    /// @notice The stored hash of `terms`: `keccak256(abi.encode(terms))` with its low 40 bits
+    /// cleared.
+    function termsHash(JobTerms calldata terms) external pure returns (bytes32) {
+        return bytes32(_hash(terms));
+    }
+
+    /// @notice Claimed jobs of `host` not yet settled, released or expired (they lock its
+    /// stake), over every token ever accepted.
+    function openClaims(address host) external view returns (uint256 open) {
+        uint256 count = _everAccepted.length;
+        for (uint256 i = 0; i < count; ++i) {
+            open += _accounts[_everAccepted[i]][host].openClaims;
+        }
     }
 
     /// @notice The accepted payment tokens (address(0) is ETH).
@@ -505,34 +487,28 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
         private
         returns (uint256 jobId)
     {
-        _checkTerms(details, requirements.host, token, amount);
-        jobId = _nextJobId;
-        _nextJobId = uint64(jobId + 1);
         address host = requirements.host;
-        _jobs[jobId] = JobRecord({
+        _checkTerms(details, host, token, amount);
+        uint256 n = uint32(uint256(keccak256(abi.encode(msg.sender, details.promptHash))));
+        jobId = (block.number << 32) | n;
+        while (_jobs[jobId] != 0) {
+            n = uint32(n + 1);
+            jobId = (block.number << 32) | n;
+        }
+        JobTerms memory terms = JobTerms({
             client: msg.sender,
-            deadline: uint40(details.deadline),
-            modelIndex: _modelIndexOf(details.modelId),
-            feeBps: _feeBps,
-            token: token,
-            amount: uint96(amount),
             host: host,
-            status: JobStatus.Posted,
-            maxTokens: uint24(details.maxTokens),
-            pricePerToken: uint64(details.pricePerToken)
+            token: token,
+            modelId: details.modelId,
+            promptHash: details.promptHash,
+            maxTokens: details.maxTokens,
+            pricePerToken: details.pricePerToken,
+            deadline: details.deadline,
+            feeBps: _feeBps
         });
-        emit JobPosted(
-            jobId,
-            details.modelId,
-            host,
-            msg.sender,
-            token,
-            amount,
-            details.promptHash,
-            details.maxTokens,
-            details.pricePerToken,
-            details.deadline
-        );
+        _jobs[jobId] = _hash(terms) | uint256(JobStatus.Posted);
+        emit JobPosted(jobId, details.modelId, host, terms);
+
     }
 
     /// Refuses malformed or underfunded terms: a zero price, an escrow other than exactly
@@ -542,52 +518,43 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
         uint256 price = details.pricePerToken;
         if (price == 0) revert ZeroPrice();
         if (price > type(uint64).max) revert PriceTooLarge(price);
-        if (details.modelId == bytes32(0) || details.maxTokens == 0 || details.maxTokens > type(uint24).max) {
+        if (details.modelId == bytes32(0) || details.maxTokens == 0 || details.maxTokens > MAX_TOKENS) {
             revert InvalidJobDetails();
         }
-        // Both factors are bounded (2^24 and 2^64), so the product fits the escrow's uint96.
+        // Both factors are bounded (2^24 and 2^64), so the product cannot overflow.
         uint256 expected = uint256(details.maxTokens) * price;
         if (amount != expected) revert WrongAmount(expected, amount);
-        if (details.deadline < block.timestamp + minJobDuration || details.deadline > type(uint40).max) {
+        if (details.deadline < block.timestamp + minJobDuration || details.deadline > type(uint32).max) {
             revert InvalidDeadline(details.deadline, block.timestamp);
         }
         if (host != address(0)) {
             uint256 hostPrice = registry.priceOf(host, token);
             if (hostPrice == 0 || price < hostPrice) revert BelowHostPrice(host, hostPrice, price);
         }
-
     }
 
-    function _modelIndexOf(bytes32 modelId) private returns (uint32 index) {
-        index = _modelIndex[modelId];
-        if (index == 0) {
-            index = ++_modelCount;
-            _models[index] = modelId;
-            _modelIndex[modelId] = index;
-        }
+    /// The job's state, after checking that it exists.
+    function _load(uint256 jobId) private view returns (uint256 state) {
+        state = _jobs[jobId];
+        if (state == 0) revert JobNotFound(jobId);
     }
 
-    /// Moves `amount` of `token` from the caller to the escrow and refuses tokens that deliver
-    /// less than they were asked to move (fee-on-transfer): the escrow must hold what it records.
-    function _pull(address token, uint256 amount) private {
-        uint256 before = IERC20(token).balanceOf(address(escrow));
-        IERC20(token).safeTransferFrom(msg.sender, address(escrow), amount);
-        uint256 received = IERC20(token).balanceOf(address(escrow)) - before;
-        if (received != amount) revert TransferShortfall(token, amount, received);
+    /// Requires `terms` to be the job's terms (checked after its status, so a call sent with
+    /// terms that a claim has just changed is told the job is claimed).
+    function _verify(uint256 jobId, uint256 state, JobTerms calldata terms) private pure {
+        if (state & HASH_MASK != _hash(terms)) revert TermsMismatch(jobId);
     }
 
-    /// Pays `host` for `tokens` at the job's price less the fee fixed at posting, accrues the
-    /// fee, refunds the rest to the client. Never above the escrow: it is exactly
-    /// `maxTokens * pricePerToken` and `tokens <= maxTokens`.
-    function _pay(JobRecord storage job, address host, uint256 tokens)
-        private
-        returns (uint256 paid, uint256 fee, uint256 refundAmount)
-    {
-        uint256 cost = tokens * job.pricePerToken;
-        fee = (cost * job.feeBps) / 10_000;
-        paid = cost - fee;
-        refundAmount = job.amount - cost;
-        escrow.settle(job.token, host, paid, fee, job.client, refundAmount);
+    function _hash(JobTerms memory terms) private pure returns (uint256) {
+        return uint256(keccak256(abi.encode(terms))) & HASH_MASK;
+    }
+
+    function _status(uint256 state) private pure returns (JobStatus) {
+        return JobStatus(uint8(state & STATUS_MASK));
+    }
+
+    function _amount(JobTerms calldata terms) private pure returns (uint256) {
+        return uint256(terms.maxTokens) * terms.pricePerToken;
     }
 
     /// Requires `signature` to be `client`'s over the receipt for `jobId` (ECDSA for accounts,
@@ -601,25 +568,28 @@ contract JobMarketplace is Ownable2Step, ReentrancyGuardTransient, EIP712 {
         if (!SignatureChecker.isValidSignatureNow(client, digest, signature)) revert InvalidReceipt(jobId);
     }
 
-    /// The last second a job in `status` may be settled (and after which it may be expired).
-    function _settleBy(JobRecord storage job, JobStatus status) private view returns (uint64) {
-        uint64 deadline = job.deadline;
-        return status == JobStatus.Claimed ? deadline + submitGrace : deadline;
+    /// The last second a job may be settled (and after which it may be expired): the deadline
+    /// while posted, the end of the grace period while claimed, the end of the close window
+    /// while closing.
+    function _settleBy(uint256 state, JobTerms calldata terms) private view returns (uint64) {
+        JobStatus status = _status(state);
+        if (status == JobStatus.Closing) return uint64(uint32(state >> CLOSE_SHIFT));
+        if (status == JobStatus.Claimed) return terms.deadline + submitGrace;
+        return terms.deadline;
     }
 
-    /// Requires a claimed or closing job; returns which.
-    function _requireClaimed(uint256 jobId, JobRecord storage job) private view returns (JobStatus status) {
-        status = job.status;
-        if (status == JobStatus.Claimed || status == JobStatus.Closing) return status;
-        if (status == JobStatus.None) revert JobNotFound(jobId);
-        revert InvalidJobStatus(jobId, status);
+    /// Requires a claimed or closing job.
+    function _requireClaimed(uint256 jobId, uint256 state) private pure {
+        JobStatus status = _status(state);
+        if (status != JobStatus.Claimed && status != JobStatus.Closing) revert InvalidJobStatus(jobId, status);
     }
 
-    function _requireStatus(uint256 jobId, JobRecord storage job, JobStatus expected) private view {
-        JobStatus status = job.status;
+    function _requireStatus(uint256 jobId, uint256 state, JobStatus expected) private pure {
+        JobStatus status = _status(state);
         if (status == expected) return;
-        if (status == JobStatus.None) revert JobNotFound(jobId);
-        if (expected == JobStatus.Posted && status == JobStatus.Claimed) revert JobAlreadyClaimed(jobId, job.host);
+        if (expected == JobStatus.Posted && (status == JobStatus.Claimed || status == JobStatus.Closing)) {
+            revert JobAlreadyClaimed(jobId);
+        }
         revert InvalidJobStatus(jobId, status);
     }
 }

@@ -6,11 +6,18 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
+/// @notice What the registry asks the marketplace before returning a stake.
+interface IJobClaims {
+    /// @notice Claimed jobs of `host` not yet finished.
+    function openClaims(address host) external view returns (uint256);
+}
+
 /// @title NodeRegistry
 /// @notice Hosts register here by staking FAB with their libp2p peer id, the models they serve,
 /// a price per token for each payment token, and a metadata string. Unregistering starts an
 /// unbonding delay after which the stake can be withdrawn, and never while the host holds
-/// claimed jobs: the marketplace (bound once, at deployment) locks the stake per open claim.
+/// claimed jobs: the registry asks the marketplace (bound once, at deployment) how many claims
+/// the host holds.
 ///
 /// A peer id is not exclusive: registering one proves no ownership of its libp2p key, so
 /// exclusivity would let anyone lock a host out by registering its public peer id first.
@@ -43,13 +50,11 @@ contract NodeRegistry is Ownable2Step, ReentrancyGuardTransient {
         uint64 unbondingEnd;
     }
 
-    // Slot 0 packs the stake, the unbonding end, the active flag and the claimed jobs that
-    // lock the stake.
+    // Slot 0 packs the stake, the unbonding end and the active flag.
     struct NodeRecord {
         uint128 stake;
         uint64 unbondingEnd;
         bool active;
-        uint32 openClaims;
         bytes peerId;
         bytes32[] models;
         address[] priceTokens;
@@ -62,7 +67,7 @@ contract NodeRegistry is Ownable2Step, ReentrancyGuardTransient {
     uint256 public minStake;
     /// @notice Seconds between `unregister` and `withdrawStake`.
     uint64 public unbondingDelay;
-    /// @notice The marketplace allowed to lock and unlock stakes (set once).
+    /// @notice The marketplace whose open claims lock stakes (set once).
     address public marketplace;
 
     mapping(address => NodeRecord) private _nodes;
@@ -92,11 +97,9 @@ contract NodeRegistry is Ownable2Step, ReentrancyGuardTransient {
     /// @notice The node must unregister before withdrawing.
     error NotUnbonding(address node);
     /// @notice The stake is locked by claimed jobs the node has not finished.
-    error StakeLocked(uint32 openClaims);
+    error StakeLocked(uint256 openClaims);
     /// @notice The unbonding delay is above `MAX_UNBONDING_DELAY`.
     error UnbondingDelayTooLong(uint64 delay);
-    /// @notice The caller is not the marketplace.
-    error NotMarketplace(address caller);
     /// @notice The marketplace is bound already, or the address is zero.
     error MarketplaceAlreadyBound(address marketplace);
     /// @notice Ownership cannot be renounced: the registry would lose its configuration.
@@ -144,7 +147,7 @@ contract NodeRegistry is Ownable2Step, ReentrancyGuardTransient {
         emit UnbondingDelayChanged(delay);
     }
 
-    /// @notice Binds the marketplace that locks stakes; once, at deployment.
+    /// @notice Binds the marketplace whose claims lock stakes; once, at deployment.
     function setMarketplace(address marketplace_) external onlyOwner {
         if (marketplace != address(0) || marketplace_ == address(0)) revert MarketplaceAlreadyBound(marketplace);
         marketplace = marketplace_;
@@ -154,23 +157,6 @@ contract NodeRegistry is Ownable2Step, ReentrancyGuardTransient {
     /// @notice Disabled: see `RenounceDisabled`.
     function renounceOwnership() public view override onlyOwner {
         revert RenounceDisabled();
-    }
-
-    // ----- marketplace -----
-
-    /// @notice Locks `node`'s stake for one more claimed job if it is active and serves
-    /// `modelId`; returns whether it does.
-    function openClaim(address node, bytes32 modelId) external returns (bool eligible) {
-        if (msg.sender != marketplace) revert NotMarketplace(msg.sender);
-        if (!_serves[node][modelId]) return false;
-        _nodes[node].openClaims += 1;
-        return true;
-    }
-
-    /// @notice Releases the lock of one claimed job of `node` (settled, released or expired).
-    function closeClaim(address node) external {
-        if (msg.sender != marketplace) revert NotMarketplace(msg.sender);
-        _nodes[node].openClaims -= 1;
     }
 
     // ----- host -----
@@ -234,7 +220,11 @@ contract NodeRegistry is Ownable2Step, ReentrancyGuardTransient {
         NodeRecord storage node = _nodes[msg.sender];
         if (node.active || node.stake == 0) revert NotUnbonding(msg.sender);
         if (block.timestamp < node.unbondingEnd) revert StillUnbonding(node.unbondingEnd);
-        if (node.openClaims != 0) revert StakeLocked(node.openClaims);
+        address market = marketplace;
+        if (market != address(0)) {
+            uint256 claims = IJobClaims(market).openClaims(msg.sender);
+            if (claims != 0) revert StakeLocked(claims);
+        }
         uint256 amount = node.stake;
         address[] storage tokens = node.priceTokens;
         for (uint256 i = 0; i < tokens.length; ++i) {
@@ -262,11 +252,6 @@ contract NodeRegistry is Ownable2Step, ReentrancyGuardTransient {
         out.stake = node.stake;
         out.active = node.active;
         out.unbondingEnd = node.unbondingEnd;
-    }
-
-    /// @notice How many claimed jobs lock `node`'s stake.
-    function openClaims(address node) external view returns (uint256) {
-        return _nodes[node].openClaims;
     }
 
     /// @notice Whether `node` is registered and active.

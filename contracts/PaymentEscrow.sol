@@ -6,33 +6,43 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 /// @title PaymentEscrow
-/// @notice Holds the funds of every job, in ETH (token address(0)) and ERC-20. Only the
-/// marketplace that created it can lock, release and refund: ETH arrives through `lockEth`,
-/// ERC-20 funds are moved here by the marketplace from the client (who approved the
-/// marketplace). SafeERC20 makes tokens that return no bool (like USDT) work.
+/// @notice The funds book of the marketplace, which inherits it: every job's funds, in ETH
+/// (token address(0)) and ERC-20, are held by the marketplace contract itself (no separate
+/// escrow contract, so no extra call and no extra account per payment). SafeERC20 makes tokens
+/// that return no bool (like USDT) work; tokens that deliver less than asked (fee-on-transfer)
+/// are refused.
 ///
-/// Fees are never pushed: they accrue here per token and the treasury withdraws them through
-/// the marketplace, so no settlement depends on the treasury accepting a transfer.
+/// Nothing is pushed that could block a settlement. A host's earnings are credited to it and
+/// it withdraws them with `withdrawCredit` (one transfer for many jobs); protocol fees accrue
+/// per token and the treasury withdraws them. A refund is sent to the client at once, and if
+/// it cannot be delivered (a contract that rejects ETH, an address a token blocks) it is
+/// credited instead. So no counterparty can hold a settlement or an expiry hostage, and the
+/// contract always holds exactly the open jobs' funds plus `totalCredit` plus `accruedFees`.
 ///
-/// A refund the client cannot receive (a contract that rejects ETH, an address a token
-/// blocks) does not block settlement or expiry: it is credited to the client, who withdraws
-/// it with `withdrawCredit`. So a client can never hold a host's payment hostage, and funds are
-/// never locked past a job's deadline.
-contract PaymentEscrow is ReentrancyGuardTransient {
+/// Storage is laid out for the settlement path: per token and account one slot (the credit,
+/// and for a host the jobs it holds claimed in this token), per token one slot (all credit,
+/// all fees).
+abstract contract PaymentEscrow is ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     /// @notice Gas forwarded with an ETH refund; a receiver needing more is credited instead.
     uint256 public constant REFUND_GAS = 50_000;
 
-    /// @notice The marketplace allowed to move funds.
-    address public immutable marketplace;
+    /// What the contract owes one account in one token, and (for a host) how many of its
+    /// claimed jobs in that token are open.
+    struct Account {
+        uint128 credit;
+        uint32 openClaims;
+    }
 
-    /// @notice Refunds that could not be delivered, by token and account.
-    mapping(address => mapping(address => uint256)) public credit;
-    /// @notice The sum of `credit` per token: the escrow holds this on top of open jobs.
-    mapping(address => uint256) public totalCredit;
-    /// @notice Protocol fees earned and not yet withdrawn, per token.
-    mapping(address => uint256) public accruedFees;
+    /// The totals of one token.
+    struct Book {
+        uint128 credited;
+        uint128 fees;
+    }
+
+    mapping(address => mapping(address => Account)) internal _accounts;
+    mapping(address => Book) private _books;
 
     /// @notice A refund could not be delivered and was credited to `account`.
     event Credited(address indexed token, address indexed account, uint256 amount);
@@ -41,68 +51,82 @@ contract PaymentEscrow is ReentrancyGuardTransient {
     /// @notice The treasury withdrew the accrued fees in `token` to `to`.
     event FeesWithdrawn(address indexed token, address to, uint256 amount);
 
-    /// @notice The caller is not the marketplace.
-    error NotMarketplace(address caller);
     /// @notice Sending ETH to `to` failed.
     error EthTransferFailed(address to, uint256 amount);
-
-    constructor(address marketplace_) {
-        marketplace = marketplace_;
-    }
-
-    modifier onlyMarketplace() {
-        if (msg.sender != marketplace) revert NotMarketplace(msg.sender);
-        _;
-    }
-
-    /// @notice Receives the ETH of a job posted with `postJob`.
-    function lockEth() external payable onlyMarketplace {}
-
-    /// @notice Pays a finished job: `paid` to the host, `fee` accrued for the treasury,
-    /// `refund` to the client.
-    function settle(address token, address host, uint256 paid, uint256 fee, address client, uint256 refundAmount)
-        external
-        onlyMarketplace
-        nonReentrant
-    {
-        accruedFees[token] += fee;
-        _send(token, host, paid);
-        _refund(token, client, refundAmount);
-    }
-
-    /// @notice Sends the accrued fees in `token` to `to` (the marketplace checks that the
-    /// treasury asked).
-    function withdrawFees(address token, address to) external onlyMarketplace nonReentrant returns (uint256 amount) {
-        amount = accruedFees[token];
-        if (amount == 0) return 0;
-        accruedFees[token] = 0;
-        _send(token, to, amount);
-        emit FeesWithdrawn(token, to, amount);
-    }
-
-    /// @notice Returns `amount` of `token` to `to` (a cancelled, expired or released job's
-    /// client), crediting it if it cannot be delivered.
-    function refund(address token, address to, uint256 amount) external onlyMarketplace nonReentrant {
-        _refund(token, to, amount);
-    }
+    /// @notice The contract received less than the amount (a fee-on-transfer token).
+    error TransferShortfall(address token, uint256 amount, uint256 received);
 
     /// @notice Sends the caller's credit in `token` to `to`.
     function withdrawCredit(address token, address to) external nonReentrant {
-        uint256 amount = credit[token][msg.sender];
+        Account storage account = _accounts[token][msg.sender];
+        uint256 amount = account.credit;
         if (amount == 0) return;
-        credit[token][msg.sender] = 0;
-        totalCredit[token] -= amount;
+        account.credit = 0;
+        _books[token].credited -= uint128(amount);
         _send(token, to, amount);
         emit CreditWithdrawn(token, msg.sender, to, amount);
     }
 
-    /// @notice What this escrow holds in `token` (address(0) is ETH).
-    function balanceOf(address token) external view returns (uint256) {
+    /// @notice What the contract owes `account` in `token`: a host's earnings and refunds that
+    /// could not be delivered.
+    function credit(address token, address account) external view returns (uint256) {
+        return _accounts[token][account].credit;
+    }
+
+    /// @notice The sum of every account's credit in `token`.
+    function totalCredit(address token) external view returns (uint256) {
+        return _books[token].credited;
+    }
+
+    /// @notice Protocol fees earned in `token` and not yet withdrawn by the treasury.
+    function accruedFees(address token) external view returns (uint256) {
+        return _books[token].fees;
+    }
+
+    /// @notice What the contract holds in `token` (address(0) is ETH): open jobs, credits and
+    /// accrued fees.
+    function escrowBalance(address token) external view returns (uint256) {
         if (token == address(0)) return address(this).balance;
         return IERC20(token).balanceOf(address(this));
     }
 
-    function _refund(address token, address to, uint256 amount) private {
+    /// Moves `amount` of `token` from the caller to this contract and refuses tokens that
+    /// deliver less than they were asked to move: the escrow must hold what it records.
+    function _pull(address token, uint256 amount) internal {
+        uint256 before = IERC20(token).balanceOf(address(this));
+        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+        uint256 received = IERC20(token).balanceOf(address(this)) - before;
+        if (received != amount) revert TransferShortfall(token, amount, received);
+    }
+
+    /// Settles one job's money: credits `paid` to the host and ends its claim in one write,
+    /// accrues the fee, refunds the client (crediting it if it cannot receive). Every amount
+    /// is below 2^88 (max tokens 2^24 x price 2^64), so the 128-bit fields cannot overflow in
+    /// practice and checked arithmetic reverts if they ever would.
+    function _settle(address token, address host, uint256 paid, uint256 fee, address client, uint256 refundAmount)
+        internal
+    {
+        Account storage account = _accounts[token][host];
+        account.credit += uint128(paid);
+        account.openClaims -= 1;
+        Book storage book = _books[token];
+        book.credited += uint128(paid);
+        book.fees += uint128(fee);
+        _refund(token, client, refundAmount);
+    }
+
+    /// Sends the accrued fees in `token` to `to`.
+    function _withdrawFees(address token, address to) internal returns (uint256 amount) {
+        Book storage book = _books[token];
+        amount = book.fees;
+        if (amount == 0) return 0;
+        book.fees = 0;
+        _send(token, to, amount);
+        emit FeesWithdrawn(token, to, amount);
+    }
+
+    /// Returns `amount` of `token` to `to`, crediting it if it cannot be delivered.
+    function _refund(address token, address to, uint256 amount) internal {
         if (amount == 0) return;
         bool ok;
         if (token == address(0)) {
@@ -115,14 +139,13 @@ contract PaymentEscrow is ReentrancyGuardTransient {
             ok = IERC20(token).trySafeTransfer(to, amount);
         }
         if (!ok) {
-            credit[token][to] += amount;
-            totalCredit[token] += amount;
+            _accounts[token][to].credit += uint128(amount);
+            _books[token].credited += uint128(amount);
             emit Credited(token, to, amount);
         }
     }
 
     function _send(address token, address to, uint256 amount) private {
-        if (amount == 0) return;
         if (token == address(0)) {
             (bool ok,) = to.call{value: amount}("");
             if (!ok) revert EthTransferFailed(to, amount);

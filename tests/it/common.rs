@@ -51,7 +51,18 @@ pub async fn accrued_fees(devnet: &Devnet, symbol: &str) -> TokenAmount {
     manager(devnet).await.accrued_fees(token).await.unwrap()
 }
 
-async fn manager(devnet: &Devnet) -> fabstir_contracts::HeadlessContractManager {
+/// What the marketplace owes `owner` in `symbol` (a host's earnings), read from the chain now.
+pub async fn credit(devnet: &Devnet, owner: Address, symbol: &str) -> TokenAmount {
+    let token = devnet.deployment.token(symbol).unwrap().address();
+    manager(devnet)
+        .await
+        .escrow_credit(token, owner)
+        .await
+        .unwrap()
+}
+
+/// A contract manager on the devnet's chain.
+pub async fn manager(devnet: &Devnet) -> fabstir_contracts::HeadlessContractManager {
     fabstir_contracts::HeadlessContractManager::connect(
         &devnet.anvil.endpoint(),
         &devnet.deployment,

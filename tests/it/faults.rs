@@ -194,6 +194,11 @@ async fn a_transaction_mined_and_reverted_is_a_clear_error_and_costs_only_gas() 
         .expect("the cancel reached the pool");
     let claim = ClaimJobCall {
         job_id: job.0.into(),
+        terms: crate::common::manager(&devnet)
+            .await
+            .job_terms(job)
+            .await
+            .unwrap(),
     };
     let claim = send_ahead(
         &provider,

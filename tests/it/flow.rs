@@ -4,7 +4,7 @@ use ethers::types::U256;
 use fabstir_core::{JobState, TokenAmount};
 use fabstir_sdk::JobRequest;
 
-use crate::common::{accrued_fees, balance, client, devnet, treasury};
+use crate::common::{accrued_fees, balance, client, credit, devnet, treasury};
 
 async fn full_flow(token: &str) {
     let devnet = devnet(3).await;
@@ -24,6 +24,16 @@ async fn full_flow(token: &str) {
     let client_before = balance(&sdk, client, token).await;
     let treasury_before = balance(&sdk, treasury, token).await;
     let fees_before = accrued_fees(&devnet, token).await;
+    let hosts: Vec<_> = devnet
+        .nodes
+        .iter()
+        .flatten()
+        .map(|node| node.host.address())
+        .collect();
+    let mut earned_before = Vec::new();
+    for &host in &hosts {
+        earned_before.push(credit(&devnet, host, token).await);
+    }
 
     let mut handle = sdk
         .submit_job(JobRequest::new(model, "").pay_with(token).max_tokens(24))
@@ -57,6 +67,19 @@ async fn full_flow(token: &str) {
         assert_eq!(client_before.checked_sub(client_after).unwrap(), spent);
     }
     assert_eq!(balance(&sdk, treasury, token).await, treasury_before);
+    // The host that served is credited exactly `paid`; the others nothing.
+    for (host, before) in hosts.iter().zip(earned_before) {
+        let earned = credit(&devnet, *host, token)
+            .await
+            .checked_sub(before)
+            .unwrap();
+        let expected = if *host == result.host_address {
+            result.paid
+        } else {
+            TokenAmount::ZERO
+        };
+        assert_eq!(earned, expected, "earnings of {host:#x}");
+    }
     assert_eq!(
         accrued_fees(&devnet, token)
             .await

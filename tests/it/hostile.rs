@@ -21,7 +21,7 @@ use fabstir_sdk::{Error, FabstirSdk, JobRequest, JobResult};
 use fabstir_storage::{Cid, ResultStore};
 use tokio::sync::mpsc;
 
-use crate::common::{balance, client, model_of};
+use crate::common::{balance, chain_balance, client, credit, model_of};
 
 fn index_of(devnet: &Devnet, host: Address) -> usize {
     devnet
@@ -342,4 +342,68 @@ async fn a_result_cid_that_does_not_match_the_stream_is_reported() {
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].history.failures, 1);
     assert_eq!(nodes[0].history.successes, 0);
+}
+
+/// A host that claims the job and never streams a token: the client received nothing, so it
+/// signed nothing; the host is paid nothing, and the client asks to close and is refunded in
+/// full after the close window, long before the job's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_never_streams_is_paid_nothing_and_the_client_is_refunded() {
+    let mut config = DevnetConfig::new(&fabstir_e2e::workspace_root());
+    config.hosts = 1;
+    config.stream_stall = Duration::from_secs(2);
+    config.job_deadline = Duration::from_secs(120);
+    let devnet = Devnet::start(config).await.unwrap();
+    let node = devnet.nodes[0].as_ref().unwrap();
+    node.network.inject_stream_fault(Some(StreamFault::Silent));
+    let host = node.host.address();
+    let sdk = devnet.client_sdk().await.unwrap();
+    let before = chain_balance(&devnet, client(&devnet), "USDC").await;
+    let earned_before = credit(&devnet, host, "USDC").await;
+    let mut events = sdk.events();
+
+    let handle = sdk
+        .submit_job(JobRequest::new(model_of(&devnet), "").max_tokens(20))
+        .await
+        .unwrap();
+    let job = next_event(&mut events, |e| match e {
+        SdkEvent::JobStateChanged { job, .. } => *job,
+        _ => None,
+    })
+    .await;
+    let err = handle.result().await.unwrap_err();
+    assert!(
+        matches!(err, Error::AllAttemptsFailed { attempts: 1, .. }),
+        "{err}"
+    );
+    tokio::time::timeout(Duration::from_secs(60), sdk.wait_recoveries())
+        .await
+        .expect("the escrow is recovered");
+
+    let status = sdk.job_status(job).await.unwrap();
+    assert_eq!(status.state, JobState::Failed, "{status:?}");
+    assert_eq!(status.refunded, Some(status.amount), "refunded in full");
+    assert!(status.settlement.is_none(), "nothing was settled");
+    assert_eq!(
+        chain_balance(&devnet, client(&devnet), "USDC").await,
+        before,
+        "the client has every base unit back"
+    );
+    assert_eq!(
+        credit(&devnet, host, "USDC").await,
+        earned_before,
+        "the host earned nothing"
+    );
+    // Refunded through the close window, not by waiting for the deadline.
+    let job = crate::common::manager(&devnet)
+        .await
+        .job(job)
+        .await
+        .unwrap();
+    let now = crate::common::manager(&devnet)
+        .await
+        .latest_block_time()
+        .await
+        .unwrap();
+    assert!(now < job.details.deadline, "refunded before the deadline");
 }

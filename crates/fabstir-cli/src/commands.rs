@@ -7,3 +7,4 @@ pub(crate) mod devnet;
 pub(crate) mod faucet;
 pub(crate) mod job;
 pub(crate) mod nodes;
+pub(crate) mod withdraw;

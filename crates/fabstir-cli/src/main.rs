@@ -11,7 +11,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use commands::{ask, balance, demo, devnet, faucet, job, nodes};
+use commands::{ask, balance, demo, devnet, faucet, job, nodes, withdraw};
 
 /// The Fabstir LLM marketplace from the command line.
 #[derive(Debug, Parser)]
@@ -37,6 +37,8 @@ enum Command {
     Balance(balance::Args),
     /// Mint test tokens on a local chain.
     Faucet(faucet::Args),
+    /// Withdraw the key's credit in the marketplace (a host's earnings) to its address.
+    Withdraw(withdraw::Args),
     /// The whole marketplace end to end on a local devnet: one USDC and one ETH job.
     Demo(demo::Args),
 }
@@ -57,6 +59,7 @@ async fn main() -> Result<()> {
         Command::Job(args) => job::run(&global, args).await,
         Command::Balance(args) => balance::run(&global, args).await,
         Command::Faucet(args) => faucet::run(&global, args).await,
+        Command::Withdraw(args) => withdraw::run(&global, args).await,
         Command::Demo(args) => demo::run(args).await,
     }
 }

@@ -17,7 +17,7 @@ mod results;
 
 use std::path::Path;
 
-use measure::{ERC20_JOB_TARGET, GasFigures, JobGas, Payment};
+use measure::{ERC20_JOB_TARGET, ETH_JOB_TARGET, GasFigures, JobGas, Payment};
 use serde_json::{Value, json};
 
 fn job(gas: JobGas) -> Value {
@@ -54,6 +54,7 @@ fn section(figures: &GasFigures) -> Value {
         },
         "usdc_approved_first_job": job(figures.first_usdc_job),
         "erc20_job_target": ERC20_JOB_TARGET,
+        "eth_job_target": ETH_JOB_TARGET,
     })
 }
 

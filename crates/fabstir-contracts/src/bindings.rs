@@ -16,14 +16,12 @@ macro_rules! artifacts {
 }
 
 artifacts! {
-/// The JobMarketplace contract: post, claim, settle, cancel and expire jobs.
+/// The JobMarketplace contract: post, claim, settle, cancel and expire jobs; it holds the
+/// escrowed funds, the hosts' credit and the accrued fees.
 job_marketplace, JobMarketplace, "$CARGO_MANIFEST_DIR/../../contracts-abi/JobMarketplace.json";
 
 /// The NodeRegistry contract: hosts, stakes, models, prices.
 node_registry, NodeRegistry, "$CARGO_MANIFEST_DIR/../../contracts-abi/NodeRegistry.json";
-
-/// The PaymentEscrow contract, created by the marketplace.
-payment_escrow, PaymentEscrow, "$CARGO_MANIFEST_DIR/../../contracts-abi/PaymentEscrow.json";
 
 /// The USDC-like test token (6 decimals, EIP-2612 permit, an open faucet `mint`). Talk to
 /// tokens in general through [`erc20`]; this binding is for deploying and minting test tokens.

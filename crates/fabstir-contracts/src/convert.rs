@@ -1,14 +1,14 @@
 //! Conversions between the domain types of `fabstir-core` and the generated bindings, kept in
 //! one place so the rest of the crate speaks core types only.
 
-use ethers::types::{Address, Bytes, H256, U256};
+use ethers::types::{Address, Bytes, U256};
 use fabstir_core::{
     JobDetails, JobId, JobRequirements, ModelId, NodeInfo, NodePeerId, TokenAmount, TokenPrice,
 };
 
 use crate::bindings::{job_marketplace, node_registry};
 use crate::error::{Error, Result};
-use crate::types::{JobStatus, NodeRegistration, OnChainJob, RegisteredNode};
+use crate::types::{NodeRegistration, RegisteredNode};
 
 /// Job details as the contract takes them.
 pub(crate) fn details_to_abi(details: &JobDetails) -> job_marketplace::JobDetails {
@@ -25,27 +25,6 @@ pub(crate) fn details_to_abi(details: &JobDetails) -> job_marketplace::JobDetail
 pub(crate) fn requirements_to_abi(req: &JobRequirements) -> job_marketplace::JobRequirements {
     job_marketplace::JobRequirements {
         host: req.assigned_host.unwrap_or_else(Address::zero),
-    }
-}
-
-/// A job as the contract returns it, with its prompt hash (which only the JobPosted event
-/// holds).
-pub(crate) fn job_from_abi(id: JobId, job: job_marketplace::Job, prompt_hash: H256) -> OnChainJob {
-    OnChainJob {
-        id,
-        client: job.client,
-        host: non_zero(job.host),
-        token: job.token,
-        amount: TokenAmount(job.amount),
-        details: JobDetails {
-            model: ModelId(job.model_id),
-            prompt_hash,
-            max_tokens: job.max_tokens,
-            price_per_token: TokenAmount(job.price_per_token),
-            deadline: job.deadline,
-        },
-        status: JobStatus::from_u8(job.status),
-        fee_bps: job.fee_bps,
     }
 }
 

@@ -16,7 +16,7 @@ use crate::bindings::test_fab::TestFAB;
 use crate::bindings::test_usdc::TestUSDC;
 use crate::bindings::test_usdt::TestUSDT;
 use crate::error::{Error, Result};
-use crate::manager::{call, send, sender};
+use crate::manager::{send, sender};
 
 /// What [`deploy_local`] sets up.
 #[derive(Debug, Clone)]
@@ -114,13 +114,11 @@ pub async fn deploy_local<S: Middleware + 'static>(
     ))
     .await?;
     send(NodeRegistry::new(registry, signer.clone()).set_marketplace(marketplace)).await?;
-    let escrow = call(JobMarketplace::new(marketplace, signer.clone()).escrow()).await?;
 
     let deployment = Deployment {
         chain_id,
         contracts: ContractAddresses {
             job_marketplace: marketplace,
-            payment_escrow: escrow,
             node_registry: registry,
         },
         tokens: vec![

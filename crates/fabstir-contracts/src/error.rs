@@ -6,7 +6,7 @@ use ethers::providers::Middleware;
 use ethers::types::{Address, H256, U256};
 use fabstir_core::{JobId, ModelId};
 
-use crate::bindings::{job_marketplace, node_registry, payment_escrow, test_usdc};
+use crate::bindings::{job_marketplace, node_registry, test_usdc};
 use crate::types::JobStatus;
 
 /// The result type of this crate.
@@ -71,6 +71,9 @@ pub enum Error {
     /// No job has this id.
     #[error("job {0} not found")]
     JobNotFound(JobId),
+    /// The terms passed with a call are not the job's (they do not hash to what is stored).
+    #[error("the terms passed for job {0} are not its terms")]
+    TermsMismatch(JobId),
     /// Another host claimed the job first.
     #[error("job {job} already claimed by {claimer:#x}")]
     JobAlreadyClaimed {
@@ -209,7 +212,7 @@ pub enum Error {
     NotUnbonding(Address),
     /// The stake is locked while the node holds claimed jobs.
     #[error("the stake is locked by {0} claimed jobs")]
-    StakeLocked(u32),
+    StakeLocked(u64),
     /// The unbonding delay is above the registry's maximum.
     #[error("unbonding delay {0} s is above the maximum")]
     UnbondingDelayTooLong(u64),
@@ -217,10 +220,7 @@ pub enum Error {
     #[error("the registry's marketplace is bound already ({0:#x})")]
     MarketplaceAlreadyBound(Address),
 
-    // ----- PaymentEscrow and tokens -----
-    /// Only the marketplace may move escrowed funds.
-    #[error("{0:#x} is not the marketplace")]
-    NotMarketplace(Address),
+    // ----- escrowed funds and tokens -----
     /// Sending ETH failed (the receiver rejected it).
     #[error("sending {amount} wei to {to:#x} failed")]
     EthTransferFailed {
@@ -317,9 +317,6 @@ impl Error {
         if let Some(e) = node_registry::NodeRegistryErrors::decode_with_selector(data) {
             return from_registry(e);
         }
-        if let Some(e) = payment_escrow::PaymentEscrowErrors::decode_with_selector(data) {
-            return from_escrow(e);
-        }
         if let Some(e) = test_usdc::TestUSDCErrors::decode_with_selector(data) {
             return from_token(e);
         }
@@ -364,10 +361,18 @@ fn from_marketplace(e: job_marketplace::JobMarketplaceErrors) -> Error {
             now: e.current_time,
         },
         E::JobNotFound(e) => Error::JobNotFound(job(e.job_id)),
+        // The contract does not store the claimer; the manager fills it in from the job's
+        // JobClaimed event.
         E::JobAlreadyClaimed(e) => Error::JobAlreadyClaimed {
             job: job(e.job_id),
-            claimer: e.claimer,
+            claimer: Address::zero(),
         },
+        E::TermsMismatch(e) => Error::TermsMismatch(job(e.job_id)),
+        E::EthTransferFailed(e) => Error::EthTransferFailed {
+            to: e.to,
+            amount: e.amount,
+        },
+        E::SafeERC20FailedOperation(e) => Error::TokenOperationFailed(e.token),
         E::InvalidJobStatus(e) => Error::InvalidJobStatus {
             job: job(e.job_id),
             status: JobStatus::from_u8(e.status),
@@ -431,26 +436,11 @@ fn from_registry(e: node_registry::NodeRegistryErrors) -> Error {
             until: e.unbonding_end,
         },
         E::NotUnbonding(e) => Error::NotUnbonding(e.node),
-        E::StakeLocked(e) => Error::StakeLocked(e.open_claims),
+        E::StakeLocked(e) => Error::StakeLocked(e.open_claims.low_u64()),
         E::UnbondingDelayTooLong(e) => Error::UnbondingDelayTooLong(e.delay),
         E::MarketplaceAlreadyBound(e) => Error::MarketplaceAlreadyBound(e.marketplace),
-        E::NotMarketplace(e) => Error::NotMarketplace(e.caller),
         E::RenounceDisabled(_) => Error::RenounceDisabled,
         E::OwnableUnauthorizedAccount(e) => Error::NotOwner(e.account),
-        E::SafeERC20FailedOperation(e) => Error::TokenOperationFailed(e.token),
-        E::RevertString(s) => Error::Reverted(s),
-        other => Error::Reverted(format!("{other:?}")),
-    }
-}
-
-fn from_escrow(e: payment_escrow::PaymentEscrowErrors) -> Error {
-    use payment_escrow::PaymentEscrowErrors as E;
-    match e {
-        E::NotMarketplace(e) => Error::NotMarketplace(e.caller),
-        E::EthTransferFailed(e) => Error::EthTransferFailed {
-            to: e.to,
-            amount: e.amount,
-        },
         E::SafeERC20FailedOperation(e) => Error::TokenOperationFailed(e.token),
         E::RevertString(s) => Error::Reverted(s),
         other => Error::Reverted(format!("{other:?}")),
@@ -481,19 +471,21 @@ mod tests {
 
     #[test]
     fn custom_errors_decode_into_named_causes() {
-        let claimer = Address::repeat_byte(0xab);
         let data = job_marketplace::JobAlreadyClaimed {
             job_id: U256::from(7u64),
-            claimer,
         }
         .encode();
-        let err = Error::from_revert_data(&data);
-        assert!(
-            matches!(err, Error::JobAlreadyClaimed { job: JobId(7), claimer: c } if c == claimer)
-        );
+        assert!(matches!(
+            Error::from_revert_data(&data),
+            Error::JobAlreadyClaimed { job: JobId(7), .. }
+        ));
+        let data = job_marketplace::TermsMismatch {
+            job_id: U256::from(9u64),
+        }
+        .encode();
         assert_eq!(
-            err.to_string(),
-            "job 7 already claimed by 0xabababababababababababababababababababab"
+            Error::from_revert_data(&data).to_string(),
+            "the terms passed for job 9 are not its terms"
         );
         let token = Address::repeat_byte(1);
         let data = job_marketplace::TokenNotAccepted { token }.encode();

@@ -11,15 +11,15 @@ use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::{JobDetails, JobId, JobRequirements, TokenAmount};
 
 use crate::bindings::job_marketplace::{
-    JobCompletedFilter, JobMarketplace, JobPostedFilter, Receipt,
+    JobClaimedFilter, JobCompletedFilter, JobMarketplace, JobPostedFilter, Receipt,
 };
 use crate::convert;
 use crate::error::{Error, Result};
 use crate::manager::{HeadlessContractManager, send, tx_info};
 use crate::types::{PostedJob, Settlement, TxInfo};
 
-/// Marketplace transactions that take only a job id, sent by the signer; each returns what
-/// the mined transaction cost.
+/// Marketplace transactions that take a job id and its terms (which the manager reads and
+/// passes back), sent by the signer; each returns what the mined transaction cost.
 macro_rules! job_transactions {
     ($($(#[$doc:meta])* $name:ident;)*) => {
         $(
@@ -29,8 +29,12 @@ macro_rules! job_transactions {
                 job: JobId,
                 signer: &Arc<S>,
             ) -> Result<TxInfo> {
-                let receipt = send(self.marketplace(signer).$name(job.to_u256())).await?;
-                Ok(tx_info(&receipt))
+                let view = self.open_job(job).await?;
+                let call = self.marketplace(signer).$name(job.to_u256(), view.terms);
+                match send(call).await {
+                    Ok(receipt) => Ok(tx_info(&receipt)),
+                    Err(e) => Err(self.name_claimer(e).await),
+                }
             }
         )*
     };
@@ -41,13 +45,13 @@ impl HeadlessContractManager {
         JobMarketplace::new(self.addresses().job_marketplace, signer.clone())
     }
 
-    /// The address clients approve for ERC-20 payments (the marketplace, which moves the
-    /// funds into the escrow when a job is posted).
+    /// The address clients approve for ERC-20 payments: the marketplace, which holds the
+    /// escrowed funds.
     pub fn payment_spender(&self) -> Address {
         self.addresses().job_marketplace
     }
 
-    /// Posts a job paid in ETH: `value` wei go to the escrow with the transaction.
+    /// Posts a job paid in ETH: `value` wei are escrowed with the transaction.
     pub async fn post_job<S: Middleware + 'static>(
         &self,
         details: &JobDetails,
@@ -62,12 +66,12 @@ impl HeadlessContractManager {
                 convert::requirements_to_abi(requirements),
             )
             .value(value.base_units());
-        posted(self, &send(call).await?)
+        posted(self, &send(call).await?).await
     }
 
     /// Posts a job paid with `amount` of the ERC-20 `token`. The signer must have approved
     /// the marketplace (`addresses().job_marketplace`, see [`Self::payment_spender`]) for at
-    /// least `amount`; the marketplace moves the funds into the escrow.
+    /// least `amount`; the marketplace pulls the funds.
     pub async fn post_job_with_token<S: Middleware + 'static>(
         &self,
         details: &JobDetails,
@@ -82,7 +86,7 @@ impl HeadlessContractManager {
             token,
             amount.base_units(),
         );
-        posted(self, &send(call).await?)
+        posted(self, &send(call).await?).await
     }
 
     /// Posts a job paid with an EIP-2612 token in one transaction: the signer's wallet signs
@@ -143,12 +147,86 @@ impl HeadlessContractManager {
             r,
             s,
         );
-        posted(self, &send(call).await?)
+        posted(self, &send(call).await?).await
+    }
+
+    /// Claims a posted job for the signer (an active registered host serving its model).
+    /// [`Error::JobAlreadyClaimed`] names the host that holds the claim.
+    pub async fn claim_job<S: Middleware + 'static>(
+        &self,
+        job: JobId,
+        signer: &Arc<S>,
+    ) -> Result<TxInfo> {
+        let view = self.open_job(job).await?;
+        let call = self
+            .marketplace(signer)
+            .claim_job(job.to_u256(), view.terms.clone());
+        match send(call).await {
+            Ok(receipt) => {
+                let claimed = find_log::<JobClaimedFilter>(self, &receipt)?;
+                self.remember_claim(&view, claimed.host).await;
+                Ok(tx_info(&receipt))
+            }
+            Err(e) => Err(self.name_claimer(e).await),
+        }
+    }
+
+    /// The job, if it is still open: a finished job is [`Error::InvalidJobStatus`] without a
+    /// transaction (the contract has forgotten it and would answer "not found").
+    async fn open_job(&self, job: JobId) -> Result<crate::terms::JobView> {
+        let view = self.job_view(job).await?;
+        if view.status.is_open() {
+            Ok(view)
+        } else {
+            Err(Error::InvalidJobStatus {
+                job,
+                status: view.status,
+            })
+        }
+    }
+
+    /// [`Error::JobAlreadyClaimed`] (also as the cause of a mined revert) with the claimer
+    /// filled in from the chain: the contract's error names only the job.
+    async fn name_claimer(&self, error: Error) -> Error {
+        let claimer = async |job: JobId| {
+            self.job(job)
+                .await
+                .ok()
+                .and_then(|j| j.host)
+                .unwrap_or_default()
+        };
+        match error {
+            Error::JobAlreadyClaimed { job, .. } => Error::JobAlreadyClaimed {
+                job,
+                claimer: claimer(job).await,
+            },
+            Error::TxFailed {
+                hash,
+                block,
+                gas_used,
+                effective_gas_price,
+                reason: Some(reason),
+            } => {
+                let reason = match *reason {
+                    Error::JobAlreadyClaimed { job, .. } => Error::JobAlreadyClaimed {
+                        job,
+                        claimer: claimer(job).await,
+                    },
+                    other => other,
+                };
+                Error::TxFailed {
+                    hash,
+                    block,
+                    gas_used,
+                    effective_gas_price,
+                    reason: Some(Box::new(reason)),
+                }
+            }
+            other => other,
+        }
     }
 
     job_transactions! {
-        /// Claims a posted job for the signer (an active registered host serving its model).
-        claim_job;
         /// Cancels an unclaimed job; only its client. Refunds in full.
         cancel_job;
         /// Expires an unfinished job whose time is up (anyone may); refunds the client in full.
@@ -161,8 +239,8 @@ impl HeadlessContractManager {
     }
 
     /// Settles a claimed job with its result and the client's newest receipt: the host is
-    /// paid `receipt.tokens x price` less the fee fixed at posting, the rest goes back to the
-    /// client. The contract checks the client's signature (ECDSA or ERC-1271).
+    /// credited `receipt.tokens x price` less the fee fixed at posting (it withdraws its
+    /// credit with [`Self::withdraw_credit`]), the rest goes back to the client. The contract checks the client's signature (ECDSA or ERC-1271).
     pub async fn submit_result<S: Middleware + 'static>(
         &self,
         job: JobId,
@@ -170,8 +248,10 @@ impl HeadlessContractManager {
         receipt: &SignedReceipt,
         signer: &Arc<S>,
     ) -> Result<Settlement> {
+        let view = self.open_job(job).await?;
         let call = self.marketplace(signer).submit_result(
             job.to_u256(),
+            view.terms,
             Bytes::from(result_cid.to_vec()),
             Receipt {
                 tokens: receipt.tokens,
@@ -235,10 +315,16 @@ impl HeadlessContractManager {
     }
 }
 
-fn posted(manager: &HeadlessContractManager, receipt: &TransactionReceipt) -> Result<PostedJob> {
+/// The posted job, its terms cached from the JobPosted event.
+async fn posted(
+    manager: &HeadlessContractManager,
+    receipt: &TransactionReceipt,
+) -> Result<PostedJob> {
     let event = find_log::<JobPostedFilter>(manager, receipt)?;
+    let job = convert::job_id(event.job_id)?;
+    manager.terms_cache().insert(job.0, event.terms).await;
     Ok(PostedJob {
-        job: convert::job_id(event.job_id)?,
+        job,
         tx: tx_info(receipt),
     })
 }

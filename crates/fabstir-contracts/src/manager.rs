@@ -10,12 +10,11 @@ use ethers::contract::{ContractCall, EthEvent, parse_log};
 use ethers::middleware::SignerMiddleware;
 use ethers::providers::{Http, Middleware, Provider};
 use ethers::signers::{LocalWallet, Signer as _};
-use ethers::types::{Address, BlockNumber, Filter, H256, TransactionReceipt, U256};
+use ethers::types::{Address, BlockNumber, Filter, TransactionReceipt, U256};
 use fabstir_core::{ContractAddresses, Deployment, JobId, MarketRules, ModelId, TokenAmount};
 
-use crate::bindings::job_marketplace::{JobMarketplace, JobPostedFilter};
+use crate::bindings::job_marketplace::{JobMarketplace, JobPostedFilter, JobTerms};
 use crate::bindings::node_registry::NodeRegistry;
-use crate::bindings::payment_escrow::PaymentEscrow;
 use crate::convert;
 use crate::error::{Error, Result};
 use crate::types::{JobStatus, OnChainJob, RegisteredNode, TxInfo};
@@ -53,12 +52,15 @@ impl ManagerConfig {
 ///
 /// It holds the contract addresses, the chain id and a read-only HTTP provider. Reads take no
 /// signer; every state-changing method takes `signer: &Arc<S>` for that one call, where `S` is
-/// any signing [`Middleware`] (for example [`WalletSigner`] from [`Self::signer`]).
+/// any signing [`Middleware`] (for example [`WalletSigner`] from [`Self::signer`]). The only
+/// thing it remembers is a bounded cache of job terms, which never change once read from the
+/// chain and checked against the hash the marketplace stores (clones share it).
 #[derive(Debug, Clone)]
 pub struct HeadlessContractManager {
     provider: Arc<Provider<Http>>,
     addresses: ContractAddresses,
     chain_id: u64,
+    terms: moka::future::Cache<u64, JobTerms>,
 }
 
 impl HeadlessContractManager {
@@ -108,7 +110,12 @@ impl HeadlessContractManager {
             provider,
             addresses,
             chain_id,
+            terms: moka::future::Cache::new(crate::terms::CACHED_JOBS),
         }
+    }
+
+    pub(crate) fn terms_cache(&self) -> &moka::future::Cache<u64, JobTerms> {
+        &self.terms
     }
 
     /// The read-only provider.
@@ -159,58 +166,39 @@ impl HeadlessContractManager {
 
     // ----- job reads -----
 
-    /// The job with this id; [`Error::JobNotFound`] when there is none. The prompt hash is
-    /// read from the job's JobPosted event (the contract does not store it, to save gas).
+    /// The job with this id; [`Error::JobNotFound`] when there is none. One call for its
+    /// stored state; its terms come from its JobPosted (and JobClaimed) event the first time.
+    /// While closing, the deadline is the end of the close window.
     pub async fn job(&self, id: JobId) -> Result<OnChainJob> {
-        let raw = self.job_record(id).await?;
-        let prompt_hash = self.posted_prompt_hash(id).await?;
-        Ok(convert::job_from_abi(id, raw, prompt_hash))
+        Ok(self.job_view(id).await?.to_job())
     }
 
-    /// A job's status and deadline, from its stored record only (one call, no event lookup):
-    /// what a host re-reads when a stream opens. While closing, the deadline is the end of the
-    /// close window.
+    /// A job's status and deadline (while closing, the end of the close window): what a host
+    /// re-reads when a stream opens.
     pub async fn job_status(&self, id: JobId) -> Result<(JobStatus, u64)> {
-        let raw = self.job_record(id).await?;
-        Ok((JobStatus::from_u8(raw.status), raw.deadline))
+        let job = self.job(id).await?;
+        Ok((job.status, job.details.deadline))
     }
 
-    /// The stored job without the prompt hash lookup.
-    async fn job_record(&self, id: JobId) -> Result<crate::bindings::job_marketplace::Job> {
-        let raw = call(self.marketplace_read().get_job(id.to_u256())).await?;
-        if raw.status == 0 {
-            return Err(Error::JobNotFound(id));
-        }
-        Ok(raw)
-    }
-
-    /// The prompt hash from the job's JobPosted event.
-    async fn posted_prompt_hash(&self, id: JobId) -> Result<H256> {
-        let mut topic = [0u8; 32];
-        id.to_u256().to_big_endian(&mut topic);
+    /// The ids of every job ever posted, from the JobPosted events since block 0: for tests
+    /// and audits (public RPC providers refuse such ranges).
+    pub async fn all_jobs(&self) -> Result<Vec<JobId>> {
         let filter = Filter::new()
             .address(self.addresses.job_marketplace)
             .topic0(JobPostedFilter::signature())
-            .topic1(H256(topic))
             .from_block(0u64);
         let logs = self
             .provider
             .get_logs(&filter)
             .await
             .map_err(|e| Error::Rpc(e.to_string()))?;
-        let log = logs
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::InvalidChainData(format!("job {id} has no JobPosted event")))?;
-        let event: JobPostedFilter = parse_log(log)
-            .map_err(|e| Error::InvalidChainData(format!("JobPosted of job {id}: {e}")))?;
-        Ok(H256(event.prompt_hash))
-    }
-
-    /// How many jobs were ever posted (ids run from 1 to this number).
-    pub async fn job_count(&self) -> Result<u64> {
-        let count = call(self.marketplace_read().job_count()).await?;
-        Ok(convert::job_id(count)?.0)
+        logs.into_iter()
+            .map(|log| {
+                let event: JobPostedFilter = parse_log(log)
+                    .map_err(|e| Error::InvalidChainData(format!("JobPosted: {e}")))?;
+                convert::job_id(event.job_id)
+            })
+            .collect()
     }
 
     /// The accepted payment tokens (the zero address is ETH).
@@ -245,52 +233,61 @@ impl HeadlessContractManager {
 
     /// Protocol fees accrued in `token` and not yet withdrawn by the treasury.
     pub async fn accrued_fees(&self, token: Address) -> Result<TokenAmount> {
-        let escrow = PaymentEscrow::new(self.addresses.payment_escrow, self.provider.clone());
-        Ok(TokenAmount(call(escrow.accrued_fees(token)).await?))
+        Ok(TokenAmount(
+            call(self.marketplace_read().accrued_fees(token)).await?,
+        ))
     }
 
-    /// What the escrow holds in `token` (the zero address is ETH).
+    /// What the marketplace holds in `token` (the zero address is ETH): every open job's
+    /// escrow, the credits and the accrued fees.
     pub async fn escrow_balance(&self, token: Address) -> Result<TokenAmount> {
-        self.balance_of(token, self.addresses.payment_escrow).await
+        self.balance_of(token, self.addresses.job_marketplace).await
     }
 
-    /// For every token, what the escrow must hold: the amounts of open (posted, claimed or
-    /// closing) jobs, plus refunds credited because they could not be delivered, plus fees
+    /// For every token, what the marketplace must hold: the amounts of open (posted, claimed
+    /// or closing) jobs, plus credits (hosts' earnings and undeliverable refunds), plus fees
     /// accrued for the treasury. Reads every job, so it is meant for tests and audits.
     pub async fn open_escrow_totals(&self) -> Result<BTreeMap<Address, TokenAmount>> {
         let mut totals: BTreeMap<Address, TokenAmount> = BTreeMap::new();
-        for id in 1..=self.job_count().await? {
-            let job = self.job_record(JobId(id)).await?;
+        for id in self.all_jobs().await? {
+            let job = self.job(id).await?;
             let entry = totals.entry(job.token).or_default();
-            if crate::JobStatus::from_u8(job.status).is_open() {
-                *entry = add(*entry, TokenAmount(job.amount))?;
+            if job.status.is_open() {
+                *entry = add(*entry, job.amount)?;
             }
         }
-        let escrow = PaymentEscrow::new(self.addresses.payment_escrow, self.provider.clone());
         for (token, total) in totals.iter_mut() {
-            let credited = call(escrow.total_credit(*token)).await?;
-            let fees = call(escrow.accrued_fees(*token)).await?;
-            *total = add(add(*total, TokenAmount(credited))?, TokenAmount(fees))?;
+            let credited = self.total_credit(*token).await?;
+            let fees = self.accrued_fees(*token).await?;
+            *total = add(add(*total, credited)?, fees)?;
         }
         Ok(totals)
     }
 
-    /// A refund of `token` credited to `account` because it could not be delivered; the
-    /// account withdraws it with [`Self::withdraw_credit`].
+    /// What the marketplace owes `account` in `token`: a host's earnings and refunds that
+    /// could not be delivered. The account withdraws it with [`Self::withdraw_credit`].
     pub async fn escrow_credit(&self, token: Address, account: Address) -> Result<TokenAmount> {
-        let escrow = PaymentEscrow::new(self.addresses.payment_escrow, self.provider.clone());
-        Ok(TokenAmount(call(escrow.credit(token, account)).await?))
+        Ok(TokenAmount(
+            call(self.marketplace_read().credit(token, account)).await?,
+        ))
     }
 
-    /// Sends the signer's credited refunds in `token` to `to`.
+    /// Everything the marketplace owes in `token` as credit (the sum of [`Self::escrow_credit`]).
+    pub async fn total_credit(&self, token: Address) -> Result<TokenAmount> {
+        Ok(TokenAmount(
+            call(self.marketplace_read().total_credit(token)).await?,
+        ))
+    }
+
+    /// Sends the signer's credit in `token` (earnings, undelivered refunds) to `to`.
     pub async fn withdraw_credit<S: Middleware + 'static>(
         &self,
         token: Address,
         to: Address,
         signer: &Arc<S>,
     ) -> Result<TxInfo> {
-        let escrow = PaymentEscrow::new(self.addresses.payment_escrow, signer.clone());
-        Ok(tx_info(&send(escrow.withdraw_credit(token, to)).await?))
+        let market = JobMarketplace::new(self.addresses.job_marketplace, signer.clone());
+        Ok(tx_info(&send(market.withdraw_credit(token, to)).await?))
     }
 
     // ----- registry reads -----
@@ -303,7 +300,7 @@ impl HeadlessContractManager {
 
     /// How many claimed jobs lock `address`'s stake.
     pub async fn open_claims(&self, address: Address) -> Result<u64> {
-        Ok(call(self.registry_read().open_claims(address))
+        Ok(call(self.marketplace_read().open_claims(address))
             .await?
             .low_u64())
     }

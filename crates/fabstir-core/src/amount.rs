@@ -35,6 +35,11 @@ impl TokenAmount {
         self.0
     }
 
+    /// Whether this is zero.
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+
     /// Parses a decimal string such as `"1.5"` for a token with `decimals` decimals
     /// (`"1.5"` USDC = 1_500_000 base units).
     ///

@@ -12,10 +12,8 @@ use crate::{Error, Result};
 /// The addresses of the three Fabstir contracts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ContractAddresses {
-    /// JobMarketplace: posts, claims, settles jobs.
+    /// JobMarketplace: posts, claims, settles jobs, and holds their funds.
     pub job_marketplace: Address,
-    /// PaymentEscrow: holds every job's funds.
-    pub payment_escrow: Address,
     /// NodeRegistry: hosts, stakes, models, prices.
     pub node_registry: Address,
 }
@@ -25,7 +23,6 @@ impl ContractAddresses {
     pub fn validate(&self) -> Result<()> {
         for (name, address) in [
             ("job_marketplace", self.job_marketplace),
-            ("payment_escrow", self.payment_escrow),
             ("node_registry", self.node_registry),
         ] {
             if address.is_zero() {
@@ -106,7 +103,6 @@ mod tests {
             chain_id: 31_337,
             contracts: ContractAddresses {
                 job_marketplace: Address::repeat_byte(1),
-                payment_escrow: Address::repeat_byte(2),
                 node_registry: Address::repeat_byte(3),
             },
             tokens: vec![

@@ -16,6 +16,10 @@ pub enum StreamFault {
     /// decodes from (a header announcing 5 bytes, then five `0xff`), then ends the stream and
     /// stops producing, as a host with a broken encoder would.
     GarbageFrame,
+    /// The host accepts the prompt and then sends nothing at all (no token, no final frame),
+    /// holding the stream open until the client gives up; then it settles with what it holds
+    /// (no receipt): a host that claims jobs and never streams.
+    Silent,
 }
 
 /// The bytes [`StreamFault::GarbageFrame`] writes: a valid header, an undecodable payload.
@@ -29,11 +33,13 @@ pub(crate) struct FaultSlot(AtomicU8);
 impl FaultSlot {
     const NONE: u8 = 0;
     const GARBAGE_FRAME: u8 = 1;
+    const SILENT: u8 = 2;
 
     pub(crate) fn set(&self, fault: Option<StreamFault>) {
         let code = match fault {
             None => Self::NONE,
             Some(StreamFault::GarbageFrame) => Self::GARBAGE_FRAME,
+            Some(StreamFault::Silent) => Self::SILENT,
         };
         self.0.store(code, Ordering::SeqCst);
     }
@@ -41,6 +47,7 @@ impl FaultSlot {
     pub(crate) fn get(&self) -> Option<StreamFault> {
         match self.0.load(Ordering::SeqCst) {
             Self::GARBAGE_FRAME => Some(StreamFault::GarbageFrame),
+            Self::SILENT => Some(StreamFault::Silent),
             _ => None,
         }
     }
@@ -58,6 +65,8 @@ mod tests {
         assert_eq!(slot.get(), None);
         slot.set(Some(StreamFault::GarbageFrame));
         assert_eq!(slot.get(), Some(StreamFault::GarbageFrame));
+        slot.set(Some(StreamFault::Silent));
+        assert_eq!(slot.get(), Some(StreamFault::Silent));
         slot.set(None);
         assert_eq!(slot.get(), None);
     }

@@ -99,7 +99,9 @@ impl ChainClient {
 
     async fn job_events(&self, id: JobId) -> Result<Vec<LoggedEvent>> {
         let events = with_backoff("job events", || async {
-            Ok(self.contracts().job_events(id, self.start_block).await?)
+            // A job id names the block it was posted in: nothing before it concerns the job.
+            let from = self.start_block.max(fabstir_contracts::posted_block(id));
+            Ok(self.contracts().job_events(id, from).await?)
         })
         .await?;
         // Events are news of newer blocks (a settlement, a refund): balances cached for older
@@ -148,6 +150,31 @@ impl ChainLayer for ChainClient {
             Ok(self.payments.balance(owner, token).await?)
         })
         .await
+    }
+
+    async fn credit(&self, owner: Address, token: &PaymentToken) -> Result<TokenAmount> {
+        with_backoff("credit", || async {
+            Ok(self
+                .contracts()
+                .escrow_credit(token.address(), owner)
+                .await?)
+        })
+        .await
+    }
+
+    async fn withdraw_credit(&self, token: &PaymentToken, key: &SigningKey) -> Result<TokenAmount> {
+        let owner = fabstir_core::auth::address_of(key);
+        let owed = self.credit(owner, token).await?;
+        if owed.is_zero() {
+            return Ok(owed);
+        }
+        let signer = self.contracts().signer(Self::wallet(key));
+        self.mined(
+            self.contracts()
+                .withdraw_credit(token.address(), owner, &signer)
+                .await,
+        )?;
+        Ok(owed)
     }
 
     async fn post_job(

@@ -25,7 +25,6 @@ use serde::{Deserialize, Serialize};
 ///
 /// [contracts]
 /// job_marketplace = "0x..."
-/// payment_escrow = "0x..."
 /// node_registry = "0x..."
 ///
 /// [pool]
@@ -130,7 +129,6 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "bootstrap_peers (comma-separated)",
     ),
     ("FABSTIR_JOB_MARKETPLACE", "contracts.job_marketplace"),
-    ("FABSTIR_PAYMENT_ESCROW", "contracts.payment_escrow"),
     ("FABSTIR_NODE_REGISTRY", "contracts.node_registry"),
     ("FABSTIR_DISCOVERY_TTL", "discovery_ttl (e.g. 5m)"),
 ];
@@ -171,14 +169,13 @@ impl SdkConfig {
                 "FABSTIR_BOOTSTRAP_PEERS" => {
                     self.bootstrap_peers = env_list(&value);
                 }
-                "FABSTIR_JOB_MARKETPLACE" | "FABSTIR_PAYMENT_ESCROW" | "FABSTIR_NODE_REGISTRY" => {
+                "FABSTIR_JOB_MARKETPLACE" | "FABSTIR_NODE_REGISTRY" => {
                     let address = value
                         .trim()
                         .parse()
                         .map_err(|e| bad(&name, &value, format!("{e}")))?;
                     match name.as_str() {
                         "FABSTIR_JOB_MARKETPLACE" => self.contracts.job_marketplace = address,
-                        "FABSTIR_PAYMENT_ESCROW" => self.contracts.payment_escrow = address,
                         _ => self.contracts.node_registry = address,
                     }
                 }
@@ -263,7 +260,6 @@ mod tests {
 
             [contracts]
             job_marketplace = "0x0101010101010101010101010101010101010101"
-            payment_escrow = "0x0202020202020202020202020202020202020202"
             node_registry = "0x0303030303030303030303030303030303030303"
 
             [pool]
@@ -274,7 +270,7 @@ mod tests {
         assert_eq!(c.discovery_ttl, Duration::from_secs(90));
         assert_eq!(c.pool.idle_timeout, Duration::from_secs(90));
         assert_eq!(c.pool.max_connections, 50, "unset fields keep defaults");
-        assert_eq!(c.contracts.payment_escrow, Address::repeat_byte(2));
+        assert_eq!(c.contracts.node_registry, Address::repeat_byte(3));
         c.validate().unwrap();
         let again = SdkConfig::from_toml(&c.to_toml().unwrap()).unwrap();
         assert_eq!(again, c);

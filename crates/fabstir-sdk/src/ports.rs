@@ -36,6 +36,12 @@ pub trait ChainLayer: Send + Sync {
     async fn rules(&self) -> Result<MarketRules>;
     /// `owner`'s balance of `token`.
     async fn balance(&self, owner: Address, token: &PaymentToken) -> Result<TokenAmount>;
+    /// What the marketplace owes `owner` in `token`: a host's earnings (settlements credit
+    /// them) and refunds it could not deliver.
+    async fn credit(&self, owner: Address, token: &PaymentToken) -> Result<TokenAmount>;
+    /// Sends `key`'s account its whole credit in `token`; returns the amount (zero: nothing
+    /// was owed, and no transaction was sent).
+    async fn withdraw_credit(&self, token: &PaymentToken, key: &SigningKey) -> Result<TokenAmount>;
     /// Posts a job and pays its escrow from `key`'s account; returns its id.
     async fn post_job(
         &self,

@@ -225,6 +225,24 @@ impl FabstirSdk {
         self.inner.chain.balance(owner, &token).await
     }
 
+    /// What the marketplace owes `owner` in a token by symbol or address: a host's earnings
+    /// and refunds it could not deliver (no signer needed).
+    pub async fn credit(&self, owner: Address, token: &str) -> Result<TokenAmount> {
+        let token = self.inner.chain.token(token)?;
+        self.inner.chain.credit(owner, &token).await
+    }
+
+    /// Withdraws the signer's whole credit in a token (by symbol or address) to its own
+    /// address; returns the amount (zero when nothing was owed: no transaction is sent).
+    pub async fn withdraw_credit(&self, token: &str) -> Result<TokenAmount> {
+        let wallet = self.signer()?;
+        let token = self.inner.chain.token(token)?;
+        self.inner
+            .chain
+            .withdraw_credit(&token, wallet.signer())
+            .await
+    }
+
     /// A payment token by symbol or address.
     pub fn token(&self, symbol_or_address: &str) -> Result<PaymentToken> {
         self.inner.chain.token(symbol_or_address)

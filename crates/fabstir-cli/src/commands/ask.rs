@@ -154,7 +154,10 @@ fn report(json: bool, result: &JobResult) {
             "  host         {:#x} ({})",
             result.host_address, result.host
         );
-        eprintln!("  paid to host {}", token.format_amount(result.paid));
+        eprintln!(
+            "  paid to host {} (credited in the marketplace)",
+            token.format_amount(result.paid)
+        );
         eprintln!("  protocol fee {}", token.format_amount(result.fee));
         eprintln!("  refunded     {}", token.format_amount(result.refund));
     }

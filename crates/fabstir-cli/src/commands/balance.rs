@@ -1,4 +1,5 @@
-//! `fabstir balance`: an address's balance in every token of the deployment.
+//! `fabstir balance`: an address's balance in every token of the deployment, and what the
+//! marketplace owes it (a host's earnings, which `fabstir withdraw` takes out).
 
 use anyhow::{Context, Result};
 use ethers::types::Address;
@@ -26,10 +27,23 @@ pub(crate) async fn run(global: &Global, args: Args) -> Result<()> {
             continue;
         };
         let amount = sdk.balance(owner, symbol).await?;
+        let credit = sdk.credit(owner, symbol).await?;
         if global.json {
             out.insert(symbol.into(), amount.format(token.decimals).into());
-        } else {
+            if !credit.is_zero() {
+                out.insert(
+                    format!("{symbol}_credit"),
+                    credit.format(token.decimals).into(),
+                );
+            }
+        } else if credit.is_zero() {
             outln!("{:>20}", token.format_amount(amount));
+        } else {
+            outln!(
+                "{:>20}   (+{} credited in the marketplace)",
+                token.format_amount(amount),
+                token.format_amount(credit)
+            );
         }
     }
     if global.json {

@@ -80,10 +80,13 @@ pub(crate) async fn run(args: Args) -> Result<()> {
             "  tokens        {} receipted = {} paid",
             result.tokens_receipted, result.tokens_used
         );
+        let earned = sdk.credit(result.host_address, symbol).await?;
         eprintln!(
-            "  paid to host  {} ({:#x})",
+            "  paid to host  {} ({:#x}; its credit in the marketplace is now {}, \
+             `fabstir withdraw` takes it out)",
             token.format_amount(result.paid),
-            result.host_address
+            result.host_address,
+            token.format_amount(earned)
         );
         eprintln!("  protocol fee  {}", token.format_amount(result.fee));
         eprintln!("  refunded      {}", token.format_amount(result.refund));

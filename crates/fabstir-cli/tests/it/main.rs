@@ -9,11 +9,16 @@ use std::process::Command;
 use fabstir_cli::devnet::{Devnet, DevnetConfig, accounts};
 
 fn fabstir(dir: &Path, args: &[&str]) -> std::process::Output {
+    fabstir_as(dir, "client.key", args)
+}
+
+/// Runs `fabstir` with the key in `dir/key_file`.
+fn fabstir_as(dir: &Path, key_file: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_fabstir"))
         .arg("--config")
         .arg(dir.join("sdk.toml"))
         .arg("--key-file")
-        .arg(dir.join("client.key"))
+        .arg(dir.join(key_file))
         .args(args)
         .env_remove("FABSTIR_KEY")
         .output()
@@ -39,14 +44,22 @@ async fn ask_nodes_job_and_balance_against_a_devnet() {
     let devnet = Devnet::start(config).await.unwrap();
     let dir = devnet.dir.clone();
     std::fs::write(dir.join("sdk.toml"), devnet.sdk_config.to_toml().unwrap()).unwrap();
-    let key = devnet.wallet(accounts::CLIENT).unwrap();
-    let hex: String = key
-        .signer()
-        .to_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    std::fs::write(dir.join("client.key"), format!("0x{hex}\n")).unwrap();
+    let write_key = |index: usize, file: &str| {
+        let key = devnet.wallet(index).unwrap();
+        let hex: String = key
+            .signer()
+            .to_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(dir.join(file), format!("0x{hex}\n")).unwrap();
+        ethers::signers::Signer::address(&key)
+    };
+    write_key(accounts::CLIENT, "client.key");
+    let hosts = [
+        write_key(accounts::FIRST_HOST, "host0.key"),
+        write_key(accounts::FIRST_HOST + 1, "host1.key"),
+    ];
 
     let nodes = json(&fabstir(&dir, &["--json", "nodes", "--model", &model]));
     assert_eq!(nodes.as_array().unwrap().len(), 2, "{nodes}");
@@ -82,6 +95,37 @@ async fn ask_nodes_job_and_balance_against_a_devnet() {
     let balances = json(&fabstir(&dir, &["--json", "balance"]));
     let usdc = balances["USDC"].as_str().unwrap();
     assert!(fabstir_core::TokenAmount::parse(usdc, 6).is_ok(), "{usdc}");
+
+    // The host that served was credited what the job paid; it withdraws it to its wallet.
+    let served: ethers::types::Address =
+        serde_json::from_value(result["host_address"].clone()).unwrap();
+    let index = hosts
+        .iter()
+        .position(|h| *h == served)
+        .expect("a devnet host");
+    let host_key = format!("host{index}.key");
+    let paid = result["paid"].as_str().unwrap();
+    let before = json(&fabstir_as(&dir, &host_key, &["--json", "balance"]));
+    assert_eq!(before["USDC_credit"].as_str(), Some(paid), "{before}");
+    let withdrawn = json(&fabstir_as(
+        &dir,
+        &host_key,
+        &["--json", "withdraw", "--token", "USDC"],
+    ));
+    assert_eq!(withdrawn["withdrawn"].as_str(), Some(paid), "{withdrawn}");
+    let after = json(&fabstir_as(&dir, &host_key, &["--json", "balance"]));
+    assert!(after.get("USDC_credit").is_none(), "{after}");
+    let units = |v: &serde_json::Value| {
+        fabstir_core::TokenAmount::parse(v["USDC"].as_str().unwrap(), 6).unwrap()
+    };
+    assert_eq!(
+        units(&after),
+        units(&before)
+            .checked_add(fabstir_core::TokenAmount::parse(paid, 6).unwrap())
+            .unwrap()
+    );
+    let again = json(&fabstir_as(&dir, &host_key, &["--json", "withdraw"]));
+    assert_eq!(again["withdrawn"], "0", "nothing more is owed: {again}");
 
     // A reader that goes away (`fabstir nodes | head -0`) does not make the command fail.
     let mut closed = Command::new(env!("CARGO_BIN_EXE_fabstir"))

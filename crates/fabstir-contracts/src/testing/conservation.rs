@@ -58,9 +58,9 @@ impl fmt::Display for Imbalance {
 
 impl LocalChain {
     /// Every way funds are out of balance now: for each deployed token and each of
-    /// `extra_tokens` (ERC-20s a test deployed), the escrow must hold exactly the amounts of
-    /// open jobs plus credited refunds; and each ERC-20's supply must be held by the dev
-    /// accounts, the three contracts and the extra token contracts themselves.
+    /// `extra_tokens` (ERC-20s a test deployed), the marketplace must hold exactly the amounts
+    /// of open jobs plus credits plus accrued fees; and each ERC-20's supply must be held by
+    /// the dev accounts, the two contracts and the extra token contracts themselves.
     pub async fn imbalances(&self, extra_tokens: &[Address]) -> Result<Vec<Imbalance>> {
         let manager = &self.manager;
         let mut tokens: Vec<Address> = self.deployment.tokens.iter().map(|t| t.address()).collect();
@@ -76,11 +76,7 @@ impl LocalChain {
         }
         let contracts = self.deployment.contracts;
         let mut holders: Vec<Address> = self.anvil.wallets().iter().map(|w| w.address()).collect();
-        holders.extend([
-            contracts.payment_escrow,
-            contracts.node_registry,
-            contracts.job_marketplace,
-        ]);
+        holders.extend([contracts.node_registry, contracts.job_marketplace]);
         holders.extend_from_slice(extra_tokens);
         for &token in tokens.iter().filter(|t| !t.is_zero()) {
             let supply =
@@ -119,6 +115,27 @@ impl LocalChain {
         let mut amounts = Vec::with_capacity(accounts.len());
         for &account in accounts {
             amounts.push((account, self.balance(token, account).await?));
+        }
+        Ok(Balances { token, amounts })
+    }
+    /// What `accounts` hold of `token` counting what the marketplace owes them: each
+    /// account's balance plus its credit there (a host's earnings, an undelivered refund); the
+    /// marketplace's own entry, if listed, is its balance less every credit. So a settlement
+    /// reads as the host being paid when its earnings are credited, and the accounts' total is
+    /// their balances' total.
+    pub async fn holdings(&self, token: Address, accounts: &[Address]) -> Result<Balances> {
+        let marketplace = self.deployment.contracts.job_marketplace;
+        let mut amounts = Vec::with_capacity(accounts.len());
+        for &account in accounts {
+            let balance = self.balance(token, account).await?;
+            let held = if account == marketplace {
+                let credited = self.manager.total_credit(token).await?;
+                balance.saturating_sub(credited.base_units())
+            } else {
+                let credit = self.manager.escrow_credit(token, account).await?;
+                balance.saturating_add(credit.base_units())
+            };
+            amounts.push((account, held));
         }
         Ok(Balances { token, amounts })
     }

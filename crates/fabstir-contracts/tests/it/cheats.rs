@@ -443,3 +443,82 @@ async fn forged_receipts_are_refused_and_only_the_clients_count_is_paid() {
     );
     env.finish().await;
 }
+
+/// What a call the contract refuses (run as `eth_call`, no transaction) reverts with.
+async fn refused<D: ethers::abi::Detokenize + std::fmt::Debug>(
+    call: ethers::contract::ContractCall<fabstir_contracts::WalletSigner, D>,
+) -> Error {
+    Error::from_contract(call.call().await.expect_err("refused"))
+}
+
+/// The marketplace stores only a hash of a job's terms and takes them back with every call.
+/// A client cancels with terms that name a larger escrow, a host settles with terms that name
+/// a higher price, a stranger expires with terms that name itself the client: each changed
+/// term is refused (`TermsMismatch`) and no base unit moves.
+#[tokio::test]
+async fn altered_terms_are_refused() {
+    use fabstir_contracts::bindings::job_marketplace::Receipt;
+    use fabstir_contracts::eth::Bytes;
+
+    let env = Env::with_host().await;
+    let eth = Address::zero();
+    let market = env.deployment.contracts.job_marketplace;
+    let (posted, value) = env.post_open_eth_job(100, 1_000).await;
+    let terms = env.manager.job_terms(posted.job).await.expect("terms");
+    let before = env.parties(eth).await;
+    let id = posted.job.to_u256();
+
+    let mut larger = terms.clone();
+    larger.max_tokens = 1_000;
+    let as_client = JobMarketplace::new(market, env.client.clone());
+    assert!(matches!(
+        refused(as_client.cancel_job(id, larger)).await,
+        Error::TermsMismatch(job) if job == posted.job
+    ));
+    let mut mine = terms.clone();
+    mine.client = env.other.address();
+    let as_other = JobMarketplace::new(market, env.other.clone());
+    assert!(matches!(
+        refused(as_other.cancel_job(id, mine)).await,
+        Error::TermsMismatch(_)
+    ));
+
+    // Claimed: the stored hash now names the host; a higher price is refused.
+    let claim = env.claim(posted.job, &env.host).await;
+    let claimed = env.manager.job_terms(posted.job).await.expect("terms");
+    assert_eq!(claimed.host, env.host.address());
+    let mut dearer = claimed.clone();
+    dearer.price_per_token *= 2;
+    let receipt = env.receipt(posted.job, 100);
+    let as_host = JobMarketplace::new(market, env.host.clone());
+    let submit = as_host.submit_result(
+        id,
+        dearer,
+        Bytes::from(CID.to_vec()),
+        Receipt {
+            tokens: receipt.tokens,
+            transcript: receipt.transcript.0,
+        },
+        Bytes::from(receipt.signature.clone()),
+    );
+    assert!(matches!(refused(submit).await, Error::TermsMismatch(_)));
+    // The unclaimed terms (host zero) are stale now too.
+    assert!(matches!(
+        refused(as_client.request_close(id, terms)).await,
+        Error::TermsMismatch(_)
+    ));
+    let after = env.parties(eth).await;
+    assert_eq!(
+        after.of(env.client.address()),
+        before.of(env.client.address())
+    );
+    assert_eq!(
+        after.of(env.host.address()),
+        before.of(env.host.address()) - claim.fee_wei()
+    );
+    assert_eq!(env.manager.escrow_balance(eth).await.expect("read"), value);
+    // The true terms still work.
+    let settled = env.submit(posted.job, CID, 100, &env.host).await;
+    assert_eq!(settled.refund, TokenAmount::ZERO);
+    env.finish().await;
+}

@@ -165,17 +165,17 @@ impl Env {
         self.chain.balance(token, owner).await.expect("balance")
     }
 
-    /// The balances of `token` a settlement moves: the client's, the host's, the treasury's
-    /// and the escrow's.
+    /// What `token` a settlement moves: the client's, the host's (its balance and its
+    /// earnings credited in the marketplace), the treasury's and the marketplace's own.
     pub(crate) async fn parties(&self, token: Address) -> Balances {
         let accounts = [
             self.client.address(),
             self.host.address(),
             self.treasury,
-            self.deployment.contracts.payment_escrow,
+            self.deployment.contracts.job_marketplace,
         ];
         self.chain
-            .balances(token, &accounts)
+            .holdings(token, &accounts)
             .await
             .expect("balances")
     }
@@ -324,6 +324,12 @@ impl Env {
     pub(crate) async fn settle(&self, job: JobId, cid: &[u8], tokens: u64) -> (TxInfo, Settlement) {
         let claim = self.claim(job, &self.host).await;
         (claim, self.submit(job, cid, tokens, &self.host).await)
+    }
+
+    /// The newest job posted.
+    pub(crate) async fn last_job(&self) -> JobId {
+        let jobs = self.manager.all_jobs().await.expect("jobs");
+        *jobs.last().expect("a job was posted")
     }
 
     /// The conservation check every test ends with: for each token, the escrow holds exactly

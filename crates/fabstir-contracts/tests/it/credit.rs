@@ -3,10 +3,9 @@
 
 use ethers::types::{Address, U256};
 use fabstir_contracts::bindings::job_marketplace::{JobMarketplace, JobRequirements};
-use fabstir_contracts::bindings::payment_escrow::PaymentEscrow;
 use fabstir_contracts::bindings::rejecting_client::RejectingClient;
 use fabstir_contracts::{JobStatus, MarketplaceEvent};
-use fabstir_core::{JobId, TokenAmount};
+use fabstir_core::TokenAmount;
 
 use crate::common::{Env, abi_details, mined};
 
@@ -36,7 +35,7 @@ async fn undeliverable_refunds_are_credited_not_blocking() {
                 .value(value),
         )
         .await;
-        let job = JobId(env.manager.job_count().await.expect("count"));
+        let job = env.last_job().await;
         (job, value)
     };
     let (job, value) = post(100).await;
@@ -48,6 +47,11 @@ async fn undeliverable_refunds_are_credited_not_blocking() {
     // The host is paid although the client rejects its refund; the refund is credited. The
     // client is a contract wallet: its receipt is checked through ERC-1271.
     let host_before = env.balance(eth, env.host.address()).await;
+    let earned_before = env
+        .manager
+        .escrow_credit(eth, env.host.address())
+        .await
+        .expect("credit");
     let (claim, settled) = env.settle(job, b"bafy-credit", 40).await;
     let cost = U256::from(40u64) * U256::from(1_000_000_000u64);
     assert_eq!(settled.refund.base_units(), value - cost);
@@ -61,7 +65,15 @@ async fn undeliverable_refunds_are_credited_not_blocking() {
     );
     assert_eq!(
         env.balance(eth, env.host.address()).await,
-        host_before + settled.paid.base_units() - claim.fee_wei() - settled.tx.fee_wei()
+        host_before - claim.fee_wei() - settled.tx.fee_wei()
+    );
+    assert_eq!(
+        env.manager
+            .escrow_credit(eth, env.host.address())
+            .await
+            .expect("credit"),
+        TokenAmount(earned_before.base_units() + settled.paid.base_units()),
+        "the host's earnings are credited"
     );
 
     // Expiry of an unclaimed job credits the full amount too.
@@ -91,11 +103,11 @@ async fn undeliverable_refunds_are_credited_not_blocking() {
 
     // The client withdraws its credit to an address that accepts ETH.
     let payee = Address::repeat_byte(0x77);
-    let withdraw = PaymentEscrow::new(contracts.payment_escrow, env.manager.provider().clone())
+    let withdraw = market
         .withdraw_credit(eth, payee)
         .calldata()
         .expect("calldata");
-    mined(client.execute(contracts.payment_escrow, withdraw)).await;
+    mined(client.execute(contracts.job_marketplace, withdraw)).await;
     assert_eq!(env.balance(eth, payee).await, credited);
     assert_eq!(
         env.manager
@@ -103,6 +115,20 @@ async fn undeliverable_refunds_are_credited_not_blocking() {
             .await
             .expect("credit"),
         TokenAmount::ZERO
+    );
+    // The host withdraws its earnings to its own address.
+    let host_gas = env
+        .manager
+        .withdraw_credit(eth, env.host.address(), &env.host)
+        .await
+        .expect("the host withdraws")
+        .fee_wei();
+    assert_eq!(
+        env.balance(eth, env.host.address()).await,
+        host_before + earned_before.base_units() + settled.paid.base_units()
+            - claim.fee_wei()
+            - settled.tx.fee_wei()
+            - host_gas
     );
     // Withdrawing nothing is a no-op.
     env.manager

@@ -23,7 +23,19 @@ async fn eth_job_end_to_end_with_exact_balances() {
         .post_job(&details, &Env::assigned(&env.host), escrow, &env.client)
         .await
         .expect("posts");
-    assert_eq!(posted.job, JobId(1));
+    assert_eq!(
+        fabstir_contracts::posted_block(posted.job),
+        posted.tx.block,
+        "a job id names its block"
+    );
+    assert_eq!(
+        env.manager
+            .job_terms(posted.job)
+            .await
+            .expect("terms")
+            .client,
+        client
+    );
     let job = env.manager.job(posted.job).await.expect("job");
     assert_eq!(job.status, JobStatus::Posted);
     assert_eq!(job.amount, escrow);
@@ -493,6 +505,7 @@ async fn a_claim_overtaken_in_the_pool_reverts_on_chain_naming_the_winner() {
             .expect("host2's claim is pooled");
         let claim = ClaimJobCall {
             job_id: posted.job.0.into(),
+            terms: env.manager.job_terms(posted.job).await.expect("terms"),
         };
         send_ahead(
             &provider,
@@ -538,5 +551,68 @@ async fn a_claim_overtaken_in_the_pool_reverts_on_chain_naming_the_winner() {
     assert_eq!(job.status, JobStatus::Claimed);
     assert_eq!(job.host, Some(env.host.address()));
     assert_eq!(job.amount, value);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn identical_posts_in_one_block_get_distinct_ids() {
+    use ethers::contract::parse_log;
+    use fabstir_contracts::anvil::{mine, set_automine, wait_for_pending};
+    use fabstir_contracts::bindings::job_marketplace::{JobMarketplace, JobPostedFilter};
+
+    let env = Env::new().await;
+    let provider = env.chain.anvil().provider().expect("provider");
+    let market = JobMarketplace::new(env.deployment.contracts.job_marketplace, env.client.clone());
+    let details = env.details(10, 1_000).await;
+    let value = details.escrow_amount().expect("no overflow").base_units();
+    let nonce = env.chain.nonce(env.client.address()).await.expect("nonce");
+    // The same client, the same prompt, the same block: the id's low bits start equal.
+    set_automine(&provider, false).await.expect("automine off");
+    let mut pending = Vec::new();
+    for i in 0..2u64 {
+        let call = market
+            .post_job(
+                crate::common::abi_details(&details),
+                fabstir_contracts::bindings::job_marketplace::JobRequirements {
+                    host: Address::zero(),
+                },
+            )
+            .value(value)
+            .nonce(nonce + i);
+        let sent = call.send().await.expect("sends");
+        pending.push(sent.tx_hash());
+    }
+    wait_for_pending(&provider, 2, std::time::Duration::from_secs(10))
+        .await
+        .expect("both are pooled");
+    mine(&provider).await.expect("mines");
+    set_automine(&provider, true).await.expect("automine on");
+    let mut ids = Vec::new();
+    for hash in pending {
+        let receipt = provider
+            .get_transaction_receipt(hash)
+            .await
+            .expect("receipt")
+            .expect("mined");
+        assert_eq!(receipt.status, Some(1u64.into()), "both posts succeed");
+        let posted: JobPostedFilter = receipt
+            .logs
+            .into_iter()
+            .find_map(|log| parse_log(log).ok())
+            .expect("JobPosted");
+        ids.push(JobId::from_u256(posted.job_id).expect("a 64-bit id"));
+    }
+    assert_ne!(ids[0], ids[1]);
+    assert_eq!(ids[1].0, ids[0].0 + 1, "the second moved on past the first");
+    assert_eq!(
+        fabstir_contracts::posted_block(ids[0]),
+        fabstir_contracts::posted_block(ids[1])
+    );
+    for id in ids {
+        assert_eq!(
+            env.manager.job(id).await.expect("job").status,
+            JobStatus::Posted
+        );
+    }
     env.finish().await;
 }

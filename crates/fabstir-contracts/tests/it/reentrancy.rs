@@ -1,10 +1,10 @@
-//! A malicious ERC-20 that re-enters the marketplace or the escrow on transfer cannot drain
-//! the escrow.
+//! A malicious ERC-20 that re-enters the marketplace on transfer cannot drain the escrow.
 
+use ethers::contract::EthError as _;
 use ethers::types::{Address, U256};
-use fabstir_contracts::Error;
-use fabstir_contracts::bindings::job_marketplace::{JobMarketplace, JobRequirements};
-use fabstir_contracts::bindings::payment_escrow::PaymentEscrow;
+use fabstir_contracts::bindings::job_marketplace::{
+    JobMarketplace, JobRequirements, ReentrancyGuardReentrantCall,
+};
 use fabstir_contracts::bindings::reentrant_token::ReentrantToken;
 use fabstir_contracts::bindings::test_usdc::TestUSDC;
 use fabstir_core::TokenAmount;
@@ -28,7 +28,6 @@ async fn reentrant_token_cannot_drain_the_escrow() {
         .expect("owner accepts the token (the worst case)");
     let contracts = env.deployment.contracts;
     let market = JobMarketplace::new(contracts.job_marketplace, env.manager.provider().clone());
-    let escrow = PaymentEscrow::new(contracts.payment_escrow, env.manager.provider().clone());
 
     // An honest client's job keeps 5_000 units in escrow: the prize.
     mined(evil.mint(env.client.address(), U256::from(5_000u64))).await;
@@ -69,12 +68,13 @@ async fn reentrant_token_cannot_drain_the_escrow() {
         .calldata()
         .expect("calldata");
     mined(evil.execute(contracts.job_marketplace, post)).await;
-    let attacker_job = env.manager.job_count().await.expect("count");
-    assert_eq!(attacker_job, honest.job.0 + 1);
+    let attacker_job = env.last_job().await;
+    assert_ne!(attacker_job, honest.job);
+    let attacker_terms = env.manager.job_terms(attacker_job).await.expect("terms");
 
     // Attack 1: on the refund transfer, cancel the same job again (a second refund).
     let cancel = market
-        .cancel_job(U256::from(attacker_job))
+        .cancel_job(attacker_job.to_u256(), attacker_terms)
         .calldata()
         .expect("calldata");
     mined(evil.arm(contracts.job_marketplace, cancel.clone())).await;
@@ -91,18 +91,23 @@ async fn reentrant_token_cannot_drain_the_escrow() {
         "refunded once, exactly"
     );
     assert_eq!(
-        env.balance(evil_address, contracts.payment_escrow).await,
+        env.balance(evil_address, contracts.job_marketplace).await,
         U256::from(5_000u64)
     );
 
-    // Attack 2: on the host's payout, call the escrow directly to refund everything to itself.
-    let drain = escrow
-        .refund(evil_address, evil_address, U256::from(5_000u64))
+    // Attack 2: on the honest job's refund transfer, during its settlement, cancel the same
+    // job to be refunded twice.
+    env.claim(honest.job, &env.host).await;
+    let drain = market
+        .cancel_job(
+            honest.job.to_u256(),
+            env.manager.job_terms(honest.job).await.expect("terms"),
+        )
         .calldata()
         .expect("calldata");
-    mined(evil.arm(contracts.payment_escrow, drain)).await;
+    mined(evil.arm(contracts.job_marketplace, drain)).await;
     // The host is paid despite the attack.
-    let (_, settled) = env.settle(honest.job, b"bafy-evil", 100).await;
+    let settled = env.submit(honest.job, b"bafy-evil", 100, &env.host).await;
     assert_eq!(
         evil.attempts().call().await.expect("read"),
         U256::from(2u64)
@@ -113,10 +118,10 @@ async fn reentrant_token_cannot_drain_the_escrow() {
         "drain blocked"
     );
     let reason = evil.last_result().call().await.expect("read");
-    let decoded = Error::from_revert_data(&reason);
-    assert!(
-        matches!(decoded, Error::NotMarketplace(caller) if caller == evil_address),
-        "{decoded}"
+    assert_eq!(
+        reason.get(..4),
+        Some(&ReentrancyGuardReentrantCall::selector()[..]),
+        "the guard refused the re-entry: {reason}"
     );
     assert_eq!(
         env.balance(evil_address, evil_address).await,
@@ -128,8 +133,12 @@ async fn reentrant_token_cannot_drain_the_escrow() {
         U256::from(1_000u64)
     );
     assert_eq!(
-        env.balance(evil_address, env.host.address()).await,
-        settled.paid.base_units()
+        env.manager
+            .escrow_credit(evil_address, env.host.address())
+            .await
+            .expect("credit"),
+        settled.paid,
+        "the host's earnings are credited"
     );
     env.finish().await;
 }

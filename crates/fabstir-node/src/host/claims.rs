@@ -145,7 +145,9 @@ impl Host {
     }
 
     /// Whether `job` may still be served (not served yet, claimed on chain, before its
-    /// deadline); with `consume`, marks it served under the same lock.
+    /// deadline): read from the chain when the stream is authorized; with `consume` (the
+    /// prompt accepted, one round trip later) the deadline is checked locally and the job is
+    /// marked served under the same lock.
     async fn check_servable(&self, job: JobId, consume: bool) -> Result<(), StreamError> {
         let slot = self
             .claims
@@ -167,6 +169,19 @@ impl Host {
                 message: format!("job {job} was served already"),
             });
         }
+        if consume {
+            // The stream's authorization read the chain one round trip ago (the prompt
+            // frame); the deadline is checked again here, locally.
+            if entry.job.details.deadline < unix_now() {
+                self.metrics.jobs_refused.inc();
+                return Err(StreamError {
+                    code: StreamErrorCode::JobClosed,
+                    message: format!("job {job} is past its deadline"),
+                });
+            }
+            entry.served = true;
+            return Ok(());
+        }
         let (status, deadline) = self
             .contracts
             .job_status(job)
@@ -185,7 +200,6 @@ impl Host {
                 message: format!("job {job} is {status}"),
             });
         }
-        entry.served |= consume;
         Ok(())
     }
 

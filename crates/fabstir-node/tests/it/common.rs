@@ -231,12 +231,12 @@ impl Env {
         self.chain.balance(token, owner).await.unwrap()
     }
 
-    /// The balances of `token` a settlement between `client` and `host` moves: theirs, the
-    /// treasury's and the escrow's.
+    /// What `token` a settlement between `client` and `host` moves: theirs (the host's with
+    /// its earnings credited in the marketplace), the treasury's and the marketplace's own.
     pub async fn parties(&self, token: Address, client: Address, host: Address) -> Balances {
-        let escrow = self.deployment.contracts.payment_escrow;
+        let escrow = self.deployment.contracts.job_marketplace;
         let accounts = [client, host, self.treasury, escrow];
-        self.chain.balances(token, &accounts).await.unwrap()
+        self.chain.holdings(token, &accounts).await.unwrap()
     }
 
     /// What the escrow holds of `token`.

@@ -192,7 +192,7 @@ fn check_fee_and_escrow(env: &Env, before: &Balances, after: &Balances, fee: U25
     } else {
         "USDC"
     };
-    let (treasury, escrow) = (env.treasury, env.deployment.contracts.payment_escrow);
+    let (treasury, escrow) = (env.treasury, env.deployment.contracts.job_marketplace);
     assert_eq!(after.of(treasury), before.of(treasury), "treasury {token}");
     let left = after.of(escrow);
     assert_eq!(

@@ -292,6 +292,21 @@ async fn run_job(
         };
         let Some(token) = token else { break None };
         #[cfg(feature = "fault-injection")]
+        if ctx.faults.get() == Some(crate::fault::StreamFault::Silent) {
+            drop(rx);
+            stop_producer(producer).await;
+            // Writes nothing and holds the stream until the client leaves (bounded).
+            let _ = tokio::time::timeout(stall.saturating_mul(4), async {
+                while frames.next().await.is_some() {}
+            })
+            .await;
+            ctx.host.settle(job, credit.newest()).await;
+            return Err(Error::Protocol {
+                peer: peer.to_string(),
+                reason: "injected fault: silent".into(),
+            });
+        }
+        #[cfg(feature = "fault-injection")]
         if ctx.faults.get() == Some(crate::fault::StreamFault::GarbageFrame) {
             drop(rx);
             stop_producer(producer).await;

@@ -33,6 +33,7 @@ struct ChainState {
     jobs: HashMap<JobId, OnChainJob>,
     outcomes: HashMap<JobId, JobOutcome>,
     balances: HashMap<(Address, Address), TokenAmount>,
+    credits: HashMap<(Address, Address), TokenAmount>,
     next_job: u64,
 }
 
@@ -213,7 +214,10 @@ impl InMemoryChain {
         let fee = TokenAmount(cost.base_units() * entry.fee_bps / 10_000);
         let paid = cost.checked_sub(fee).unwrap_or_default();
         let refund = entry.amount.checked_sub(cost).unwrap_or_default();
-        for (to, amount) in [(host, paid), (self.treasury, fee), (entry.client, refund)] {
+        // As on chain: the host's earnings are credited, the fee accrues, the refund is sent.
+        let earned = state.credits.entry((host, entry.token)).or_default();
+        *earned = earned.checked_add(paid).unwrap_or(*earned);
+        for (to, amount) in [(self.treasury, fee), (entry.client, refund)] {
             state.credit(to, entry.token, amount);
         }
         state.set_status(job, JobStatus::Completed);
@@ -311,6 +315,26 @@ impl ChainLayer for InMemoryChain {
 
     async fn balance(&self, owner: Address, token: &PaymentToken) -> Result<TokenAmount> {
         Ok(self.balance_of(owner, token.address()))
+    }
+
+    async fn credit(&self, owner: Address, token: &PaymentToken) -> Result<TokenAmount> {
+        Ok(self
+            .state()
+            .credits
+            .get(&(owner, token.address()))
+            .copied()
+            .unwrap_or_default())
+    }
+
+    async fn withdraw_credit(&self, token: &PaymentToken, key: &SigningKey) -> Result<TokenAmount> {
+        let owner = address_of(key);
+        let mut state = self.state();
+        let owed = state
+            .credits
+            .remove(&(owner, token.address()))
+            .unwrap_or_default();
+        state.credit(owner, token.address(), owed);
+        Ok(owed)
     }
 
     async fn post_job(

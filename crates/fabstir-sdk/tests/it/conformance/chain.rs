@@ -25,6 +25,8 @@ pub(crate) trait ChainFixture: Send + Sync {
     fn token(&self) -> PaymentToken;
     /// A registered host serving [`ChainFixture::model`].
     fn host(&self) -> Address;
+    /// The host's key (to withdraw its earnings).
+    fn host_key(&self) -> &SigningKey;
     /// A model the host serves.
     fn model(&self) -> ModelId;
     /// The protocol fee in basis points.
@@ -186,9 +188,12 @@ pub(crate) async fn cancelling_refunds_in_full(f: &dyn ChainFixture) {
 }
 
 /// A claimed job cannot be cancelled; its settlement pays tokens x price, less the fee, and
-/// refunds the rest, to the base unit.
+/// refunds the rest, to the base unit. The host's payment is credited to it, and it
+/// withdraws it to its own balance.
 pub(crate) async fn settlement_splits_exactly(f: &dyn ChainFixture) {
     let before = balance(f, f.client()).await;
+    let token = f.token();
+    let earned_before = f.chain().credit(f.host(), &token).await.unwrap();
     let (job, _, escrow) = post(f, 600).await;
     f.claim(job).await;
     assert_eq!(f.chain().job(job).await.unwrap().status, JobStatus::Claimed);
@@ -236,6 +241,31 @@ pub(crate) async fn settlement_splits_exactly(f: &dyn ChainFixture) {
     assert_eq!(
         f.chain().job(job).await.unwrap().status,
         JobStatus::Completed
+    );
+    let earned = f.chain().credit(f.host(), &token).await.unwrap();
+    assert_eq!(earned, earned_before.checked_add(settled.paid).unwrap());
+    let host_balance = f.chain().balance(f.host(), &token).await.unwrap();
+    let withdrawn = f
+        .chain()
+        .withdraw_credit(&token, f.host_key())
+        .await
+        .unwrap();
+    assert_eq!(withdrawn, earned);
+    assert_eq!(
+        f.chain().balance(f.host(), &token).await.unwrap(),
+        host_balance.checked_add(earned).unwrap()
+    );
+    assert_eq!(
+        f.chain().credit(f.host(), &token).await.unwrap(),
+        TokenAmount::ZERO
+    );
+    assert_eq!(
+        f.chain()
+            .withdraw_credit(&token, f.host_key())
+            .await
+            .unwrap(),
+        TokenAmount::ZERO,
+        "nothing more is owed"
     );
 }
 

@@ -17,6 +17,7 @@ struct Anvil {
     client: ChainClient,
     client_key: SigningKey,
     stranger_key: SigningKey,
+    host_key: SigningKey,
 }
 
 impl Anvil {
@@ -47,6 +48,9 @@ impl ChainFixture for Anvil {
     }
     fn host(&self) -> Address {
         self.host_account().address()
+    }
+    fn host_key(&self) -> &SigningKey {
+        &self.host_key
     }
     fn model(&self) -> ModelId {
         ModelId::from_name("conformance")
@@ -102,11 +106,13 @@ async fn the_anvil_backed_chain_conforms() {
     let client = ChainClient::new(payments, chain.deployment().start_block);
     let client_key = chain.client().wallet.signer().clone();
     let stranger_key = chain.unfunded()[0].wallet.signer().clone();
+    let host_key = chain.hosts()[0].wallet.signer().clone();
     let fixture = Anvil {
         chain,
         client,
         client_key,
         stranger_key,
+        host_key,
     };
     run_all(&fixture).await;
     // The escrow holds exactly what open jobs owe, and every token is where it should be.

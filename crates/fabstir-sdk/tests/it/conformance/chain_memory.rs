@@ -17,6 +17,7 @@ struct Memory {
     chain: Arc<InMemoryChain>,
     client: SigningKey,
     stranger: SigningKey,
+    host: SigningKey,
 }
 
 fn key(byte: u8) -> SigningKey {
@@ -42,7 +43,10 @@ impl ChainFixture for Memory {
         usdc()
     }
     fn host(&self) -> Address {
-        Address::repeat_byte(0x0b)
+        address_of(self.host_key())
+    }
+    fn host_key(&self) -> &SigningKey {
+        &self.host
     }
     fn model(&self) -> ModelId {
         ModelId::from_name("conformance")
@@ -83,6 +87,7 @@ async fn the_in_memory_chain_conforms() {
         chain,
         client,
         stranger: key(2),
+        host: key(3),
     })
     .await;
 }
