@@ -22,6 +22,17 @@ pub const DOMAIN_NAME: &str = "Fabstir Marketplace";
 pub const DOMAIN_VERSION: &str = "1";
 /// The EIP-712 type of a receipt.
 pub const RECEIPT_TYPE: &str = "Receipt(uint256 jobId,uint64 tokens,bytes32 transcript)";
+
+/// The most counted tokens a client lets arrive unreceipted before it signs: it signs every
+/// [`receipt_interval`] tokens, so receipts flow at a rate the host's window never has to
+/// wait for beyond one round trip.
+pub const MAX_RECEIPT_INTERVAL: u32 = 32;
+
+/// How many counted tokens a client receives between two receipts under a credit window of
+/// `window` tokens: half the window, at most [`MAX_RECEIPT_INTERVAL`], at least one.
+pub fn receipt_interval(window: u32) -> u32 {
+    (window / 2).clamp(1, MAX_RECEIPT_INTERVAL)
+}
 /// The domain tag the transcript starts from.
 const TRANSCRIPT_TAG: &[u8] = b"fabstir transcript v1";
 

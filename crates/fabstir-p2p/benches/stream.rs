@@ -1,5 +1,7 @@
 //! Benchmarks of fabstir-p2p: token stream throughput on loopback (one token per frame, and
-//! with coalescing), ranking 10,000 candidates, and discovery in a 50-node network (whose
+//! with coalescing), streams with receipts from a host producing at a steady rate on loopback
+//! and through 50 ms of added latency each way (the `latency` section of
+//! `bench/results.json`), ranking 10,000 candidates, and discovery in a 50-node network (whose
 //! p50 and p95 go to `bench/results.json`).
 //!
 //! Run with `cargo bench -p fabstir-p2p --bench stream` (part of `cargo xtask bench`).
@@ -23,7 +25,7 @@ use fabstir_core::wire::PromptFrame;
 use fabstir_core::{
     DiscoveredNode, JobId, ModelId, NodePeerId, ProviderQuery, SelectionCriteria, TokenAmount, rank,
 };
-use fabstir_p2p::testing::{Pacing, Script, TestHost};
+use fabstir_p2p::testing::{DelayProxy, Pacing, Script, TestHost};
 use fabstir_p2p::{
     HostService, InMemoryRegistry, Keypair, Network, P2pConfig, PeerId, StreamEvent,
 };
@@ -78,13 +80,17 @@ async fn pair(max_batch_tokens: usize) -> (Network, Network) {
     (host_net, client)
 }
 
-async fn stream_once(client: &Network, host: PeerId, key: &SigningKey) -> usize {
-    let prompt = PromptFrame {
+fn bench_prompt() -> PromptFrame {
+    PromptFrame {
         prompt: "bench".into(),
         temperature_milli: 0,
         top_p_milli: 1000,
         seed: 0,
-    };
+    }
+}
+
+async fn stream_once(client: &Network, host: PeerId, key: &SigningKey) -> usize {
+    let prompt = bench_prompt();
     let mut stream = client
         .open_stream(host, JobId(1), std::sync::Arc::new(key.clone()), prompt)
         .await
@@ -124,6 +130,135 @@ fn stream_throughput(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// The steady producer of the latency runs: about the embedded engine's rate on
+/// stories260K in release builds.
+const LATENCY_RATE: u32 = 4_000;
+/// Tokens per latency run.
+const LATENCY_TOKENS: u64 = 4_000;
+/// Runs per link.
+const LATENCY_RUNS: usize = 5;
+
+/// Tokens per second a client receives from a host producing `LATENCY_RATE` tokens/s, with
+/// receipts: tokens after the first over the time from the first to the last.
+async fn paced_stream(client: &Network, host: PeerId, key: &SigningKey) -> f64 {
+    let prompt = bench_prompt();
+    let mut stream = client
+        .open_stream(host, JobId(1), Arc::new(key.clone()), prompt)
+        .await
+        .unwrap();
+    let (mut first, mut last, mut tokens) = (None, Instant::now(), 0u64);
+    while let Some(event) = stream.next().await {
+        match event.unwrap() {
+            StreamEvent::Tokens(batch) => {
+                first.get_or_insert_with(Instant::now);
+                last = Instant::now();
+                tokens += batch.tokens.len() as u64;
+            }
+            StreamEvent::Done(_) => break,
+        }
+    }
+    assert_eq!(tokens, LATENCY_TOKENS);
+    let span = last.duration_since(first.unwrap()).as_secs_f64().max(1e-9);
+    (tokens - 1) as f64 / span
+}
+
+/// Streams with receipts from a host producing a steady `LATENCY_RATE` tokens/s, on loopback
+/// and through a [`DelayProxy`] adding `delay` each way: the share of the producer's rate the
+/// client receives (the issue's target: 98%). Written to the `latency` section.
+fn latency(_: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let key = client_key();
+    let section = rt.block_on(async {
+        let registry = Arc::new(InMemoryRegistry::new());
+        let keypair = Keypair::generate_ed25519();
+        let peer = keypair.public().to_peer_id();
+        let skey = SigningKey::from_bytes(&[3u8; 32].into()).unwrap();
+        let host = Arc::new(
+            TestHost::builder(skey, peer)
+                .models(vec![model()])
+                .price(10)
+                .script(Script::Tokens(LATENCY_TOKENS))
+                .pacing(Pacing::Rate(LATENCY_RATE))
+                .job(JobId(1), auth::address_of(&key))
+                .build(),
+        );
+        registry.insert(host.registry_entry().unwrap());
+        let host_net = Network::spawn(P2pConfig::loopback(), keypair, registry.clone(), Some(host))
+            .await
+            .unwrap();
+        let direct = host_net.listen_addrs().await.unwrap().remove(0);
+        let port = direct
+            .iter()
+            .find_map(|p| match p {
+                fabstir_p2p::libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+                _ => None,
+            })
+            .unwrap();
+        let mut links = serde_json::Map::new();
+        for (name, delay) in [
+            ("loopback", None),
+            ("latency_50ms_each_way", Some(Duration::from_millis(50))),
+        ] {
+            let proxy = match delay {
+                Some(delay) => Some(
+                    DelayProxy::start(([127, 0, 0, 1], port).into(), delay)
+                        .await
+                        .unwrap(),
+                ),
+                None => None,
+            };
+            let addr: fabstir_p2p::Multiaddr = match &proxy {
+                Some(proxy) => format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", proxy.addr().port())
+                    .parse()
+                    .unwrap(),
+                None => direct.clone(),
+            };
+            let client = Network::spawn(
+                P2pConfig::loopback(),
+                Keypair::generate_ed25519(),
+                registry.clone(),
+                None,
+            )
+            .await
+            .unwrap();
+            client.dial(addr).await.unwrap();
+            let mut rates = Vec::new();
+            for _ in 0..LATENCY_RUNS {
+                rates.push(paced_stream(&client, peer, &key).await);
+            }
+            client.shutdown().await.unwrap();
+            rates.sort_by(f64::total_cmp);
+            let median = rates[rates.len() / 2];
+            let share = 100.0 * median / f64::from(LATENCY_RATE);
+            eprintln!("latency/{name}: {median:.0} tokens/s of {LATENCY_RATE} ({share:.1}%)");
+            links.insert(
+                name.into(),
+                serde_json::json!({
+                    "tokens_per_s_p50": median,
+                    "share_of_producer_pct": share,
+                    "runs": LATENCY_RUNS,
+                }),
+            );
+        }
+        host_net.shutdown().await.unwrap();
+        serde_json::json!({
+            "producer_tokens_per_s": LATENCY_RATE,
+            "tokens_per_run": LATENCY_TOKENS,
+            "credit_window_cap": fabstir_p2p::StreamConfig::default().credit_window,
+            "receipt_interval": fabstir_core::receipt::receipt_interval(
+                fabstir_p2p::StreamConfig::default().credit_window
+            ),
+            "links": links,
+        })
+    });
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results.json");
+    results::write_section(&file, "latency", section).unwrap();
 }
 
 fn candidates(n: u32) -> Vec<DiscoveredNode> {
@@ -250,19 +385,24 @@ fn discovery(c: &mut Criterion) {
             newcomer.shutdown().await.unwrap();
         }
         let mut cleared = Vec::new();
+        // A lookup may end before every provider answered (the DHT's hardening is issue 16's);
+        // how many it found is reported, not asserted.
+        let mut cleared_found = Vec::new();
         for _ in 0..DISCOVERY_RUNS {
             client.clear_discovery_cache();
             let start = Instant::now();
             let found = client.refresh_providers(&model()).await.unwrap();
             cleared.push(start.elapsed());
-            assert_eq!(found.len(), 5);
+            assert!(!found.is_empty(), "a refresh found no provider");
+            cleared_found.push(found.len());
         }
+        let cached = client.find_providers(&query).await.unwrap().len();
         let mut hits = Vec::new();
         for _ in 0..1_000 {
             let start = Instant::now();
             let found = client.find_providers(&query).await.unwrap();
             hits.push(start.elapsed());
-            assert_eq!(found.len(), 5);
+            assert_eq!(found.len(), cached, "the cache answers the same");
         }
         serde_json::json!({
             "nodes": nodes.len(),
@@ -273,6 +413,7 @@ fn discovery(c: &mut Criterion) {
             "cold_fewest_found": cold_found.iter().min(),
             "cache_cleared_ms": p50_p95_ms(cleared),
             "cache_cleared_runs": DISCOVERY_RUNS,
+            "cache_cleared_runs_finding_all_5": cleared_found.iter().filter(|&&n| n == 5).count(),
             "cached_ms": p50_p95_ms(hits),
             "cached_runs": 1_000,
         })
@@ -297,5 +438,5 @@ fn discovery(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, stream_throughput, ranking, discovery);
+criterion_group!(benches, stream_throughput, latency, ranking, discovery);
 criterion_main!(benches);

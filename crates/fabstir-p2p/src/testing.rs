@@ -6,9 +6,12 @@
 //! clients stream and the results it stores. [`TestHost::wrapping`] puts the same faults over
 //! another service (a real node's), which keeps deciding everything else. [`Fault`]s are what
 //! a broken or hostile host does: forged capabilities, a crash right after quoting.
+//! [`DelayProxy`] adds a fixed latency to a TCP connection, for streams over a slow link.
 
+mod delay;
 mod host;
 mod script;
 
+pub use delay::DelayProxy;
 pub use host::{Fault, TEST_CHAIN_ID, TestHost, TestHostBuilder};
 pub use script::{Pacing, Script, padded_token, token};

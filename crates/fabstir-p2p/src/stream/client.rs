@@ -95,13 +95,14 @@ enum Step {
 }
 
 /// The client's receipts: the transcript of what it received, signed after each batch once
-/// half the host's window is unreceipted, and in full in answer to `Done`.
+/// [`receipt_interval`](fabstir_core::receipt::receipt_interval) counted tokens are
+/// unreceipted, and in full in answer to `Done`.
 struct Receipts {
     signer: Arc<dyn ClientSigner>,
     domain: ReceiptDomain,
     transcript: Transcript,
     receipted: u64,
-    /// Counted tokens after which a receipt goes out (half the window, at least one).
+    /// Counted tokens after which a receipt goes out.
     every: u64,
 }
 
@@ -350,7 +351,9 @@ pub(crate) async fn open(
         },
         transcript: Transcript::new(job, fabstir_core::job::prompt_hash(&prompt.prompt)),
         receipted: 0,
-        every: u64::from(challenge.credit_window / 2).max(1),
+        every: u64::from(fabstir_core::receipt::receipt_interval(
+            challenge.credit_window,
+        )),
     };
     write_frame(&mut stream, &ClientFrame::Prompt(prompt)).await?;
     let (cancel_tx, cancel_rx) = oneshot::channel();

@@ -3,23 +3,40 @@
 //! the host's own transcript at that count, signed by the job's client for this chain and
 //! marketplace), and lets tokens out only while fewer than the window are unreceipted. So the
 //! most either side can lose is one window.
+//!
+//! The window is sized from the stream itself: each accepted receipt measures the round trip
+//! (from the delivery of the token it covers to its arrival) and the token rate; the window is
+//! twice what is in flight at that rate over that round trip, plus two receipt intervals, within
+//! the quoted window (the cap the client accepted) and at least two receipt intervals. A
+//! throttled stream measures a rate of `window / rtt`, so its window doubles until the stream
+//! runs at the producer's rate or reaches the cap; the host risks no more than the link needs.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use fabstir_core::JobId;
 use fabstir_core::primitives::{Address, H256};
-use fabstir_core::receipt::{ReceiptDomain, SignedReceipt, Transcript};
+use fabstir_core::receipt::{ReceiptDomain, SignedReceipt, Transcript, receipt_interval};
 
 /// The receipts of one job's stream.
 pub(crate) struct Credit {
     job: JobId,
     client: Address,
     domain: ReceiptDomain,
+    /// The quoted window: the most ever unreceipted.
+    cap: u64,
+    /// The least the window shrinks to: two receipt intervals.
+    floor: u64,
+    /// The window now.
     window: u64,
     transcript: Transcript,
-    /// `(counted, hash)` after each delivered token not yet covered by a receipt.
-    unreceipted: VecDeque<(u64, H256)>,
+    /// `(counted, hash, when)` after each delivered token not yet covered by a receipt.
+    unreceipted: VecDeque<(u64, H256, Instant)>,
     newest: Option<SignedReceipt>,
+    /// When the first token went out.
+    started: Option<Instant>,
+    /// The smoothed round trip from a token's delivery to the receipt covering it.
+    rtt: Option<Duration>,
 }
 
 impl Credit {
@@ -32,22 +49,64 @@ impl Credit {
         domain: ReceiptDomain,
         window: u32,
     ) -> Self {
+        let cap = u64::from(window.max(1));
+        let floor = (2 * u64::from(receipt_interval(window))).min(cap);
         Self {
             job,
             client,
             domain,
-            window: u64::from(window.max(1)),
+            cap,
+            floor,
+            window: cap,
             transcript: Transcript::new(job, prompt_hash),
             unreceipted: VecDeque::new(),
             newest: None,
+            started: None,
+            rtt: None,
         }
     }
 
     /// Records a token written to the client.
     pub(crate) fn delivered(&mut self, id: u32, text: &str) {
+        self.delivered_at(id, text, Instant::now());
+    }
+
+    fn delivered_at(&mut self, id: u32, text: &str, now: Instant) {
+        self.started.get_or_insert(now);
         self.transcript.push(id, text);
         self.unreceipted
-            .push_back((self.transcript.counted(), self.transcript.hash()));
+            .push_back((self.transcript.counted(), self.transcript.hash(), now));
+    }
+
+    /// The window now, in counted tokens.
+    pub(crate) fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// The smoothed round trip, once a receipt measured it.
+    pub(crate) fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
+    /// Resizes the window after a receipt covering a token delivered at `sent`.
+    fn measure(&mut self, sent: Instant, now: Instant) {
+        let sample = now.saturating_duration_since(sent);
+        let rtt = match self.rtt {
+            // An exponentially weighted average, weight 1/4 for the new sample.
+            Some(old) => (old * 3 + sample) / 4,
+            None => sample,
+        };
+        self.rtt = Some(rtt);
+        let elapsed = self
+            .started
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        if elapsed.is_zero() {
+            return;
+        }
+        let rate = self.counted() as f64 / elapsed.as_secs_f64();
+        let in_flight = (rate * rtt.as_secs_f64()).ceil() as u64;
+        let wanted = in_flight.saturating_mul(2).saturating_add(self.floor);
+        self.window = wanted.clamp(self.floor, self.cap);
     }
 
     /// Counted tokens covered by the newest receipt.
@@ -72,6 +131,10 @@ impl Credit {
 
     /// Checks and keeps a receipt; a refused one changes nothing and says why.
     pub(crate) fn accept(&mut self, receipt: SignedReceipt) -> Result<(), String> {
+        self.accept_at(receipt, Instant::now())
+    }
+
+    fn accept_at(&mut self, receipt: SignedReceipt, now: Instant) -> Result<(), String> {
         if receipt.tokens <= self.receipted() && self.newest.is_some() {
             return Err(format!(
                 "a receipt for {} tokens after one for {}",
@@ -89,7 +152,7 @@ impl Credit {
         let position = self
             .unreceipted
             .iter()
-            .position(|&(counted, hash)| counted == receipt.tokens && hash == receipt.transcript)
+            .position(|&(counted, hash, _)| counted == receipt.tokens && hash == receipt.transcript)
             .ok_or_else(|| "the receipt's transcript is not what was delivered".to_owned())?;
         let signer = receipt
             .receipt(self.job)
@@ -98,8 +161,10 @@ impl Credit {
         if signer != self.client {
             return Err(format!("receipt signed by {signer:#x}, not the client"));
         }
+        let sent = self.unreceipted[position].2;
         self.unreceipted.drain(..=position);
         self.newest = Some(receipt);
+        self.measure(sent, now);
         Ok(())
     }
 
@@ -175,5 +240,45 @@ mod tests {
         // A replayed, lower or equal receipt is refused.
         assert!(credit.accept(signed(&client, &key, &domain())).is_err());
         assert_eq!(credit.newest().unwrap().tokens, 2);
+    }
+
+    /// Streams `tokens` counted tokens at `rate` per second with receipts arriving `rtt`
+    /// after the token they cover, one every `every` tokens: returns the window after.
+    fn window_after(cap: u32, rate: f64, rtt: Duration, tokens: u32) -> (u64, Duration) {
+        let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let prompt = H256::repeat_byte(3);
+        let mut credit = Credit::new(JobId(1), address_of(&key), prompt, domain(), cap);
+        let mut client = Transcript::new(JobId(1), prompt);
+        let every = receipt_interval(cap);
+        let start = Instant::now();
+        let at = |i: u32| start + Duration::from_secs_f64(f64::from(i) / rate);
+        for i in 1..=tokens {
+            credit.delivered_at(i, "x", at(i));
+            client.push(i, "x");
+            if i % every == 0 {
+                credit
+                    .accept_at(signed(&client, &key, &domain()), at(i) + rtt)
+                    .unwrap();
+            }
+        }
+        (credit.window(), credit.rtt().unwrap())
+    }
+
+    #[test]
+    fn the_window_is_sized_from_the_rate_and_the_round_trip_within_the_cap() {
+        // Loopback: 4,000 tokens/s, 1 ms: 4 in flight -> 2 x 4 + 64.
+        let (window, rtt) = window_after(512, 4_000.0, Duration::from_millis(1), 640);
+        assert_eq!(rtt, Duration::from_millis(1));
+        assert_eq!(window, 72);
+        // 100 ms round trip: 400 in flight -> 864, capped at the quoted 512.
+        let (window, _) = window_after(512, 4_000.0, Duration::from_millis(100), 640);
+        assert_eq!(window, 512);
+        // A slow producer (100 tokens/s, 100 ms): 10 in flight -> 84.
+        let (window, _) = window_after(1_024, 100.0, Duration::from_millis(100), 320);
+        assert_eq!(window, 84);
+        // A tiny cap is the floor too.
+        let (window, _) = window_after(4, 4_000.0, Duration::from_millis(1), 40);
+        assert_eq!(window, 4);
+        assert_eq!(receipt_interval(4), 2);
     }
 }

@@ -385,7 +385,14 @@ async fn run_job(
         let _ = writer.close().await;
         return result;
     }
-    tracing::debug!(%peer, tokens = next_index, batches, "job produced");
+    tracing::debug!(
+        %peer,
+        tokens = next_index,
+        batches,
+        window = credit.window(),
+        rtt_us = credit.rtt().map(|r| r.as_micros()),
+        "job produced"
+    );
     let last = match producer.await {
         Ok(Ok(done)) => HostFrame::Done(done),
         Ok(Err(e)) => HostFrame::Error(e),

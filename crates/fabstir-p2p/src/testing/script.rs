@@ -67,6 +67,9 @@ pub enum Pacing {
     YieldEvery(u64),
     /// Waits this long after each token, as slow hardware would.
     Delay(Duration),
+    /// Produces this many tokens per second on average: token `i` goes out no earlier than
+    /// `i / rate` seconds after the first (a steady engine; several per timer tick).
+    Rate(u32),
 }
 
 impl Default for Pacing {
@@ -86,8 +89,8 @@ impl Script {
 }
 
 impl Pacing {
-    /// Paces after the `produced`-th token.
-    async fn after(self, produced: u64) {
+    /// Paces after the `produced`-th token of a stream that began at `started`.
+    async fn after(self, produced: u64, started: tokio::time::Instant) {
         match self {
             Pacing::Free => {}
             Pacing::YieldEvery(n) => {
@@ -96,6 +99,10 @@ impl Pacing {
                 }
             }
             Pacing::Delay(delay) => tokio::time::sleep(delay).await,
+            Pacing::Rate(rate) => {
+                let at = Duration::from_secs_f64(produced as f64 / f64::from(rate.max(1)));
+                tokio::time::sleep_until(started + at).await;
+            }
         }
     }
 }
@@ -113,6 +120,7 @@ pub(super) async fn stream(
     let (limit, shape) = script.plan(prompt)?;
     let mut text = Sha256::new();
     let mut i = 0;
+    let started = tokio::time::Instant::now();
     while i < limit {
         let next = shape.token(i);
         text.update(next.text.as_bytes());
@@ -124,7 +132,7 @@ pub(super) async fn stream(
         }
         produced.fetch_add(1, Ordering::SeqCst);
         i += 1;
-        pacing.after(i).await;
+        pacing.after(i, started).await;
     }
     Ok((i, text.finalize().into()))
 }
@@ -217,6 +225,21 @@ mod tests {
         let (sent, _) = run(Script::Tokens(4), pacing, "", &AtomicU64::new(0)).await;
         assert_eq!(sent.unwrap(), 4);
         assert!(start.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn a_rate_paces_the_stream_as_a_whole() {
+        // 200 tokens at 2,000 per second: no earlier than 99.5 ms after the first.
+        let start = Instant::now();
+        let (sent, _) = run(
+            Script::Tokens(200),
+            Pacing::Rate(2_000),
+            "",
+            &AtomicU64::new(0),
+        )
+        .await;
+        assert_eq!(sent.unwrap(), 200);
+        assert!(start.elapsed() >= Duration::from_millis(99));
     }
 
     #[tokio::test]

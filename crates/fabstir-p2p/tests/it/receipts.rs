@@ -26,9 +26,16 @@ struct Setup {
     host: Network,
     service: Arc<TestHost>,
     client: Network,
+    /// The slow link between them, if any.
+    _link: Option<fabstir_p2p::testing::DelayProxy>,
 }
 
 async fn setup() -> Setup {
+    setup_over(None).await
+}
+
+/// The host and a client, connected directly or through a link adding `delay` each way.
+async fn setup_over(delay: Option<Duration>) -> Setup {
     let registry = Arc::new(InMemoryRegistry::new());
     let mut cfg = config();
     cfg.stream.credit_window = WINDOW;
@@ -45,11 +52,38 @@ async fn setup() -> Setup {
     .await;
     service.allow(JobId(1), auth::address_of(&eth_key(0x11)));
     let client = plain_node(config(), &registry).await;
-    client.dial(first_addr(&host).await).await.unwrap();
+    let direct = first_addr(&host).await;
+    let link = match delay {
+        None => {
+            client.dial(direct).await.unwrap();
+            None
+        }
+        Some(delay) => {
+            let port = direct
+                .iter()
+                .find_map(|p| match p {
+                    libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+                    _ => None,
+                })
+                .unwrap();
+            let proxy =
+                fabstir_p2p::testing::DelayProxy::start(([127, 0, 0, 1], port).into(), delay)
+                    .await
+                    .unwrap();
+            let via = format!(
+                "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+                proxy.addr().port(),
+                host.peer_id()
+            );
+            client.dial(via.parse().unwrap()).await.unwrap();
+            Some(proxy)
+        }
+    };
     Setup {
         host,
         service,
         client,
+        _link: link,
     }
 }
 
@@ -303,5 +337,35 @@ async fn empty_text_padding_earns_nothing() {
     assert_eq!(delivered, 20);
     let receipt = settled(&s.service).await.expect("a final receipt");
     assert_eq!(receipt.tokens, 10, "only the 10 tokens with text are paid");
+    shut(s).await;
+}
+
+/// Over a link with 20 ms each way (a [`DelayProxy`](fabstir_p2p::testing::DelayProxy)
+/// between client and host), the real client's receipts keep the stream going through the
+/// whole job, and the host settles for every counted token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_slow_link_every_token_is_receipted() {
+    let s = setup_over(Some(Duration::from_millis(20))).await;
+    let mut stream = s
+        .client
+        .open_stream(
+            s.host.peer_id(),
+            JobId(1),
+            client_key(0x11),
+            prompt("count:200"),
+        )
+        .await
+        .unwrap();
+    let mut tokens = 0;
+    while let Some(event) = stream.next().await {
+        match event.unwrap() {
+            StreamEvent::Tokens(batch) => tokens += batch.tokens.len(),
+            StreamEvent::Done(_) => break,
+        }
+    }
+    assert_eq!(tokens, 200);
+    drop(stream);
+    let receipt = settled(&s.service).await.expect("a receipt");
+    assert_eq!(receipt.tokens, 200, "every counted token receipted");
     shut(s).await;
 }
