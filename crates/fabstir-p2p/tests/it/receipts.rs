@@ -175,6 +175,23 @@ async fn settled(service: &TestHost) -> Option<SignedReceipt> {
     service.settled(JobId(1)).flatten()
 }
 
+/// Streams job 1 with the real client to its end: the tokens delivered and the final frame.
+async fn stream_job(s: &Setup, text: &str) -> (usize, Option<fabstir_core::wire::StreamDone>) {
+    let mut stream = s
+        .client
+        .open_stream(s.host.peer_id(), JobId(1), client_key(0x11), prompt(text))
+        .await
+        .unwrap();
+    let (mut delivered, mut done) = (0, None);
+    while let Some(event) = stream.next().await {
+        match event.unwrap() {
+            StreamEvent::Tokens(batch) => delivered += batch.tokens.len(),
+            StreamEvent::Done(d) => done = Some(d),
+        }
+    }
+    (delivered, done)
+}
+
 async fn shut(s: Setup) {
     s.client.shutdown().await.unwrap();
     s.host.shutdown().await.unwrap();
@@ -317,23 +334,8 @@ async fn a_client_that_received_nothing_signed_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_text_padding_earns_nothing() {
     let s = setup().await;
-    let mut stream = s
-        .client
-        .open_stream(
-            s.host.peer_id(),
-            JobId(1),
-            client_key(0x11),
-            prompt("count:20:gaps"),
-        )
-        .await
-        .unwrap();
-    let mut delivered = 0;
-    while let Some(event) = stream.next().await {
-        match event.unwrap() {
-            StreamEvent::Tokens(batch) => delivered += batch.tokens.len(),
-            StreamEvent::Done(done) => assert_eq!(done.tokens_used, 20),
-        }
-    }
+    let (delivered, done) = stream_job(&s, "count:20:gaps").await;
+    assert_eq!(done.expect("a final frame").tokens_used, 20);
     assert_eq!(delivered, 20);
     let receipt = settled(&s.service).await.expect("a final receipt");
     assert_eq!(receipt.tokens, 10, "only the 10 tokens with text are paid");
@@ -346,25 +348,9 @@ async fn empty_text_padding_earns_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_a_slow_link_every_token_is_receipted() {
     let s = setup_over(Some(Duration::from_millis(20))).await;
-    let mut stream = s
-        .client
-        .open_stream(
-            s.host.peer_id(),
-            JobId(1),
-            client_key(0x11),
-            prompt("count:200"),
-        )
-        .await
-        .unwrap();
-    let mut tokens = 0;
-    while let Some(event) = stream.next().await {
-        match event.unwrap() {
-            StreamEvent::Tokens(batch) => tokens += batch.tokens.len(),
-            StreamEvent::Done(_) => break,
-        }
-    }
+    let (tokens, done) = stream_job(&s, "count:200").await;
+    assert!(done.is_some());
     assert_eq!(tokens, 200);
-    drop(stream);
     let receipt = settled(&s.service).await.expect("a receipt");
     assert_eq!(receipt.tokens, 200, "every counted token receipted");
     shut(s).await;
