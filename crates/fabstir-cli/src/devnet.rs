@@ -203,6 +203,7 @@ impl Devnet {
                 quote_validity: Duration::from_secs(120),
                 min_time_left: Duration::from_secs(10),
                 credit_window: fabstir_p2p::StreamConfig::default().credit_window,
+                receipt_timeout: fabstir_p2p::StreamConfig::default().stall_timeout,
             };
             devnet.node_configs.push(node_config);
             devnet.start_node(i).await?;

@@ -81,3 +81,14 @@ pub mod erc20 {
         ]"#
     );
 }
+
+/// A contract wallet's signature check: ERC-1271's `isValidSignature`, which answers the
+/// function's own selector (`0x1626ba7e`) for a signature the wallet accepts.
+pub mod erc1271 {
+    ethers::contract::abigen!(
+        Erc1271,
+        r#"[
+            function isValidSignature(bytes32 hash, bytes signature) external view returns (bytes4)
+        ]"#
+    );
+}

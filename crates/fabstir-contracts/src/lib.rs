@@ -33,6 +33,7 @@ mod terms;
 pub mod testing;
 mod tokens;
 mod types;
+mod wallets;
 
 pub use deploy::{LOCAL_RULES, LocalDeployConfig, deploy_local};
 pub use error::{Error, Result};

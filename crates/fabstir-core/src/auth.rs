@@ -48,6 +48,12 @@ pub fn result_message(chain_id: u64, job: JobId, result_cid: &str, tokens_used: 
     )
 }
 
+/// The EIP-191 (`personal_sign`) digest of `message`: what [`sign_message`] signs, and what a
+/// contract wallet's ERC-1271 `isValidSignature` is asked about.
+pub fn message_digest(message: &str) -> H256 {
+    hash_message(message)
+}
+
 /// Signs `message` with EIP-191 (`personal_sign`): 65 bytes `r || s || v`, `v` in {27, 28}.
 pub fn sign_message(key: &SigningKey, message: &str) -> Result<[u8; 65]> {
     sign_digest(key, hash_message(message))

@@ -77,6 +77,10 @@ pub struct NodeConfig {
     /// (what the host risks per job); sized above tokens/s x round trip so it never throttles.
     #[serde(default = "default_credit_window")]
     pub credit_window: u32,
+    /// How long the host waits for a receipt while the window is full before it ends the
+    /// stream (`Unacknowledged`) and settles for what was receipted.
+    #[serde(default = "default_receipt_timeout", with = "humantime_serde")]
+    pub receipt_timeout: Duration,
 }
 
 /// One served model.
@@ -140,6 +144,10 @@ fn default_quote_ttl() -> Duration {
 
 fn default_credit_window() -> u32 {
     fabstir_p2p::StreamConfig::default().credit_window
+}
+
+fn default_receipt_timeout() -> Duration {
+    fabstir_p2p::StreamConfig::default().stall_timeout
 }
 
 fn default_min_time_left() -> Duration {

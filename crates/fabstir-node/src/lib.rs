@@ -208,6 +208,7 @@ pub async fn start_with(
         ..P2pConfig::default()
     };
     p2p.stream.credit_window = config.credit_window;
+    p2p.stream.stall_timeout = config.receipt_timeout;
     p2p.listen_addrs = parse_addrs(&config.listen)?;
     p2p.bootstrap_peers = parse_addrs(&config.bootstrap_peers)?;
     let service: Arc<dyn HostService> = match &hooks.service {

@@ -53,7 +53,7 @@ pub use fabstir_core::{InMemoryRegistry, PeerRegistry};
 pub use network::Network;
 pub use pool::{ConnectionPool, PoolLease, PoolStats};
 pub use registry::{libp2p_peer_id, node_peer_id, sign_capabilities, verify_capabilities};
-pub use service::{HostService, StreamSink};
+pub use service::{ClientProof, HostService, StreamSink};
 pub use shared::NetworkEvent;
 pub use signer::ClientSigner;
 pub use stream::{ClientStream, StreamEvent};

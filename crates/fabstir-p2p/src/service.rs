@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use fabstir_core::JobId;
-use fabstir_core::primitives::Address;
+use fabstir_core::primitives::{Address, H256};
 use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::wire::{
     CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame, StreamDone,
@@ -27,10 +27,20 @@ pub trait HostService: Send + Sync + 'static {
     /// Answers a job message from `peer`: a quote, an acceptance or a rejection.
     async fn job(&self, peer: PeerId, request: NegotiationRequest) -> NegotiationResponse;
 
-    /// Decides whether `client` (recovered from its challenge answer) may be served `job`:
-    /// it must be the job's client on chain and the job claimed by this host. Called before
-    /// any prompt is read.
-    async fn authorize(&self, job: JobId, client: Address) -> Result<(), StreamError>;
+    /// Decides whether the client that answered the challenge with `proof` may be served
+    /// `job`: the proof must be the job's client's on chain (an ECDSA signature recovering to
+    /// it, or one its contract wallet accepts, see [`HostService::wallet_accepts`]) and the
+    /// job claimed by this host. Answers the job's client. Called before any prompt is read.
+    async fn authorize(&self, job: JobId, proof: &ClientProof) -> Result<Address, StreamError>;
+
+    /// Whether `wallet`, a contract wallet, accepts `signature` over `digest` (ERC-1271
+    /// `isValidSignature`, as the marketplace checks receipts on chain). Asked for receipts
+    /// that do not recover to the job's client by ECDSA. The default refuses: a host that
+    /// cannot ask the chain serves clients with plain keys only.
+    async fn wallet_accepts(&self, wallet: Address, digest: H256, signature: &[u8]) -> bool {
+        let _ = (wallet, digest, signature);
+        false
+    }
 
     /// Runs an authorized job: checks the prompt against the job's prompt hash, generates,
     /// sends each token to `sink` as it is produced, and returns the final frame. When
@@ -54,6 +64,30 @@ pub trait HostService: Send + Sync + 'static {
     async fn result(&self, cid: &str) -> Option<Vec<u8>> {
         let _ = cid;
         None
+    }
+}
+
+/// How a client answered a stream's challenge: the digest it signed (EIP-191 over the
+/// challenge message), its signature, and who ECDSA recovers from them. A contract wallet's
+/// signature may recover to no one, or to one of its owners, and is checked by the wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientProof {
+    /// The EIP-191 digest of the challenge message.
+    pub digest: H256,
+    /// The client's signature over it.
+    pub signature: Vec<u8>,
+    /// The signer ECDSA recovers, if the signature is a well-formed ECDSA one.
+    pub recovered: Option<Address>,
+}
+
+impl ClientProof {
+    /// Whether the proof is `client`'s: its ECDSA signer, or a signature `client`'s wallet
+    /// accepts when `client` is a contract (asked through `service`).
+    pub async fn is_from<S: HostService + ?Sized>(&self, client: Address, service: &S) -> bool {
+        self.recovered == Some(client)
+            || service
+                .wallet_accepts(client, self.digest, &self.signature)
+                .await
     }
 }
 

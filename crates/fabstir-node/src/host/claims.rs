@@ -4,11 +4,12 @@
 
 use fabstir_contracts::{JobStatus, OnChainJob};
 use fabstir_core::JobId;
-use fabstir_core::primitives::Address;
+use fabstir_core::primitives::{Address, H256};
 use fabstir_core::wire::{
     NegotiationRequest, NegotiationResponse, Quote, QuoteRequest, RejectReason, StreamError,
     StreamErrorCode,
 };
+use fabstir_p2p::ClientProof;
 
 use fabstir_core::clock::unix_now;
 
@@ -133,9 +134,35 @@ impl Host {
     /// posted the job; claims the job first if need be, but never for a stranger. A job served
     /// already is refused (`AlreadyServed`), and so is one the chain no longer holds as claimed
     /// by this host (`JobClosed`: expired, closing, released), re-read from the chain now.
-    pub(super) async fn authorize(&self, job: JobId, client: Address) -> Result<(), StreamError> {
-        self.admit(job, client).await?;
-        self.check_servable(job, false).await
+    pub(super) async fn authorize(
+        &self,
+        job: JobId,
+        proof: &ClientProof,
+    ) -> Result<Address, StreamError> {
+        let client = self.admit(job, proof).await?;
+        self.check_servable(job, false).await?;
+        Ok(client)
+    }
+
+    /// Whether `wallet` is a contract that accepts `signature` over `digest` (ERC-1271). A chain
+    /// that cannot be read accepts nothing.
+    pub(super) async fn wallet_accepts(
+        &self,
+        wallet: Address,
+        digest: H256,
+        signature: &[u8],
+    ) -> bool {
+        match self
+            .contracts
+            .is_valid_signature(wallet, digest, signature)
+            .await
+        {
+            Ok(valid) => valid,
+            Err(e) => {
+                tracing::warn!(%wallet, error = %e, "cannot ask a wallet about a signature");
+                false
+            }
+        }
     }
 
     /// Consumes `job` once its stream's prompt is accepted: atomically, so of two streams for
@@ -226,46 +253,63 @@ impl Host {
         Some(entry.result_cid.clone())
     }
 
-    /// The authentication half of [`Self::authorize`]: `client` posted `job`, which is (now)
-    /// claimed by this host.
-    async fn admit(&self, job: JobId, client: Address) -> Result<(), StreamError> {
-        let claimed = match self.claimed_job(job).await {
-            Some(claimed) => claimed,
-            None => {
-                // Check who posted the job before claiming it: a stranger's stream must not
-                // make this host claim anything.
-                let posted = self.contracts.job(job).await.map_err(|e| StreamError {
-                    code: StreamErrorCode::UnknownJob,
-                    message: match e {
-                        fabstir_contracts::Error::JobNotFound(_) => format!("job {job} not found"),
-                        _ => "the chain cannot be read".to_owned(),
-                    },
-                })?;
-                self.check_client(&posted, client)?;
-                if posted.status != JobStatus::Posted && posted.status != JobStatus::Claimed {
-                    return Err(StreamError {
-                        code: StreamErrorCode::JobClosed,
-                        message: format!("job {job} is {}", posted.status),
-                    });
-                }
-                self.ensure_claimed(job)
-                    .await
-                    .map_err(|(_, message)| StreamError {
-                        code: StreamErrorCode::UnknownJob,
-                        message,
-                    })?
-            }
-        };
-        self.check_client(&claimed, client)
+    /// The authentication half of [`Self::authorize`]: `proof` is from the client who posted
+    /// `job`, which is (now) claimed by this host; answers that client.
+    async fn admit(&self, job: JobId, proof: &ClientProof) -> Result<Address, StreamError> {
+        if let Some(claimed) = self.claimed_job(job).await {
+            return self.check_client(&claimed, proof).await;
+        }
+        // Check who posted the job before claiming it: a stranger's stream must not make this
+        // host claim anything.
+        let posted = self.contracts.job(job).await.map_err(|e| StreamError {
+            code: StreamErrorCode::UnknownJob,
+            message: match e {
+                fabstir_contracts::Error::JobNotFound(_) => format!("job {job} not found"),
+                _ => "the chain cannot be read".to_owned(),
+            },
+        })?;
+        let client = self.check_client(&posted, proof).await?;
+        if posted.status != JobStatus::Posted && posted.status != JobStatus::Claimed {
+            return Err(StreamError {
+                code: StreamErrorCode::JobClosed,
+                message: format!("job {job} is {}", posted.status),
+            });
+        }
+        self.ensure_claimed(job)
+            .await
+            .map_err(|(_, message)| StreamError {
+                code: StreamErrorCode::UnknownJob,
+                message,
+            })?;
+        Ok(client)
     }
 
-    fn check_client(&self, job: &OnChainJob, client: Address) -> Result<(), StreamError> {
-        Terms::of_job(job).check_client(client).map_err(|refusal| {
-            self.metrics.jobs_refused.inc();
-            StreamError {
-                code: StreamErrorCode::AuthFailed,
-                message: format!("{refusal} of job {}", job.id),
+    /// Whether `proof` is the job's client's: signed with its key, or accepted by its wallet.
+    async fn check_client(
+        &self,
+        job: &OnChainJob,
+        proof: &ClientProof,
+    ) -> Result<Address, StreamError> {
+        let terms = Terms::of_job(job);
+        let by_key = proof.recovered.map(|signer| terms.check_client(signer));
+        match by_key {
+            Some(Ok(())) => return Ok(job.client),
+            _ if self
+                .wallet_accepts(job.client, proof.digest, &proof.signature)
+                .await =>
+            {
+                return Ok(job.client);
             }
+            _ => {}
+        }
+        self.metrics.jobs_refused.inc();
+        let message = match by_key {
+            Some(Err(refusal)) => format!("{refusal} of job {}", job.id),
+            _ => format!("not signed by the client of job {}", job.id),
+        };
+        Err(StreamError {
+            code: StreamErrorCode::AuthFailed,
+            message,
         })
     }
 }

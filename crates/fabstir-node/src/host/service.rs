@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fabstir_core::JobId;
-use fabstir_core::primitives::Address;
+use fabstir_core::primitives::{Address, H256};
 use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::wire::{
     CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame, StreamDone,
     StreamError,
 };
-use fabstir_p2p::{HostService, PeerId, StreamSink};
+use fabstir_p2p::{ClientProof, HostService, PeerId, StreamSink};
 
 use super::Host;
 
@@ -33,8 +33,12 @@ impl HostService for HostHandle {
         self.0.answer(request).await
     }
 
-    async fn authorize(&self, job: JobId, client: Address) -> Result<(), StreamError> {
-        self.0.authorize(job, client).await
+    async fn authorize(&self, job: JobId, proof: &ClientProof) -> Result<Address, StreamError> {
+        self.0.authorize(job, proof).await
+    }
+
+    async fn wallet_accepts(&self, wallet: Address, digest: H256, signature: &[u8]) -> bool {
+        self.0.wallet_accepts(wallet, digest, signature).await
     }
 
     async fn run(

@@ -131,6 +131,7 @@ impl Env {
             quote_validity: Duration::from_secs(120),
             min_time_left: Duration::from_secs(10),
             credit_window: fabstir_p2p::StreamConfig::default().credit_window,
+            receipt_timeout: fabstir_p2p::StreamConfig::default().stall_timeout,
         }
     }
 

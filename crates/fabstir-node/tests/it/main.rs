@@ -7,5 +7,6 @@
 mod common;
 mod failure;
 mod lifecycle;
+mod receipts;
 mod refusals;
 mod restart;

@@ -18,6 +18,33 @@ use fabstir_core::JobId;
 use fabstir_core::primitives::{Address, H256};
 use fabstir_core::receipt::{ReceiptDomain, SignedReceipt, Transcript, receipt_interval};
 
+/// A receipt that matches what was delivered, and who signed it.
+pub(crate) struct Checked {
+    /// Its place among the unreceipted deliveries.
+    position: usize,
+    /// The EIP-712 digest its signature is over.
+    pub(crate) digest: H256,
+    /// Who ECDSA recovers from the signature, if it is one.
+    signer: Option<Address>,
+    /// The job's client.
+    client: Address,
+}
+
+impl Checked {
+    /// Whether the client's own key signed it.
+    pub(crate) fn by_client(&self) -> bool {
+        self.signer == Some(self.client)
+    }
+
+    /// Why a receipt whose signature is not the client's is refused.
+    pub(crate) fn wrong_signer(&self) -> String {
+        match self.signer {
+            Some(signer) => format!("receipt signed by {signer:#x}, not the client"),
+            None => "receipt signature: neither ECDSA nor accepted by the client's wallet".into(),
+        }
+    }
+}
+
 /// The receipts of one job's stream.
 pub(crate) struct Credit {
     job: JobId,
@@ -78,6 +105,11 @@ impl Credit {
             .push_back((self.transcript.counted(), self.transcript.hash(), now));
     }
 
+    /// The job's client: whose receipts these must be.
+    pub(crate) fn client(&self) -> Address {
+        self.client
+    }
+
     /// The window now, in counted tokens.
     pub(crate) fn window(&self) -> u64 {
         self.window
@@ -129,12 +161,10 @@ impl Credit {
         self.counted() == self.receipted()
     }
 
-    /// Checks and keeps a receipt; a refused one changes nothing and says why.
-    pub(crate) fn accept(&mut self, receipt: SignedReceipt) -> Result<(), String> {
-        self.accept_at(receipt, Instant::now())
-    }
-
-    fn accept_at(&mut self, receipt: SignedReceipt, now: Instant) -> Result<(), String> {
+    /// Checks a receipt against what was delivered: newer than the last, counting no more than
+    /// was delivered, the host's own transcript at that count. Says who signed it; a refused
+    /// one changes nothing and says why.
+    pub(crate) fn check(&self, receipt: &SignedReceipt) -> Result<Checked, String> {
         if receipt.tokens <= self.receipted() && self.newest.is_some() {
             return Err(format!(
                 "a receipt for {} tokens after one for {}",
@@ -154,17 +184,42 @@ impl Credit {
             .iter()
             .position(|&(counted, hash, _)| counted == receipt.tokens && hash == receipt.transcript)
             .ok_or_else(|| "the receipt's transcript is not what was delivered".to_owned())?;
-        let signer = receipt
-            .receipt(self.job)
-            .signer(&self.domain, &receipt.signature)
-            .map_err(|e| format!("receipt signature: {e}"))?;
-        if signer != self.client {
-            return Err(format!("receipt signed by {signer:#x}, not the client"));
-        }
-        let sent = self.unreceipted[position].2;
-        self.unreceipted.drain(..=position);
+        let digest = receipt.receipt(self.job).digest(&self.domain);
+        let signer = fabstir_core::auth::recover_digest(digest, &receipt.signature).ok();
+        Ok(Checked {
+            position,
+            digest,
+            signer,
+            client: self.client,
+        })
+    }
+
+    /// Keeps a receipt [`Credit::check`] passed, its signature now known to be the client's
+    /// (by ECDSA, or accepted by the client's wallet).
+    pub(crate) fn keep(&mut self, receipt: SignedReceipt, checked: Checked) {
+        self.keep_at(receipt, checked, Instant::now());
+    }
+
+    fn keep_at(&mut self, receipt: SignedReceipt, checked: Checked, now: Instant) {
+        let sent = self.unreceipted[checked.position].2;
+        self.unreceipted.drain(..=checked.position);
         self.newest = Some(receipt);
         self.measure(sent, now);
+    }
+
+    /// Checks and keeps a receipt signed by the client's own key (no wallet to ask).
+    #[cfg(test)]
+    fn accept(&mut self, receipt: SignedReceipt) -> Result<(), String> {
+        self.accept_at(receipt, Instant::now())
+    }
+
+    #[cfg(test)]
+    fn accept_at(&mut self, receipt: SignedReceipt, now: Instant) -> Result<(), String> {
+        let checked = self.check(&receipt)?;
+        if !checked.by_client() {
+            return Err(checked.wrong_signer());
+        }
+        self.keep_at(receipt, checked, now);
         Ok(())
     }
 

@@ -25,7 +25,7 @@ use super::credit::Credit;
 use crate::config::{P2pConfig, StreamConfig};
 use crate::frame::{read_frame, read_frame_within, write_frame};
 use crate::pool::ConnectionPool;
-use crate::service::{HostService, StreamSink};
+use crate::service::{ClientProof, HostService, StreamSink};
 use crate::{Error, Result};
 use fabstir_core::clock::unix_now;
 
@@ -172,22 +172,25 @@ async fn serve(peer: PeerId, mut stream: libp2p::Stream, ctx: &HostContext) -> R
     }
     let message =
         auth::client_auth_message(ctx.chain_id, ctx.marketplace, answer.job, host, &nonce);
-    let client = match auth::recover_signer(&message, &answer.signature) {
+    // A contract wallet's signature need not be ECDSA: the service asks the wallet.
+    let digest = auth::message_digest(&message);
+    let proof = ClientProof {
+        digest,
+        recovered: auth::recover_digest(digest, &answer.signature).ok(),
+        signature: answer.signature,
+    };
+    let client = match ctx.host.authorize(answer.job, &proof).await {
         Ok(client) => client,
-        Err(e) => {
-            let frame = stream_error(StreamErrorCode::AuthFailed, e.to_string());
-            return refuse(&mut stream, frame, protocol_error(e.to_string())).await;
+        Err(refusal) => {
+            let reason = refusal.message.clone();
+            return refuse(
+                &mut stream,
+                HostFrame::Error(refusal),
+                protocol_error(reason),
+            )
+            .await;
         }
     };
-    if let Err(refusal) = ctx.host.authorize(answer.job, client).await {
-        let reason = refusal.message.clone();
-        return refuse(
-            &mut stream,
-            HostFrame::Error(refusal),
-            protocol_error(reason),
-        )
-        .await;
-    }
     write_frame(&mut stream, &HostFrame::Authenticated).await?;
 
     let prompt = match next_client_frame(&mut stream, timeout).await {
@@ -232,12 +235,29 @@ enum Stop {
     Write(Error),
 }
 
-/// Handles one client frame while streaming: a receipt is checked into `credit`.
-fn on_client_frame(frame: Option<Result<ClientFrame>>, credit: &mut Credit) -> Option<Stop> {
+/// Handles one client frame while streaming: a receipt is checked into `credit` (its
+/// signature by ECDSA, or by asking the client's wallet when it is not the client's key).
+async fn on_client_frame(
+    frame: Option<Result<ClientFrame>>,
+    credit: &mut Credit,
+    host: &dyn HostService,
+) -> Option<Stop> {
     match frame {
         None | Some(Ok(ClientFrame::Cancel)) => Some(Stop::Cancelled),
         Some(Ok(ClientFrame::Receipt(receipt))) => {
-            credit.accept(receipt).err().map(Stop::BadReceipt)
+            let checked = match credit.check(&receipt) {
+                Ok(checked) => checked,
+                Err(reason) => return Some(Stop::BadReceipt(reason)),
+            };
+            if !checked.by_client()
+                && !host
+                    .wallet_accepts(credit.client(), checked.digest, &receipt.signature)
+                    .await
+            {
+                return Some(Stop::BadReceipt(checked.wrong_signer()));
+            }
+            credit.keep(receipt, checked);
+            None
         }
         Some(Ok(_)) => Some(Stop::Broken(Error::Truncated(
             "unexpected frame while streaming".into(),
@@ -275,7 +295,7 @@ async fn run_job(
         // While the window is full only receipts (or the client's end) move the stream on.
         let token = if credit.has_room() {
             tokio::select! {
-                frame = frames.next() => match on_client_frame(frame, &mut credit) {
+                frame = frames.next() => match on_client_frame(frame, &mut credit, ctx.host.as_ref()).await {
                     Some(stop) => break Some(stop),
                     None => continue,
                 },
@@ -284,7 +304,7 @@ async fn run_job(
         } else {
             match tokio::time::timeout(stall, frames.next()).await {
                 Err(_) => break Some(Stop::Unacknowledged),
-                Ok(frame) => match on_client_frame(frame, &mut credit) {
+                Ok(frame) => match on_client_frame(frame, &mut credit, ctx.host.as_ref()).await {
                     Some(stop) => break Some(stop),
                     None => continue,
                 },
@@ -405,7 +425,10 @@ async fn run_job(
         let timeout = ctx.config.handshake_timeout;
         let _ = tokio::time::timeout(timeout, async {
             while !credit.settled_up() {
-                if on_client_frame(frames.next().await, &mut credit).is_some() {
+                if on_client_frame(frames.next().await, &mut credit, ctx.host.as_ref())
+                    .await
+                    .is_some()
+                {
                     break;
                 }
             }

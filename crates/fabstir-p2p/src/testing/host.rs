@@ -10,7 +10,7 @@ use dashmap::DashMap;
 use ethers_core::k256::ecdsa::SigningKey;
 use fabstir_core::auth;
 use fabstir_core::node::{NodeCapabilities, TokenPrice};
-use fabstir_core::primitives::Address;
+use fabstir_core::primitives::{Address, H256};
 use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::wire::{
     CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame, Quote,
@@ -20,7 +20,7 @@ use fabstir_core::{JobId, ModelId, NodeInfo, TokenAmount};
 use libp2p::PeerId;
 
 use super::script::{self, Pacing, Script};
-use crate::service::{HostService, StreamSink};
+use crate::service::{ClientProof, HostService, StreamSink};
 use crate::{node_peer_id, sign_capabilities};
 
 /// The chain id a test host signs for unless told otherwise (anvil's).
@@ -392,16 +392,16 @@ impl HostService for TestHost {
         answer
     }
 
-    async fn authorize(&self, job: JobId, client: Address) -> Result<(), StreamError> {
+    async fn authorize(&self, job: JobId, proof: &ClientProof) -> Result<Address, StreamError> {
         let s = match &self.decider {
-            Decider::Inner(inner) => return inner.authorize(job, client).await,
+            Decider::Inner(inner) => return inner.authorize(job, proof).await,
             Decider::Script(s) => s,
         };
         match s.jobs.get(&job) {
-            Some(owner) if *owner == client => Ok(()),
+            Some(owner) if proof.recovered == Some(*owner) => Ok(*owner),
             Some(_) => Err(StreamError {
                 code: StreamErrorCode::AuthFailed,
-                message: format!("{client:#x} is not the client of job {job}"),
+                message: format!("not signed by the client of job {job}"),
             }),
             None => Err(StreamError {
                 code: StreamErrorCode::UnknownJob,
@@ -420,6 +420,13 @@ impl HostService for TestHost {
         match &self.decider {
             Decider::Inner(inner) => inner.run(job, client, prompt, sink).await,
             Decider::Script(s) => self.scripted_run(s, job, &prompt, sink).await,
+        }
+    }
+
+    async fn wallet_accepts(&self, wallet: Address, digest: H256, signature: &[u8]) -> bool {
+        match &self.decider {
+            Decider::Inner(inner) => inner.wallet_accepts(wallet, digest, signature).await,
+            Decider::Script(_) => false,
         }
     }
 

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fabstir_core::auth;
-use fabstir_core::job::prompt_hash;
-use fabstir_core::receipt::{ReceiptDomain, SignedReceipt, Transcript};
-use fabstir_core::wire::{AuthResponse, ClientFrame, HostFrame, StreamErrorCode};
+use fabstir_core::receipt::{ReceiptDomain, SignedReceipt};
+use fabstir_core::wire::{ClientFrame, StreamErrorCode};
 use fabstir_core::{JobId, ModelId, StreamEvent};
+use fabstir_p2p::testing::RawClient;
 use fabstir_p2p::{InMemoryRegistry, Network};
 use futures::StreamExt;
 
 use crate::harness::{
-    CHAIN, RawReader, TestHost, client_key, config, eth_key, eventually, first_addr, host_node,
-    plain_node, prompt, send_frame,
+    CHAIN, TestHost, client_key, config, eth_key, eventually, first_addr, host_node, plain_node,
+    prompt,
 };
 
 /// The host's credit window in these tests.
@@ -95,72 +95,19 @@ fn domain() -> ReceiptDomain {
 }
 
 /// A client driving the stream by hand: authenticated as job 1's client, prompt sent.
-struct RawClient {
-    stream: libp2p::Stream,
-    reader: RawReader<HostFrame>,
-    transcript: Transcript,
-}
-
-impl RawClient {
-    async fn start(s: &Setup, text: &str) -> Self {
-        let mut stream = s.client.open_raw_stream(s.host.peer_id()).await.unwrap();
-        let mut reader = RawReader::<HostFrame>::new();
-        let Some(HostFrame::Challenge(c)) = reader.next(&mut stream).await.unwrap() else {
-            panic!("expected a challenge");
-        };
-        assert_eq!(c.credit_window, WINDOW);
-        let message =
-            auth::client_auth_message(CHAIN, Default::default(), JobId(1), c.host, &c.nonce);
-        let answer = ClientFrame::Auth(AuthResponse {
-            job: JobId(1),
-            nonce: c.nonce,
-            signature: auth::sign_message(&eth_key(0x11), &message)
-                .unwrap()
-                .to_vec(),
-        });
-        send_frame(&mut stream, &answer).await;
-        assert_eq!(
-            reader.next(&mut stream).await.unwrap(),
-            Some(HostFrame::Authenticated)
-        );
-        send_frame(&mut stream, &ClientFrame::Prompt(prompt(text))).await;
-        Self {
-            stream,
-            reader,
-            transcript: Transcript::new(JobId(1), prompt_hash(text)),
-        }
-    }
-
-    /// Reads frames until the stream ends: the counted tokens received, and the error frame's
-    /// code if one ended it. Sends a true receipt when the count reaches each of `receipt_at`.
-    async fn read_all(&mut self, receipt_at: &[u64]) -> (u64, Option<StreamErrorCode>) {
-        loop {
-            match self.reader.next(&mut self.stream).await {
-                Ok(Some(HostFrame::Tokens(batch))) => {
-                    for t in &batch.tokens {
-                        self.transcript.push(t.id, &t.text);
-                        if receipt_at.contains(&self.transcript.counted()) {
-                            let receipt = self.receipt_by(&eth_key(0x11));
-                            send_frame(&mut self.stream, &receipt).await;
-                        }
-                    }
-                }
-                Ok(Some(HostFrame::Error(e))) => return (self.transcript.counted(), Some(e.code)),
-                Ok(Some(other)) => panic!("unexpected {other:?}"),
-                Ok(None) | Err(_) => return (self.transcript.counted(), None),
-            }
-        }
-    }
-
-    /// A receipt for what arrived so far, signed by `key`.
-    fn receipt_by(&self, key: &auth::SigningKey) -> ClientFrame {
-        let r = self.transcript.receipt(JobId(1));
-        ClientFrame::Receipt(SignedReceipt {
-            tokens: r.tokens,
-            transcript: r.transcript,
-            signature: r.sign(&domain(), key).unwrap().to_vec(),
-        })
-    }
+async fn raw_client(s: &Setup, text: &str) -> RawClient {
+    let client = RawClient::start(
+        &s.client,
+        s.host.peer_id(),
+        JobId(1),
+        domain(),
+        eth_key(0x11),
+        prompt(text),
+    )
+    .await
+    .unwrap();
+    assert_eq!(client.challenge().credit_window, WINDOW);
+    client
 }
 
 /// How the scripted host settled job 1, once it has.
@@ -202,8 +149,8 @@ async fn shut(s: Setup) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_acknowledging_gets_one_window_and_pays_its_receipts() {
     let s = setup().await;
-    let mut client = RawClient::start(&s, "count:1000").await;
-    let (received, code) = client.read_all(&[4]).await;
+    let mut client = raw_client(&s, "count:1000").await;
+    let (received, code) = client.read_to_end(&[4]).await;
     assert_eq!(
         received,
         4 + u64::from(WINDOW),
@@ -225,32 +172,16 @@ async fn a_client_that_stops_acknowledging_gets_one_window_and_pays_its_receipts
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receipt_for_undelivered_tokens_is_refused_on_arrival() {
     let s = setup().await;
-    let mut client = RawClient::start(&s, "count:1000").await;
+    let mut client = raw_client(&s, "count:1000").await;
     // Read a few tokens, receipt them honestly, then claim far more than arrived.
-    let (received, code) = {
-        let got = loop {
-            match client.reader.next(&mut client.stream).await.unwrap() {
-                Some(HostFrame::Tokens(batch)) => {
-                    for t in &batch.tokens {
-                        client.transcript.push(t.id, &t.text);
-                    }
-                    if client.transcript.counted() >= 2 {
-                        break client.transcript.counted();
-                    }
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        };
-        let honest = client.receipt_by(&eth_key(0x11));
-        send_frame(&mut client.stream, &honest).await;
-        let ClientFrame::Receipt(mut inflated) = client.receipt_by(&eth_key(0x11)) else {
-            unreachable!()
-        };
-        inflated.tokens = 1_000_000;
-        send_frame(&mut client.stream, &ClientFrame::Receipt(inflated)).await;
-        let (more, code) = client.read_all(&[]).await;
-        (got.max(more), code)
-    };
+    let got = client.read_until(2).await.unwrap();
+    let honest = client.receipt();
+    client.send_receipt(honest).await.unwrap();
+    let mut inflated = client.receipt();
+    inflated.tokens = 1_000_000;
+    client.send_receipt(inflated).await.unwrap();
+    let (more, code) = client.read_to_end(&[]).await;
+    let received = got.max(more);
     assert_eq!(code, Some(StreamErrorCode::BadReceipt));
     assert!(received >= 2);
     let receipt = settled(&s.service).await.expect("the honest receipt");
@@ -263,51 +194,29 @@ async fn a_receipt_for_undelivered_tokens_is_refused_on_arrival() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_replayed_receipts_end_the_stream() {
     let s = setup().await;
-    let mut client = RawClient::start(&s, "count:1000").await;
-    let mut older = None;
-    loop {
-        match client.reader.next(&mut client.stream).await.unwrap() {
-            Some(HostFrame::Tokens(batch)) => {
-                for t in &batch.tokens {
-                    client.transcript.push(t.id, &t.text);
-                    if client.transcript.counted() == 2 {
-                        let r = client.receipt_by(&eth_key(0x11));
-                        older = Some(r.clone());
-                        send_frame(&mut client.stream, &r).await;
-                    }
-                    if client.transcript.counted() == 4 {
-                        let r = client.receipt_by(&eth_key(0x11));
-                        send_frame(&mut client.stream, &r).await;
-                    }
-                }
-                if client.transcript.counted() >= 4 {
-                    break;
-                }
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    send_frame(&mut client.stream, &older.expect("receipt at 2")).await;
-    let (_, code) = client.read_all(&[]).await;
+    let mut client = raw_client(&s, "count:1000").await;
+    client.read_until(2).await.unwrap();
+    let older = client.receipt();
+    client.send_receipt(older.clone()).await.unwrap();
+    client.read_until(older.tokens + 1).await.unwrap();
+    let newer = client.receipt();
+    let newest = newer.tokens;
+    client.send_receipt(newer).await.unwrap();
+    client.send_receipt(older).await.unwrap();
+    let (_, code) = client.read_to_end(&[]).await;
     assert_eq!(code, Some(StreamErrorCode::BadReceipt));
-    assert_eq!(settled(&s.service).await.expect("the newest").tokens, 4);
+    assert_eq!(
+        settled(&s.service).await.expect("the newest").tokens,
+        newest
+    );
 
     // A stranger's signature over the right receipt.
     let s2 = setup().await;
-    let mut client = RawClient::start(&s2, "count:1000").await;
-    loop {
-        if let Some(HostFrame::Tokens(batch)) =
-            client.reader.next(&mut client.stream).await.unwrap()
-        {
-            for t in &batch.tokens {
-                client.transcript.push(t.id, &t.text);
-            }
-            break;
-        }
-    }
-    let forged = client.receipt_by(&eth_key(0x99));
-    send_frame(&mut client.stream, &forged).await;
-    let (_, code) = client.read_all(&[]).await;
+    let mut client = raw_client(&s2, "count:1000").await;
+    client.read_until(1).await.unwrap();
+    let forged = client.receipt_signed_by(&eth_key(0x99));
+    client.send_receipt(forged).await.unwrap();
+    let (_, code) = client.read_to_end(&[]).await;
     assert_eq!(code, Some(StreamErrorCode::BadReceipt));
     assert_eq!(
         settled(&s2.service).await,
@@ -322,9 +231,9 @@ async fn forged_and_replayed_receipts_end_the_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_received_nothing_signed_nothing() {
     let s = setup().await;
-    let mut client = RawClient::start(&s, "count:1000").await;
-    send_frame(&mut client.stream, &ClientFrame::Cancel).await;
-    let _ = client.read_all(&[]).await;
+    let mut client = raw_client(&s, "count:1000").await;
+    client.send(&ClientFrame::Cancel).await.unwrap();
+    let _ = client.read_to_end(&[]).await;
     assert_eq!(settled(&s.service).await, None);
     shut(s).await;
 }
