@@ -45,6 +45,7 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
             "fabstir-inference",
         ],
     ),
+    ("fabstir-gateway", &["fabstir-core", "fabstir-sdk"]),
     (
         "fabstir-cli",
         &[
@@ -56,6 +57,7 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
             "fabstir-inference",
             "fabstir-sdk",
             "fabstir-node",
+            "fabstir-gateway",
         ],
     ),
     (

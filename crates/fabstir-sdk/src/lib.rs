@@ -43,5 +43,9 @@ pub use ports::{ChainLayer, NetworkLayer};
 pub use sdk::FabstirSdk;
 pub use status::JobStatusReport;
 
+/// The payment layer's error, which [`Error::Payments`] carries (re-exported so that callers
+/// can match on it without depending on `fabstir-payments`).
+pub use fabstir_payments::Error as PaymentsError;
+
 /// The wallet type the SDK signs with (re-exported so applications name the same version).
 pub use ethers::signers::LocalWallet;

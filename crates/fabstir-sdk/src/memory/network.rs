@@ -188,7 +188,11 @@ impl NetworkLayer for InMemoryNetwork {
         prompt: PromptFrame,
     ) -> Result<BoxStream<'static, Result<StreamEvent>>> {
         let host = self.host(peer)?.clone();
-        let texts: Vec<String> = (0..host.tokens).map(|i| format!("tok{i} ")).collect();
+        // Like a real host, it stops at the job's `max_tokens`.
+        let max_tokens = self.chain.job(job).await?.details.max_tokens as usize;
+        let texts: Vec<String> = (0..host.tokens.min(max_tokens))
+            .map(|i| format!("tok{i} "))
+            .collect();
         let mut events: Vec<Result<StreamEvent>> = Vec::new();
         let stop = match host.behaviour {
             HostBehaviour::DiesAfter(n) => n.min(texts.len()),
