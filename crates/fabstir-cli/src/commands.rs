@@ -5,6 +5,7 @@ pub(crate) mod balance;
 pub(crate) mod demo;
 pub(crate) mod devnet;
 pub(crate) mod faucet;
+pub(crate) mod gateway;
 pub(crate) mod job;
 pub(crate) mod nodes;
 pub(crate) mod withdraw;

@@ -7,11 +7,13 @@ mod output;
 mod commands;
 mod settings;
 
+use std::io::IsTerminal;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use commands::{ask, balance, demo, devnet, faucet, job, nodes, withdraw};
+use commands::{ask, balance, demo, devnet, faucet, gateway, job, nodes, withdraw};
 
 /// The Fabstir LLM marketplace from the command line.
 #[derive(Debug, Parser)]
@@ -39,6 +41,8 @@ enum Command {
     Faucet(faucet::Args),
     /// Withdraw the key's credit in the marketplace (a host's earnings) to its address.
     Withdraw(withdraw::Args),
+    /// Serve an OpenAI-compatible API on HTTP, paying marketplace hosts from the key's wallet.
+    Gateway(gateway::Args),
     /// The whole marketplace end to end on a local devnet: one USDC and one ETH job.
     Demo(demo::Args),
 }
@@ -47,6 +51,8 @@ enum Command {
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, not for a log file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
@@ -60,6 +66,7 @@ async fn main() -> Result<()> {
         Command::Balance(args) => balance::run(&global, args).await,
         Command::Faucet(args) => faucet::run(&global, args).await,
         Command::Withdraw(args) => withdraw::run(&global, args).await,
+        Command::Gateway(args) => gateway::run(&global, args).await,
         Command::Demo(args) => demo::run(args).await,
     }
 }

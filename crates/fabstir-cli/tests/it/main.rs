@@ -8,6 +8,35 @@ use std::process::Command;
 
 use fabstir_cli::devnet::{Devnet, DevnetConfig, accounts};
 
+mod gateway;
+
+/// Starts a devnet and writes the client's `sdk.toml` into its folder.
+async fn start(config: DevnetConfig) -> Devnet {
+    let devnet = Devnet::start(config).await.unwrap();
+    let toml = devnet.sdk_config.to_toml().unwrap();
+    std::fs::write(devnet.dir.join("sdk.toml"), toml).unwrap();
+    devnet
+}
+
+/// Writes the key of devnet account `index` to `file` in the devnet's folder; returns its
+/// address.
+fn write_key(devnet: &Devnet, index: usize, file: &str) -> ethers::types::Address {
+    let key = devnet.wallet(index).unwrap();
+    let hex: String = key
+        .signer()
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(devnet.dir.join(file), format!("0x{hex}\n")).unwrap();
+    ethers::signers::Signer::address(&key)
+}
+
+/// The workspace's root.
+fn workspace() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 fn fabstir(dir: &Path, args: &[&str]) -> std::process::Output {
     fabstir_as(dir, "client.key", args)
 }
@@ -37,28 +66,15 @@ fn json(output: &std::process::Output) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ask_nodes_job_and_balance_against_a_devnet() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut config = DevnetConfig::new(&root);
+    let mut config = DevnetConfig::new(&workspace());
     config.hosts = 2;
     let model = config.model.name.clone();
-    let devnet = Devnet::start(config).await.unwrap();
+    let devnet = start(config).await;
     let dir = devnet.dir.clone();
-    std::fs::write(dir.join("sdk.toml"), devnet.sdk_config.to_toml().unwrap()).unwrap();
-    let write_key = |index: usize, file: &str| {
-        let key = devnet.wallet(index).unwrap();
-        let hex: String = key
-            .signer()
-            .to_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        std::fs::write(dir.join(file), format!("0x{hex}\n")).unwrap();
-        ethers::signers::Signer::address(&key)
-    };
-    write_key(accounts::CLIENT, "client.key");
+    write_key(&devnet, accounts::CLIENT, "client.key");
     let hosts = [
-        write_key(accounts::FIRST_HOST, "host0.key"),
-        write_key(accounts::FIRST_HOST + 1, "host1.key"),
+        write_key(&devnet, accounts::FIRST_HOST, "host0.key"),
+        write_key(&devnet, accounts::FIRST_HOST + 1, "host1.key"),
     ];
 
     let nodes = json(&fabstir(&dir, &["--json", "nodes", "--model", &model]));
