@@ -340,7 +340,7 @@ async fn openai_clients_pay_the_marketplace_through_the_gateway() {
 
     // Ctrl-c: the gateway stops and says what the day cost, which is what the chain settled.
     let closing = gateway.interrupt();
-    let expected = TokenAmount::parse(&closing.rsplit(' ').nth(1).unwrap(), 6).unwrap();
+    let expected = TokenAmount::parse(closing.rsplit(' ').nth(1).unwrap(), 6).unwrap();
     assert_eq!(expected, spent, "{closing}");
     devnet.stop().await.unwrap();
 }
