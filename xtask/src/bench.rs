@@ -242,6 +242,13 @@ fn summary(all: &Value) -> Result<String> {
     ] {
         row(area, label, p50_p95(&format!("{ttft}/{key}"))?);
     }
+    row(
+        area,
+        "OpenAI gateway over the SDK, paired (target: at most 2 ms p50)",
+        p50_p95(&format!(
+            "{m}/gateway_time_to_first_token_ms/overhead_paired"
+        ))?,
+    );
 
     let area = "2. streaming throughput";
     let streaming = format!("{m}/streaming_tokens_per_s");

@@ -2,7 +2,8 @@
 //! bench`): time to first token through the SDK (warm and cold) against the embedded engine
 //! called directly, streaming throughput through the SDK against the engine, 100 concurrent
 //! jobs through one SDK with the client process's peak memory, and the connection pool's
-//! reuse rate over 1,000 jobs through one SDK. The hosts run in a separate `fabstir devnet`
+//! reuse rate over 1,000 jobs through one SDK, and the OpenAI gateway's time to first token
+//! against the SDK's, job by job in pairs on the same SDK. The hosts run in a separate `fabstir devnet`
 //! process so that the memory figure is the client's alone. Results go to the `marketplace`
 //! section of `bench/results.json` and a table on stdout.
 
@@ -32,6 +33,10 @@ const POOL_JOBS: u64 = 1_000;
 const POOL_TOKENS: u32 = 4;
 /// Of those, how many run at once: the devnet's three hosts take four jobs each.
 const POOL_CONCURRENCY: usize = 10;
+/// Pairs of jobs (one through the SDK, one through the gateway) for the gateway's overhead.
+const GATEWAY_PAIRS: u64 = 60;
+/// Tokens of each: the first token is what is measured.
+const GATEWAY_TOKENS: u32 = 8;
 
 struct DevnetProcess(Child);
 
@@ -156,6 +161,86 @@ async fn direct_job(engine: &EmbeddedEngine, seed: u64) -> (Duration, f64) {
     (ttft, count.saturating_sub(1) as f64 / streaming)
 }
 
+/// Time to first token of a streamed completion through the gateway at `url` (the SDK job's
+/// prompt, unchanged): from sending the request to the second event, the first that carries
+/// text (the gateway sends its opening chunk and the first text together, once the first
+/// token arrived). Reads the stream to its end.
+async fn gateway_job(http: &reqwest::Client, url: &str, model: &str, seed: u64) -> Duration {
+    let body = serde_json::json!({
+        "model": model,
+        "prompt": "ROMEO:",
+        "max_tokens": GATEWAY_TOKENS,
+        "temperature": 0.8,
+        "seed": seed,
+        "stream": true,
+    });
+    let start = Instant::now();
+    let response = http.post(url).json(&body).send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let mut events = response.bytes_stream();
+    let mut seen = String::new();
+    let mut first = None;
+    while let Some(bytes) = events.next().await {
+        seen.push_str(&String::from_utf8_lossy(&bytes.unwrap()));
+        if first.is_none() && seen.matches("\n\n").count() >= 2 {
+            first = Some(start.elapsed());
+        }
+    }
+    assert!(seen.trim_end().ends_with("data: [DONE]"), "{seen}");
+    first.expect("a token arrived")
+}
+
+/// The SDK's time to first token for the same job as [`gateway_job`].
+async fn sdk_first_token(sdk: &FabstirSdk, model: &str, seed: u64) -> Duration {
+    let start = Instant::now();
+    let request = request(model, GATEWAY_TOKENS, seed);
+    let mut handle = sdk.submit_job(request).await.unwrap();
+    let mut first = None;
+    while handle.next_tokens().await.is_some() {
+        first.get_or_insert_with(|| start.elapsed());
+    }
+    handle.result().await.unwrap();
+    first.expect("a token arrived")
+}
+
+/// The gateway over a clone of `sdk` on 127.0.0.1, against the SDK alone: p50 and p95 of
+/// each, and of the paired differences.
+async fn gateway_overhead(sdk: &FabstirSdk, model: &str) -> serde_json::Value {
+    let gateway =
+        fabstir_gateway::Gateway::new(sdk.clone(), fabstir_gateway::GatewayConfig::default())
+            .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let addr = gateway
+        .spawn(([127, 0, 0, 1], 0).into(), shutdown.clone())
+        .await
+        .unwrap();
+    let url = format!("http://{addr}/v1/completions");
+    let http = reqwest::Client::new();
+    gateway_job(&http, &url, model, 999).await;
+    let (mut direct, mut through, mut overhead) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..GATEWAY_PAIRS {
+        let d = millis(sdk_first_token(sdk, model, i + 1).await);
+        let g = millis(gateway_job(&http, &url, model, i + 1).await);
+        direct.push(d);
+        through.push(g);
+        overhead.push(g - d);
+    }
+    shutdown.cancel();
+    let p = |v: &mut Vec<f64>| {
+        serde_json::json!({
+            "p50": results::percentile(v, 0.5),
+            "p95": results::percentile(v, 0.95),
+        })
+    };
+    serde_json::json!({
+        "pairs": GATEWAY_PAIRS,
+        "tokens_per_job": GATEWAY_TOKENS,
+        "sdk": p(&mut direct),
+        "gateway": p(&mut through),
+        "overhead_paired": p(&mut overhead),
+    })
+}
+
 fn main() {
     // `cargo bench` passes flags such as `--bench`; this harness takes none.
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -202,6 +287,7 @@ fn main() {
             warm_ttft.push(millis(ttft));
             sdk_tps.push(tps);
         }
+        let gateway = gateway_overhead(&sdk, &files.name).await;
         // Cold: a new SDK (new connections, empty caches) per job.
         let mut cold_ttft = Vec::new();
         for i in 0..10 {
@@ -259,6 +345,7 @@ fn main() {
                 "overhead_warm": {"p50": warm_p50 - direct_p50, "p95": warm_p95 - direct_p95},
                 "overhead_cold": {"p50": cold_p50 - direct_p50, "p95": cold_p95 - direct_p95},
             },
+            "gateway_time_to_first_token_ms": gateway,
             "streaming_tokens_per_s": {
                 "direct_p50": direct_rate,
                 "sdk_p50": sdk_rate,
@@ -303,6 +390,12 @@ fn main() {
             t[key]["p95"].as_f64().unwrap()
         );
     }
+    let g = &figures["gateway_time_to_first_token_ms"];
+    println!(
+        "| gateway overhead over the SDK, paired (ms) | {:.2} | {:.2} |",
+        g["overhead_paired"]["p50"].as_f64().unwrap(),
+        g["overhead_paired"]["p95"].as_f64().unwrap()
+    );
     println!(
         "streaming: engine {:.0} tokens/s, through the SDK {:.0} tokens/s ({:.1}% of direct)",
         s["direct_p50"].as_f64().unwrap(),
