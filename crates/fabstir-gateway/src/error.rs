@@ -111,6 +111,17 @@ impl ApiError {
         )
     }
 
+    /// 502: a host failed mid-stream after text was sent, and another host completed the job;
+    /// the streamed text cannot be retracted.
+    pub fn restarted(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "host_failed_mid_stream",
+            message.into(),
+        )
+    }
+
     /// 502: the marketplace failed (every host tried failed, the chain failed).
     pub fn upstream(message: impl Into<String>) -> Self {
         Self::new(

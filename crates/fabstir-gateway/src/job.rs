@@ -52,6 +52,9 @@ pub(crate) struct Finished {
     pub(crate) usage: Usage,
     /// The `fabstir` extension.
     pub(crate) settlement: Settlement,
+    /// The text sent as it arrived is not [`Self::text`]: a host failed mid-stream and another
+    /// completed the job, so what a streaming caller already has cannot be made whole.
+    pub(crate) restarted: bool,
 }
 
 /// The job's terms, checked before anything is spent.
@@ -199,12 +202,14 @@ impl Gateway {
         max_tokens: u32,
     ) {
         let mut first_token: Option<Duration> = None;
+        let mut sent = String::new();
         while let Some(text) = handle.next_tokens().await {
             if first_token.is_none() {
                 let elapsed = ask.started.elapsed();
                 self.metrics.first_token.observe(elapsed.as_secs_f64());
                 first_token = Some(elapsed);
             }
+            sent.push_str(&text);
             if tx.send(Output::Text(text)).await.is_err() {
                 handle.cancel();
                 break;
@@ -218,7 +223,8 @@ impl Gateway {
         let done = match outcome {
             Ok(result) => {
                 hold.settle(result.paid.checked_add(result.fee).unwrap_or(result.paid));
-                let finished = self.finished(result, max_tokens);
+                let restarted = sent != result.text;
+                let finished = self.finished(result, max_tokens, restarted);
                 self.metrics.tokens.inc_by(finished.usage.completion_tokens);
                 let s = &finished.settlement;
                 if let Ok(units) = s.paid.parse::<f64>() {
@@ -259,7 +265,7 @@ impl Gateway {
         let _ = tx.send(Output::Done(done)).await;
     }
 
-    fn finished(&self, result: JobResult, max_tokens: u32) -> Finished {
+    fn finished(&self, result: JobResult, max_tokens: u32, restarted: bool) -> Finished {
         let token = &result.token;
         let finish_reason = if result.tokens_used >= u64::from(max_tokens) {
             "length"
@@ -283,6 +289,7 @@ impl Gateway {
                 attempts: result.attempts,
             },
             text: result.text,
+            restarted,
         }
     }
 }

@@ -29,6 +29,7 @@ mod routes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt as _;
 use fabstir_core::PaymentToken;
 use fabstir_sdk::FabstirSdk;
 use tokio::net::TcpListener;
@@ -109,6 +110,12 @@ impl Gateway {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
+        // Tokens are small writes that must leave at once, not wait for Nagle's algorithm.
+        let listener = listener.tap_io(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY");
+            }
+        });
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await

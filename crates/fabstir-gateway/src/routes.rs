@@ -18,7 +18,7 @@ use futures::{Stream, StreamExt, stream};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::api::{ChatCompletionRequest, CompletionRequest, Prompt, chat_prompt};
+use crate::api::{ChatCompletionRequest, CompletionRequest, Params, Prompt, chat_prompt};
 use crate::job::{Ask, Finished, Output};
 use crate::{ApiError, Gateway};
 
@@ -190,23 +190,12 @@ async fn chat(
     headers: HeaderMap,
     body: Result<Json<ChatCompletionRequest>, JsonRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let endpoint = Endpoint::Chat;
-    let answer = async {
-        gateway.authorize(&headers)?;
-        let Json(request) = body.map_err(rejected)?;
+    serve(gateway, headers, Endpoint::Chat, body, |request| {
         let prompt = chat_prompt(&request.messages)
             .map_err(|m| ApiError::bad_request(Some("messages"), m))?;
-        let ask = Ask {
-            endpoint: endpoint.name(),
-            model: request.model,
-            prompt,
-            params: request.params,
-            started,
-        };
-        complete(&gateway, endpoint, ask).await
-    };
-    answered(&gateway, endpoint.name(), answer.await)
+        Ok((request.model, prompt, request.params))
+    })
+    .await
 }
 
 async fn completions(
@@ -214,11 +203,7 @@ async fn completions(
     headers: HeaderMap,
     body: Result<Json<CompletionRequest>, JsonRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let endpoint = Endpoint::Completions;
-    let answer = async {
-        gateway.authorize(&headers)?;
-        let Json(request) = body.map_err(rejected)?;
+    serve(gateway, headers, Endpoint::Completions, body, |request| {
         let prompt = match request.prompt {
             Prompt::One(prompt) => prompt,
             Prompt::Many(mut prompts) if prompts.len() == 1 => prompts.remove(0),
@@ -229,11 +214,30 @@ async fn completions(
                 ));
             }
         };
+        Ok((request.model, prompt, request.params))
+    })
+    .await
+}
+
+/// Serves a completion request of either endpoint: authorizes it, reads its body, takes its
+/// model, prompt and parameters with `parts`, runs it and counts the answer.
+async fn serve<R>(
+    gateway: Arc<Gateway>,
+    headers: HeaderMap,
+    endpoint: Endpoint,
+    body: Result<Json<R>, JsonRejection>,
+    parts: impl FnOnce(R) -> Result<(String, String, Params), ApiError>,
+) -> Response {
+    let started = Instant::now();
+    let answer = async {
+        gateway.authorize(&headers)?;
+        let Json(request) = body.map_err(rejected)?;
+        let (model, prompt, params) = parts(request)?;
         let ask = Ask {
             endpoint: endpoint.name(),
-            model: request.model,
+            model,
             prompt,
-            params: request.params,
+            params,
             started,
         };
         complete(&gateway, endpoint, ask).await
@@ -322,6 +326,18 @@ fn events(
                     let chunk =
                         envelope.chunk(vec![envelope.endpoint.delta(Some(&text), false, None)]);
                     return Some((vec![data(&chunk)], (None, Some(rx))));
+                }
+                Output::Done(Ok(finished)) if finished.restarted => {
+                    // The caller holds text of a host that failed: an error, not [DONE], with
+                    // the paid job's settlement and its whole text.
+                    let mut body = ApiError::restarted(
+                        "a host failed mid-stream and another completed the job; the text \
+                         streamed so far is not its result, which is in fabstir.text",
+                    )
+                    .body();
+                    body["fabstir"] = json!(finished.settlement);
+                    body["fabstir"]["text"] = json!(finished.text);
+                    vec![data(&body)]
                 }
                 Output::Done(Ok(finished)) => envelope.ending(&finished),
                 Output::Done(Err(e)) => vec![data(&e.body())],

@@ -52,6 +52,15 @@ struct Fixture {
 
 impl Fixture {
     async fn new(hosts: Vec<ScriptedHost>, config: GatewayConfig) -> Self {
+        Self::with_attempts(hosts, config, 1).await
+    }
+
+    /// Hosts tried per request: `max_attempts`.
+    async fn with_attempts(
+        hosts: Vec<ScriptedHost>,
+        config: GatewayConfig,
+        max_attempts: u32,
+    ) -> Self {
         let chain = Arc::new(InMemoryChain::new(
             31_337,
             vec![usdc()],
@@ -64,7 +73,7 @@ impl Fixture {
         sdk_config.timeouts.stream_stall = Duration::from_millis(300);
         sdk_config.timeouts.job_deadline = Duration::from_secs(60);
         sdk_config.poll_interval = Duration::from_millis(10);
-        sdk_config.max_attempts = 1;
+        sdk_config.max_attempts = max_attempts;
         let sdk = FabstirSdk::with_layers(sdk_config, chain.clone(), network);
         sdk.set_signer(wallet()).unwrap();
         let gateway = Gateway::new(sdk, config).unwrap();
@@ -88,6 +97,13 @@ impl Fixture {
     fn spent(&self) -> u64 {
         let left = self.chain.balance_of(wallet().address(), usdc().address());
         FUNDS - left.base_units().as_u64()
+    }
+
+    /// POSTs a chat completion with `params` and checks the answer's `status`.
+    async fn chat(&self, params: Value, status: u16) -> Answer {
+        let answer = self.post("/v1/chat/completions", chat(params)).await;
+        assert_eq!(answer.status, status, "{}", answer.body);
+        answer
     }
 
     async fn post(&self, path: &str, body: Value) -> Answer {
@@ -132,8 +148,7 @@ fn code(answer: &Answer) -> String {
 #[tokio::test]
 async fn a_whole_chat_completion_pays_for_its_receipted_tokens() {
     let f = Fixture::honest(config()).await;
-    let answer = f.post("/v1/chat/completions", chat(json!({}))).await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = f.chat(json!({}), 200).await;
     let body = answer.json();
     assert_eq!(body["object"], "chat.completion");
     assert_eq!(body["model"], MODEL);
@@ -243,19 +258,13 @@ async fn the_model_field_routes_and_an_unknown_model_is_a_404() {
         HostBehaviour::Honest,
     );
     let f = Fixture::new(vec![host(1, HostBehaviour::Honest), other], config()).await;
-    let answer = f
-        .post("/v1/chat/completions", chat(json!({"model": "other"})))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = f.chat(json!({"model": "other"}), 200).await;
     assert_eq!(answer.json()["model"], "other");
     let host = answer.json()["fabstir"]["host_address"].clone();
     assert_eq!(host, format!("{:#x}", Address::repeat_byte(2)));
 
     let spent = f.spent();
-    let answer = f
-        .post("/v1/chat/completions", chat(json!({"model": "gpt-4o"})))
-        .await;
-    assert_eq!(answer.status, 404, "{}", answer.body);
+    let answer = f.chat(json!({"model": "gpt-4o"}), 404).await;
     assert_eq!(code(&answer), "model_not_found");
     assert_eq!(answer.json()["error"]["type"], "invalid_request_error");
     assert_eq!(answer.json()["error"]["param"], "model");
@@ -270,16 +279,12 @@ async fn the_per_request_cap_refuses_before_any_transaction() {
     })
     .await;
     // 10 tokens at 100 cost 1,000: one base unit over the cap.
-    let answer = f.post("/v1/chat/completions", chat(json!({}))).await;
-    assert_eq!(answer.status, 402, "{}", answer.body);
+    let answer = f.chat(json!({}), 402).await;
     assert_eq!(code(&answer), "budget_exceeded");
     assert_eq!(f.spent(), 0);
     assert!(f.chain.escrowed(usdc().address()).is_zero());
     // 9 tokens fit.
-    let answer = f
-        .post("/v1/chat/completions", chat(json!({"max_tokens": 9})))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
+    f.chat(json!({"max_tokens": 9}), 200).await;
     assert_eq!(f.spent(), 500);
 }
 
@@ -292,13 +297,11 @@ async fn the_daily_cap_counts_what_was_spent_and_then_refuses() {
     .await;
     // A 10-token request needs 1,000 left and spends 500 (5 tokens generated).
     for _ in 0..2 {
-        let answer = f.post("/v1/chat/completions", chat(json!({}))).await;
-        assert_eq!(answer.status, 200, "{}", answer.body);
+        f.chat(json!({}), 200).await;
     }
     assert_eq!(f.spent(), 1_000);
     // 900 left: a 10-token request could cost 1,000, so it is refused before anything is posted.
-    let answer = f.post("/v1/chat/completions", chat(json!({}))).await;
-    assert_eq!(answer.status, 429, "{}", answer.body);
+    let answer = f.chat(json!({}), 429).await;
     assert_eq!(code(&answer), "daily_budget_exhausted");
     assert_eq!(answer.json()["error"]["type"], "insufficient_quota");
     assert_eq!(f.spent(), 1_000);
@@ -313,10 +316,7 @@ async fn the_daily_cap_counts_what_was_spent_and_then_refuses() {
         assert_eq!(answer.status, 200, "{}", answer.body);
         assert_eq!(f.spent(), spent);
     }
-    let answer = f
-        .post("/v1/chat/completions", chat(json!({"max_tokens": 1})))
-        .await;
-    assert_eq!(answer.status, 429, "{}", answer.body);
+    f.chat(json!({"max_tokens": 1}), 429).await;
     assert_eq!(f.spent(), 1_900);
 }
 
@@ -327,8 +327,7 @@ async fn a_price_cap_below_every_host_is_a_503() {
         ..config()
     })
     .await;
-    let answer = f.post("/v1/chat/completions", chat(json!({}))).await;
-    assert_eq!(answer.status, 503, "{}", answer.body);
+    let answer = f.chat(json!({}), 503).await;
     assert_eq!(code(&answer), "no_acceptable_host");
     assert_eq!(f.spent(), 0);
 }
@@ -390,18 +389,41 @@ async fn a_configured_api_key_guards_the_endpoints() {
 #[tokio::test]
 async fn a_host_failing_mid_job_is_a_502_or_an_error_event() {
     let f = Fixture::new(vec![host(1, HostBehaviour::DiesAfter(2))], config()).await;
-    let answer = f.post("/v1/chat/completions", chat(json!({}))).await;
-    assert_eq!(answer.status, 502, "{}", answer.body);
+    let answer = f.chat(json!({}), 502).await;
     assert_eq!(code(&answer), "marketplace_error");
     // Streamed, the two tokens are already sent: an error event ends the stream, no [DONE].
-    let answer = f
-        .post("/v1/chat/completions", chat(json!({"stream": true})))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = f.chat(json!({"stream": true}), 200).await;
     let events = sse_data(&answer.body);
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "marketplace_error");
     assert!(!events.iter().any(|e| e == "[DONE]"));
+}
+
+#[tokio::test]
+async fn a_failover_after_text_was_streamed_ends_the_stream_with_an_error_and_the_result() {
+    let hosts = vec![
+        host(1, HostBehaviour::DiesAfter(2)),
+        host(2, HostBehaviour::Honest),
+    ];
+    let f = Fixture::with_attempts(hosts, config(), 2).await;
+    let answer = f.chat(json!({"stream": true}), 200).await;
+    let events = sse_data(&answer.body);
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{}", answer.body);
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "host_failed_mid_stream", "{last}");
+    let fabstir = &last["fabstir"];
+    assert_eq!(fabstir["attempts"], 2);
+    assert_eq!(fabstir["text"], "tok0 tok1 tok2 tok3 tok4 ");
+    assert_eq!(fabstir["tokens_receipted"], 5);
+    // Only the job that completed is counted: 5 tokens at 100, fee included.
+    assert_eq!(f.gateway.spent_today(), units(500));
+    // Whole, nothing was sent early: the second host's text is the answer.
+    let answer = f.chat(json!({}), 200).await;
+    let json = answer.json();
+    assert_eq!(
+        json["choices"][0]["message"]["content"],
+        "tok0 tok1 tok2 tok3 tok4 "
+    );
 }
 
 #[tokio::test]
