@@ -27,6 +27,10 @@ pub struct JobRequest {
     pub budget: Option<TokenAmount>,
     /// Highest acceptable price per token, in base units.
     pub max_price: Option<TokenAmount>,
+    /// Most the client risks to a host at once, in the token's base units: a quote whose
+    /// credit window (tokens the host may stream ahead of the newest receipt) times its price
+    /// is above it is refused. `None`: only `SdkConfig::max_credit_window` (in tokens) applies.
+    pub max_credit: Option<TokenAmount>,
     /// Highest acceptable measured latency to the host.
     pub max_latency: Option<Duration>,
     /// Ranking weights.
@@ -52,6 +56,7 @@ impl JobRequest {
             token: "USDC".into(),
             budget: None,
             max_price: None,
+            max_credit: None,
             max_latency: None,
             weights: ScoreWeights::default(),
             stream: true,

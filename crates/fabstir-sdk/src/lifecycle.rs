@@ -19,7 +19,7 @@ mod attempt;
 
 use attempt::Attempt;
 #[cfg(test)]
-pub(crate) use attempt::check_quote;
+pub(crate) use attempt::{CreditLimit, check_quote};
 
 /// Why an attempt on one host ended without a result.
 #[derive(Debug)]

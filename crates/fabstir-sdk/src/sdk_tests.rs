@@ -349,7 +349,12 @@ fn quotes_are_checked_field_by_field() {
         valid_until: u64::MAX,
         credit_window: 64,
     };
-    let check = |q: &Quote| crate::lifecycle::check_quote(q, &ask, &caps, 1024);
+    // At most 1,024 tokens ahead, and at most 6,400 base units (64 tokens at 100).
+    let limit = crate::lifecycle::CreditLimit {
+        tokens: 1024,
+        value: Some(TokenAmount::from_base_units(6_400u64)),
+    };
+    let check = |q: &Quote| crate::lifecycle::check_quote(q, &ask, &caps, limit);
     assert_eq!(check(&good), Ok(()));
     let bad = [
         Quote {
@@ -378,6 +383,11 @@ fn quotes_are_checked_field_by_field() {
         },
         Quote {
             credit_window: 2048,
+            ..good.clone()
+        },
+        // Within the token cap, but 65 x 100 is above the value the client risks.
+        Quote {
+            credit_window: 65,
             ..good.clone()
         },
     ];

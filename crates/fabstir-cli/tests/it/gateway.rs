@@ -21,6 +21,28 @@ const PRICE: &str = "0.0001";
 /// The per-request cap: 16 tokens at that price.
 const CAP: &str = "0.0016";
 
+/// A payment token's price per token on the devnet, and its decimals.
+struct Priced {
+    price: &'static str,
+    decimals: u8,
+}
+
+impl Priced {
+    fn parse(&self, text: &str) -> TokenAmount {
+        TokenAmount::parse(text, self.decimals).unwrap()
+    }
+}
+
+const USDC: Priced = Priced {
+    price: PRICE,
+    decimals: 6,
+};
+/// The devnet's ETH price: 1 gwei per token.
+const ETH: Priced = Priced {
+    price: "0.000000001",
+    decimals: 18,
+};
+
 /// A running `fabstir gateway` and its log lines.
 struct Gateway {
     child: Child,
@@ -29,13 +51,13 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn start(dir: &Path, model: &str) -> Self {
+    fn start(dir: &Path, model: &str, pay: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fabstir"))
             .arg("--config")
             .arg(dir.join("sdk.toml"))
             .arg("--key-file")
             .arg(dir.join("client.key"))
-            .args(["gateway", "--listen", "127.0.0.1:0", "--pay", "USDC"])
+            .args(["gateway", "--listen", "127.0.0.1:0", "--pay", pay])
             .args(["--max-per-request", CAP, "--model", model])
             .env_remove("FABSTIR_KEY")
             .env_remove("FABSTIR_GATEWAY_API_KEY")
@@ -109,7 +131,12 @@ fn curl(args: &[&str]) -> String {
 }
 
 /// Checks a completion's settlement against the chain; returns what the job cost (host and fee).
-async fn settled(sdk: &FabstirSdk, fabstir: &Value, completion_tokens: &Value) -> TokenAmount {
+async fn settled(
+    sdk: &FabstirSdk,
+    fabstir: &Value,
+    completion_tokens: &Value,
+    pay: &Priced,
+) -> TokenAmount {
     let job = JobId(fabstir["job"].as_u64().unwrap());
     let status = sdk.job_status(job).await.unwrap();
     let chain = status.settlement.expect("settled on chain");
@@ -128,12 +155,12 @@ async fn settled(sdk: &FabstirSdk, fabstir: &Value, completion_tokens: &Value) -
         Some(paid.as_str()),
         "{fabstir}"
     );
-    let units = |field: &str| TokenAmount::parse(fabstir[field].as_str().unwrap(), 6).unwrap();
+    let units = |field: &str| pay.parse(fabstir[field].as_str().unwrap());
     assert_eq!(units("paid"), chain.paid);
     assert_eq!(units("fee"), chain.fee);
     assert_eq!(units("refund"), chain.refund);
     // The host was paid its price for every receipted token, less the fee.
-    let price = TokenAmount::parse(PRICE, 6).unwrap();
+    let price = pay.parse(pay.price);
     let cost = price
         .checked_mul(u32::try_from(chain.tokens_used).unwrap())
         .unwrap();
@@ -165,7 +192,7 @@ async fn openai_clients_pay_the_marketplace_through_the_gateway() {
         .await
         .unwrap();
     let chain = Provider::<Http>::try_from(devnet.anvil.endpoint()).unwrap();
-    let mut gateway = Gateway::start(&dir, &model);
+    let mut gateway = Gateway::start(&dir, &model, "USDC");
     let base = gateway.url.clone();
     let mut spent = TokenAmount::ZERO;
 
@@ -200,6 +227,7 @@ async fn openai_clients_pay_the_marketplace_through_the_gateway() {
                 &sdk,
                 &whole["fabstir"],
                 &whole["usage"]["completion_tokens"],
+                &USDC,
             )
             .await,
         )
@@ -217,7 +245,15 @@ async fn openai_clients_pay_the_marketplace_through_the_gateway() {
         streamed["fabstir"]["result_cid"].as_str().unwrap()
     );
     spent = spent
-        .checked_add(settled(&sdk, &streamed["fabstir"], &usage["completion_tokens"]).await)
+        .checked_add(
+            settled(
+                &sdk,
+                &streamed["fabstir"],
+                &usage["completion_tokens"],
+                &USDC,
+            )
+            .await,
+        )
         .unwrap();
 
     let unknown = &out["unknown_model"];
@@ -265,7 +301,15 @@ async fn openai_clients_pay_the_marketplace_through_the_gateway() {
     assert!(head.contains(&format!("x-fabstir-job: {job}")), "{head}");
     assert_eq!(json["object"], "text_completion");
     spent = spent
-        .checked_add(settled(&sdk, &json["fabstir"], &json["usage"]["completion_tokens"]).await)
+        .checked_add(
+            settled(
+                &sdk,
+                &json["fabstir"],
+                &json["usage"]["completion_tokens"],
+                &USDC,
+            )
+            .await,
+        )
         .unwrap();
 
     let mut body = body;
@@ -300,7 +344,7 @@ async fn openai_clients_pay_the_marketplace_through_the_gateway() {
     // Greedy, the same prompt and length: the same text as the whole request.
     assert_eq!(text, json["choices"][0]["text"].as_str().unwrap());
     spent = spent
-        .checked_add(settled(&sdk, &last["fabstir"], &6.into()).await)
+        .checked_add(settled(&sdk, &last["fabstir"], &6.into(), &USDC).await)
         .unwrap();
 
     // Over the cap: refused before any transaction (the nonce counts every transaction the
@@ -340,7 +384,37 @@ async fn openai_clients_pay_the_marketplace_through_the_gateway() {
 
     // Ctrl-c: the gateway stops and says what the day cost, which is what the chain settled.
     let closing = gateway.interrupt();
-    let expected = TokenAmount::parse(closing.rsplit(' ').nth(1).unwrap(), 6).unwrap();
+    let expected = USDC.parse(closing.rsplit(' ').nth(1).unwrap());
     assert_eq!(expected, spent, "{closing}");
+
+    // Paid in ETH: another gateway, the same wallet.
+    let eth = Gateway::start(&dir, &model, "ETH");
+    let whole = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Speak of the king."}],
+        "max_tokens": 5,
+    });
+    let answer = curl(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &whole.to_string(),
+        &format!("{}/chat/completions", eth.url),
+    ]);
+    let json: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(json["fabstir"]["token"], "ETH", "{json}");
+    let cost = settled(
+        &sdk,
+        &json["fabstir"],
+        &json["usage"]["completion_tokens"],
+        &ETH,
+    )
+    .await;
+    let closing = eth.interrupt();
+    assert_eq!(
+        ETH.parse(closing.rsplit(' ').nth(1).unwrap()),
+        cost,
+        "{closing}"
+    );
     devnet.stop().await.unwrap();
 }

@@ -47,26 +47,28 @@ struct Fixture {
     url: String,
     chain: Arc<InMemoryChain>,
     gateway: Arc<Gateway>,
+    funds: u64,
     _stop: tokio_util::sync::DropGuard,
 }
 
 impl Fixture {
     async fn new(hosts: Vec<ScriptedHost>, config: GatewayConfig) -> Self {
-        Self::with_attempts(hosts, config, 1).await
+        Self::build(hosts, config, 1, FUNDS).await
     }
 
-    /// Hosts tried per request: `max_attempts`.
-    async fn with_attempts(
+    /// Hosts tried per request: `max_attempts`; the wallet holds `funds` base units.
+    async fn build(
         hosts: Vec<ScriptedHost>,
         config: GatewayConfig,
         max_attempts: u32,
+        funds: u64,
     ) -> Self {
         let chain = Arc::new(InMemoryChain::new(
             31_337,
             vec![usdc()],
             Address::repeat_byte(0xee),
         ));
-        chain.mint(wallet().address(), usdc().address(), units(FUNDS));
+        chain.mint(wallet().address(), usdc().address(), units(funds));
         let network = Arc::new(InMemoryNetwork::new(chain.clone(), hosts));
         let mut sdk_config = SdkConfig::default();
         sdk_config.timeouts.claim = Duration::from_millis(300);
@@ -86,6 +88,7 @@ impl Fixture {
             url: format!("http://{addr}"),
             chain,
             gateway,
+            funds,
             _stop: stop.drop_guard(),
         }
     }
@@ -96,7 +99,7 @@ impl Fixture {
 
     fn spent(&self) -> u64 {
         let left = self.chain.balance_of(wallet().address(), usdc().address());
-        FUNDS - left.base_units().as_u64()
+        self.funds - left.base_units().as_u64()
     }
 
     /// POSTs a chat completion with `params` and checks the answer's `status`.
@@ -321,6 +324,22 @@ async fn the_daily_cap_counts_what_was_spent_and_then_refuses() {
 }
 
 #[tokio::test]
+async fn a_wallet_that_cannot_pay_is_a_402_and_loses_nothing() {
+    // 300 base units; a 10-token job at 100 escrows 1,000.
+    let f = Fixture::build(vec![host(1, HostBehaviour::Honest)], config(), 1, 300).await;
+    for stream in [false, true] {
+        let answer = f.chat(json!({"stream": stream}), 402).await;
+        assert_eq!(code(&answer), "insufficient_funds", "{}", answer.body);
+        assert_eq!(answer.json()["error"]["type"], "insufficient_quota");
+    }
+    assert_eq!(f.spent(), 0);
+    assert!(f.gateway.spent_today().is_zero());
+    // 3 tokens (300) can be paid.
+    f.chat(json!({"max_tokens": 3}), 200).await;
+    assert_eq!(f.spent(), 300);
+}
+
+#[tokio::test]
 async fn a_price_cap_below_every_host_is_a_503() {
     let f = Fixture::honest(GatewayConfig {
         max_price: Some(units(PRICE - 1)),
@@ -405,7 +424,7 @@ async fn a_failover_after_text_was_streamed_ends_the_stream_with_an_error_and_th
         host(1, HostBehaviour::DiesAfter(2)),
         host(2, HostBehaviour::Honest),
     ];
-    let f = Fixture::with_attempts(hosts, config(), 2).await;
+    let f = Fixture::build(hosts, config(), 2, FUNDS).await;
     let answer = f.chat(json!({"stream": true}), 200).await;
     let events = sse_data(&answer.body);
     assert!(!events.iter().any(|e| e == "[DONE]"), "{}", answer.body);

@@ -131,8 +131,11 @@ impl<'r> Attempt<'r> {
             }
             Err(e) => return Err(retry("negotiation", e)),
         };
-        let max_window = self.inner().config.max_credit_window;
-        check_quote(&quote, &ask, &self.host.capabilities, max_window).map_err(|reason| {
+        let credit = CreditLimit {
+            tokens: self.inner().config.max_credit_window,
+            value: request.max_credit,
+        };
+        check_quote(&quote, &ask, &self.host.capabilities, credit).map_err(|reason| {
             AttemptError::retry(Error::BadQuote {
                 host: self.peer().clone(),
                 reason,
@@ -394,12 +397,12 @@ impl<'r> Attempt<'r> {
 /// Checks a quote against what was asked and what the host signed, before anything is paid:
 /// the model, the token and the number of tokens asked for, the host's address in its signed
 /// capabilities, a price no higher than the offer and than the capabilities' price, and a
-/// credit window no larger than the client accepts.
+/// credit window no larger than the client accepts, in tokens and in value.
 pub(crate) fn check_quote(
     quote: &Quote,
     ask: &QuoteRequest,
     capabilities: &fabstir_core::node::NodeCapabilities,
-    max_credit_window: u32,
+    credit: CreditLimit,
 ) -> std::result::Result<(), String> {
     if quote.model != ask.model {
         return Err(format!("quotes model {}, asked {}", quote.model, ask.model));
@@ -439,13 +442,33 @@ pub(crate) fn check_quote(
             ));
         }
     }
-    if quote.credit_window > max_credit_window {
+    if quote.credit_window > credit.tokens {
         return Err(format!(
-            "asks a credit window of {} tokens, at most {max_credit_window} accepted",
-            quote.credit_window
+            "asks a credit window of {} tokens, at most {} accepted",
+            quote.credit_window, credit.tokens
         ));
     }
+    if let Some(most) = credit.value {
+        let at_risk = quote.price_per_token.checked_mul(quote.credit_window);
+        if at_risk.is_none_or(|at_risk| at_risk > most) {
+            return Err(format!(
+                "asks a credit window of {} tokens at {} per token, above the {} the client risks",
+                quote.credit_window,
+                quote.price_per_token.base_units(),
+                most.base_units()
+            ));
+        }
+    }
     Ok(())
+}
+
+/// The largest credit window a client accepts: in tokens, and in value when it sets one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CreditLimit {
+    /// Tokens (`SdkConfig::max_credit_window`).
+    pub(crate) tokens: u32,
+    /// Base units of the payment token (`JobRequest::max_credit`).
+    pub(crate) value: Option<TokenAmount>,
 }
 
 fn retry(what: &'static str, source: Error) -> AttemptError {
