@@ -2,14 +2,15 @@
 pragma solidity ^0.8.24;
 
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
-import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
-import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {NodeRegistry} from "./NodeRegistry.sol";
-import {PaymentEscrow} from "./PaymentEscrow.sol";
+import {MarketplaceBase} from "./MarketplaceBase.sol";
+import {Sessions} from "./Sessions.sol";
 
 /// @title JobMarketplace
-/// @notice Clients post inference jobs with escrowed payment (ETH or an accepted ERC-20);
+/// @notice The marketplace contract: one-shot jobs (here) and sessions (see Sessions), over the
+/// shared configuration, funds book and receipts of MarketplaceBase.
+///
+/// Clients post inference jobs with escrowed payment (ETH or an accepted ERC-20);
 /// registered hosts claim them and settle with the result CID and the client's newest receipt:
 /// an EIP-712 signature over (job id, tokens received, transcript hash), checked here with
 /// ECDSA or ERC-1271, so contract wallets can be clients. A job is fully funded: its escrow is
@@ -34,31 +35,11 @@ import {PaymentEscrow} from "./PaymentEscrow.sol";
 /// then; a client whose host stays silent asks to close, and the host has `closeWindow` to
 /// settle before the job can be expired and refunded. The owner has no power over jobs in
 /// flight: it lists tokens and sets the fee and treasury for jobs posted later.
-contract JobMarketplace is Ownable2Step, EIP712, PaymentEscrow {
-    /// @notice Highest protocol fee, in basis points (10%).
-    uint16 public constant MAX_FEE_BPS = 1000;
+contract JobMarketplace is MarketplaceBase, Sessions {
     /// @notice Longest result CID accepted, in bytes.
     uint256 public constant MAX_CID_LENGTH = 128;
     /// @notice Largest `maxTokens` of a job.
     uint32 public constant MAX_TOKENS = type(uint24).max;
-    /// @notice The EIP-712 type hash of a receipt.
-    bytes32 public constant RECEIPT_TYPEHASH = keccak256("Receipt(uint256 jobId,uint64 tokens,bytes32 transcript)");
-
-    uint256 private constant STATUS_MASK = 0xFF;
-    uint256 private constant CLOSE_SHIFT = 8;
-    uint256 private constant HASH_MASK = ~uint256(0xFF_FFFF_FFFF);
-
-    /// @notice Life cycle of a job.
-    enum JobStatus {
-        None,
-        Posted,
-        Claimed,
-        Completed,
-        Cancelled,
-        Expired,
-        Released,
-        Closing
-    }
 
     /// @notice What the client asks for and pays.
     struct JobDetails {
@@ -90,84 +71,19 @@ contract JobMarketplace is Ownable2Step, EIP712, PaymentEscrow {
         uint16 feeBps;
     }
 
-    /// @notice What the client signed for a job (EIP-712 `Receipt`, with the job id): the tokens
-    /// it received and the transcript hash after them.
-    struct Receipt {
-        uint64 tokens;
-        bytes32 transcript;
-    }
-
-    /// @notice Where hosts are registered.
-    NodeRegistry public immutable registry;
-    /// @notice Shortest time from posting to a job's deadline, in seconds.
-    uint64 public immutable minJobDuration;
-    /// @notice Seconds after its deadline during which a claimed job may still be settled and
-    /// cannot be expired.
-    uint64 public immutable submitGrace;
-    /// @notice Seconds a host has to settle after the client asked to close.
-    uint64 public immutable closeWindow;
-
-    // One slot: read together on every post.
-    address private _treasury;
-    uint16 private _feeBps;
-
-    mapping(uint256 => uint256) private _jobs;
-    address[] private _acceptedTokens;
-    // Every token ever accepted, append-only: where a host's open claims may be counted.
-    address[] private _everAccepted;
-    mapping(address => uint256) private _tokenIndex; // 1-based; 0 = not accepted
-    mapping(address => bool) private _wasAccepted;
-
-    /// @notice The payment token is not on the accepted list.
-    error TokenNotAccepted(address token);
-    /// @notice A job's price per token must be above zero.
-    error ZeroPrice();
     /// @notice The escrow must be exactly `maxTokens * pricePerToken`.
     error WrongAmount(uint256 expected, uint256 amount);
-    /// @notice The named host asks more per token in this payment token (0: it does not take it).
-    error BelowHostPrice(address host, uint256 hostPrice, uint256 pricePerToken);
-    /// @notice The price per token is above 2^64-1 base units.
-    error PriceTooLarge(uint256 pricePerToken);
     /// @notice The job details are malformed (zero model id, or max tokens zero or above
     /// `MAX_TOKENS`).
     error InvalidJobDetails();
-    /// @notice The job's deadline is too soon (before `minJobDuration` from now) or too far.
-    error InvalidDeadline(uint64 deadline, uint256 currentTime);
-    /// @notice No job with this id.
-    error JobNotFound(uint256 jobId);
-    /// @notice The terms passed are not the job's (they do not hash to what is stored).
-    error TermsMismatch(uint256 jobId);
     /// @notice Another host has claimed the job already.
     error JobAlreadyClaimed(uint256 jobId);
-    /// @notice The job is not in a state that allows this call.
-    error InvalidJobStatus(uint256 jobId, JobStatus status);
     /// @notice The job names another host.
     error NotAssignedHost(uint256 jobId, address assigned, address caller);
-    /// @notice The host is not an active registered node serving the model.
-    error HostNotEligible(address host, bytes32 modelId);
-    /// @notice Only the claiming host may do this.
-    error NotClaimer(uint256 jobId, address claimer, address caller);
-    /// @notice Only the client may do this.
-    error NotClient(uint256 jobId, address client, address caller);
-    /// @notice The job's deadline has passed.
-    error DeadlinePassed(uint256 jobId, uint64 deadline);
-    /// @notice The job's deadline has not passed yet.
-    error DeadlineNotReached(uint256 jobId, uint64 deadline);
     /// @notice More tokens reported than the job allows.
     error TokensExceedMax(uint256 jobId, uint256 tokensUsed, uint32 maxTokens);
     /// @notice The result CID is empty or too long.
     error InvalidResultCid();
-    /// @notice The receipt is not signed by the job's client (wrong signer, job, chain or
-    /// contract, or altered).
-    error InvalidReceipt(uint256 jobId);
-    /// @notice The fee is above `MAX_FEE_BPS`.
-    error FeeTooHigh(uint16 feeBps);
-    /// @notice A zero address where one is required.
-    error ZeroAddress();
-    /// @notice Only the treasury may withdraw the fees.
-    error NotTreasury(address caller);
-    /// @notice Ownership cannot be renounced: the marketplace would lose its configuration.
-    error RenounceDisabled();
 
     /// @notice A job was posted and its payment (`maxTokens * pricePerToken`) escrowed: its
     /// terms, which every later call passes back. `host` is address(0) for open jobs.
@@ -193,12 +109,6 @@ contract JobMarketplace is Ownable2Step, EIP712, PaymentEscrow {
     event JobReleased(uint256 indexed jobId, address indexed host, uint256 refund);
     /// @notice The client asked to close a claimed job; the host may settle until `settleBy`.
     event CloseRequested(uint256 indexed jobId, address indexed host, uint64 settleBy);
-    /// @notice The owner added or removed a payment token (address(0) is ETH).
-    event TokenAcceptanceChanged(address indexed token, bool accepted);
-    /// @notice The owner changed the protocol fee.
-    event FeeChanged(uint16 feeBps);
-    /// @notice The owner changed the treasury.
-    event TreasuryChanged(address treasury);
 
     constructor(
         address owner_,
@@ -208,71 +118,7 @@ contract JobMarketplace is Ownable2Step, EIP712, PaymentEscrow {
         uint64 minJobDuration_,
         uint64 submitGrace_,
         uint64 closeWindow_
-    ) Ownable(owner_) EIP712("Fabstir Marketplace", "1") {
-        if (treasury_ == address(0) || address(registry_) == address(0)) revert ZeroAddress();
-        if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_);
-        registry = registry_;
-        minJobDuration = minJobDuration_;
-        submitGrace = submitGrace_;
-        closeWindow = closeWindow_;
-        _treasury = treasury_;
-        _feeBps = feeBps_;
-    }
-
-    // ----- owner -----
-
-    /// @notice Adds or removes a payment token (address(0) is ETH).
-    function setTokenAccepted(address token, bool accepted) external onlyOwner {
-        uint256 index = _tokenIndex[token];
-        if (accepted && index == 0) {
-            if (!_wasAccepted[token]) {
-                _wasAccepted[token] = true;
-                _everAccepted.push(token);
-            }
-            _acceptedTokens.push(token);
-            _tokenIndex[token] = _acceptedTokens.length;
-        } else if (!accepted && index != 0) {
-            uint256 last = _acceptedTokens.length;
-            if (index != last) {
-                address moved = _acceptedTokens[last - 1];
-                _acceptedTokens[index - 1] = moved;
-                _tokenIndex[moved] = index;
-            }
-            _acceptedTokens.pop();
-            delete _tokenIndex[token];
-        } else {
-            return;
-        }
-        emit TokenAcceptanceChanged(token, accepted);
-    }
-
-    /// @notice Sets the protocol fee in basis points, for jobs posted from now on.
-    function setFeeBps(uint16 feeBps_) external onlyOwner {
-        if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_);
-        _feeBps = feeBps_;
-        emit FeeChanged(feeBps_);
-    }
-
-    /// @notice Sets the address that withdraws protocol fees.
-    function setTreasury(address treasury_) external onlyOwner {
-        if (treasury_ == address(0)) revert ZeroAddress();
-        _treasury = treasury_;
-        emit TreasuryChanged(treasury_);
-    }
-
-    /// @notice Disabled: see `RenounceDisabled`.
-    function renounceOwnership() public view override onlyOwner {
-        revert RenounceDisabled();
-    }
-
-    // ----- treasury -----
-
-    /// @notice Sends the fees accrued in `token` to `to`; only the treasury.
-    function withdrawFees(address token, address to) external nonReentrant returns (uint256) {
-        if (msg.sender != _treasury) revert NotTreasury(msg.sender);
-        if (to == address(0)) revert ZeroAddress();
-        return _withdrawFees(token, to);
-    }
+    ) MarketplaceBase(owner_, registry_, treasury_, feeBps_, minJobDuration_, submitGrace_, closeWindow_) {}
 
     // ----- client -----
 
@@ -337,12 +183,7 @@ contract JobMarketplace is Ownable2Step, EIP712, PaymentEscrow {
         _requireStatus(jobId, state, JobStatus.Claimed);
         _verify(jobId, state, terms);
         if (msg.sender != terms.client) revert NotClient(jobId, terms.client, msg.sender);
-        uint256 settleBy = block.timestamp + closeWindow;
-        uint256 graceEnd = uint256(terms.deadline) + submitGrace;
-        if (settleBy > graceEnd) settleBy = graceEnd;
-        if (settleBy > type(uint32).max) settleBy = type(uint32).max;
-        _jobs[jobId] = (state & HASH_MASK) | (settleBy << CLOSE_SHIFT) | uint256(JobStatus.Closing);
-        emit CloseRequested(jobId, terms.host, uint64(settleBy));
+        emit CloseRequested(jobId, terms.host, _startClose(jobId, state, JobStatus.Closing, terms.deadline));
     }
 
     /// @notice Ends an unfinished job whose time is up and refunds its client in full; anyone may
@@ -430,19 +271,15 @@ contract JobMarketplace is Ownable2Step, EIP712, PaymentEscrow {
 
     // ----- views -----
 
-    /// @notice The EIP-712 domain separator receipts are signed under.
-    function domainSeparator() external view returns (bytes32) {
-        return _domainSeparatorV4();
-    }
-
     /// @notice An open job's status (Posted, Claimed or Closing), the end of its close window
     /// (while Closing, else 0) and the hash of its terms (top 216 bits of
     /// `keccak256(abi.encode(terms))`, see `termsHash`). Status None: no such job, or a
-    /// finished one (its last event says how it ended).
+    /// finished one (its last event says how it ended). For a session's id, the session's
+    /// status (SessionOpen or SessionClosing) and hash.
     function jobState(uint256 jobId) external view returns (JobStatus status, uint64 closeBy, bytes32 termsHash_) {
         uint256 state = _jobs[jobId];
         status = _status(state);
-        closeBy = uint64(uint32(state >> CLOSE_SHIFT));
+        closeBy = _closeBy(state);
         termsHash_ = bytes32(state & HASH_MASK);
     }
 
@@ -450,35 +287,6 @@ contract JobMarketplace is Ownable2Step, EIP712, PaymentEscrow {
     /// cleared.
     function termsHash(JobTerms calldata terms) external pure returns (bytes32) {
         return bytes32(_hash(terms));
-    }
-
-    /// @notice Claimed jobs of `host` not yet settled, released or expired (they lock its
-    /// stake), over every token ever accepted.
-    function openClaims(address host) external view returns (uint256 open) {
-        uint256 count = _everAccepted.length;
-        for (uint256 i = 0; i < count; ++i) {
-            open += _accounts[_everAccepted[i]][host].openClaims;
-        }
-    }
-
-    /// @notice The accepted payment tokens (address(0) is ETH).
-    function acceptedTokens() external view returns (address[] memory) {
-        return _acceptedTokens;
-    }
-
-    /// @notice Whether `token` is accepted for payment.
-    function isTokenAccepted(address token) external view returns (bool) {
-        return _tokenIndex[token] != 0;
-    }
-
-    /// @notice The protocol fee in basis points.
-    function feeBps() external view returns (uint16) {
-        return _feeBps;
-    }
-
-    /// @notice The address receiving protocol fees.
-    function treasury() external view returns (address) {
-        return _treasury;
     }
 
     // ----- internal -----
@@ -489,12 +297,7 @@ contract JobMarketplace is Ownable2Step, EIP712, PaymentEscrow {
     {
         address host = requirements.host;
         _checkTerms(details, host, token, amount);
-        uint256 n = uint32(uint256(keccak256(abi.encode(msg.sender, details.promptHash))));
-        jobId = (block.number << 32) | n;
-        while (_jobs[jobId] != 0) {
-            n = uint32(n + 1);
-            jobId = (block.number << 32) | n;
-        }
+        jobId = _newId(keccak256(abi.encode(msg.sender, details.promptHash)));
         JobTerms memory terms = JobTerms({
             client: msg.sender,
             host: host,
@@ -508,35 +311,20 @@ contract JobMarketplace is Ownable2Step, EIP712, PaymentEscrow {
         });
         _jobs[jobId] = _hash(terms) | uint256(JobStatus.Posted);
         emit JobPosted(jobId, details.modelId, host, terms);
-
     }
 
     /// Refuses malformed or underfunded terms: a zero price, an escrow other than exactly
     /// `maxTokens * pricePerToken`, too short a deadline, a price below the named host's.
     function _checkTerms(JobDetails calldata details, address host, address token, uint256 amount) private view {
-        if (_tokenIndex[token] == 0) revert TokenNotAccepted(token);
         uint256 price = details.pricePerToken;
-        if (price == 0) revert ZeroPrice();
-        if (price > type(uint64).max) revert PriceTooLarge(price);
+        _checkPayment(token, price, details.deadline);
         if (details.modelId == bytes32(0) || details.maxTokens == 0 || details.maxTokens > MAX_TOKENS) {
             revert InvalidJobDetails();
         }
         // Both factors are bounded (2^24 and 2^64), so the product cannot overflow.
         uint256 expected = uint256(details.maxTokens) * price;
         if (amount != expected) revert WrongAmount(expected, amount);
-        if (details.deadline < block.timestamp + minJobDuration || details.deadline > type(uint32).max) {
-            revert InvalidDeadline(details.deadline, block.timestamp);
-        }
-        if (host != address(0)) {
-            uint256 hostPrice = registry.priceOf(host, token);
-            if (hostPrice == 0 || price < hostPrice) revert BelowHostPrice(host, hostPrice, price);
-        }
-    }
-
-    /// The job's state, after checking that it exists.
-    function _load(uint256 jobId) private view returns (uint256 state) {
-        state = _jobs[jobId];
-        if (state == 0) revert JobNotFound(jobId);
+        if (host != address(0)) _checkHostPrice(host, token, price);
     }
 
     /// Requires `terms` to be the job's terms (checked after its status, so a call sent with
@@ -549,23 +337,8 @@ contract JobMarketplace is Ownable2Step, EIP712, PaymentEscrow {
         return uint256(keccak256(abi.encode(terms))) & HASH_MASK;
     }
 
-    function _status(uint256 state) private pure returns (JobStatus) {
-        return JobStatus(uint8(state & STATUS_MASK));
-    }
-
     function _amount(JobTerms calldata terms) private pure returns (uint256) {
         return uint256(terms.maxTokens) * terms.pricePerToken;
-    }
-
-    /// Requires `signature` to be `client`'s over the receipt for `jobId` (ECDSA for accounts,
-    /// ERC-1271 for contract wallets).
-    function _checkReceipt(uint256 jobId, address client, Receipt calldata receipt, bytes calldata signature)
-        private
-        view
-    {
-        bytes32 digest =
-            _hashTypedDataV4(keccak256(abi.encode(RECEIPT_TYPEHASH, jobId, receipt.tokens, receipt.transcript)));
-        if (!SignatureChecker.isValidSignatureNow(client, digest, signature)) revert InvalidReceipt(jobId);
     }
 
     /// The last second a job may be settled (and after which it may be expired): the deadline
@@ -573,7 +346,7 @@ contract JobMarketplace is Ownable2Step, EIP712, PaymentEscrow {
     /// while closing.
     function _settleBy(uint256 state, JobTerms calldata terms) private view returns (uint64) {
         JobStatus status = _status(state);
-        if (status == JobStatus.Closing) return uint64(uint32(state >> CLOSE_SHIFT));
+        if (status == JobStatus.Closing) return _closeBy(state);
         if (status == JobStatus.Claimed) return terms.deadline + submitGrace;
         return terms.deadline;
     }

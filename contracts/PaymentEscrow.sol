@@ -6,7 +6,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 /// @title PaymentEscrow
-/// @notice The funds book of the marketplace, which inherits it: every job's funds, in ETH
+/// @notice The funds book of the marketplace, which inherits it: every job's and session's funds, in ETH
 /// (token address(0)) and ERC-20, are held by the marketplace contract itself (no separate
 /// escrow contract, so no extra call and no extra account per payment). SafeERC20 makes tokens
 /// that return no bool (like USDT) work; tokens that deliver less than asked (fee-on-transfer)
@@ -99,20 +99,27 @@ abstract contract PaymentEscrow is ReentrancyGuardTransient {
         if (received != amount) revert TransferShortfall(token, amount, received);
     }
 
-    /// Settles one job's money: credits `paid` to the host and ends its claim in one write,
-    /// accrues the fee, refunds the client (crediting it if it cannot receive). Every amount
-    /// is below 2^88 (max tokens 2^24 x price 2^64), so the 128-bit fields cannot overflow in
-    /// practice and checked arithmetic reverts if they ever would.
+    /// Settles one job's money: credits the host and ends its claim (see `_credit`), then
+    /// refunds the client (crediting it if it cannot receive).
     function _settle(address token, address host, uint256 paid, uint256 fee, address client, uint256 refundAmount)
         internal
     {
+        _credit(token, host, paid, fee, 1);
+        _refund(token, client, refundAmount);
+    }
+
+    /// The one settlement path of jobs and sessions: credits `paid` to the host and ends
+    /// `claimsEnded` of its claims (1 for a job, 0 for a session, which holds none) in one
+    /// write, and accrues the fee. Every amount is below 2^96 (a job's below 2^88: max tokens
+    /// 2^24 x price 2^64; a session's deposit is at most 2^96-1), so the 128-bit fields cannot
+    /// overflow in practice and checked arithmetic reverts if they ever would.
+    function _credit(address token, address host, uint256 paid, uint256 fee, uint32 claimsEnded) internal {
         Account storage account = _accounts[token][host];
         account.credit += uint128(paid);
-        account.openClaims -= 1;
+        account.openClaims -= claimsEnded;
         Book storage book = _books[token];
         book.credited += uint128(paid);
         book.fees += uint128(fee);
-        _refund(token, client, refundAmount);
     }
 
     /// Sends the accrued fees in `token` to `to`.

@@ -284,6 +284,28 @@ fn summary(all: &Value) -> Result<String> {
         "complete job, USDC, first on a fresh deployment",
         gas("/gas/usdc_approved_first_job/total")?,
     );
+    for (path, label) in [
+        ("eth", "session open + close, ETH (0 per prompt)"),
+        (
+            "usdc_approved",
+            "session open + close, USDC, approval given (0 per prompt)",
+        ),
+        (
+            "usdc_permit",
+            "session open + close, USDC by permit (0 per prompt)",
+        ),
+    ] {
+        row(
+            area,
+            label,
+            gas(&format!("/gas/session/{path}/open_close"))?,
+        );
+    }
+    row(
+        area,
+        "session partial settlement, USDC",
+        gas("/gas/session/usdc_approved/settle_partial")?,
+    );
     let operations = all
         .pointer("/gas/operations")
         .and_then(Value::as_object)

@@ -1,7 +1,7 @@
 //! Conversions between the domain types of `fabstir-core` and the generated bindings, kept in
 //! one place so the rest of the crate speaks core types only.
 
-use ethers::types::{Address, Bytes, U256};
+use ethers::types::{Address, Bytes, Signature, U256};
 use fabstir_core::{
     JobDetails, JobId, JobRequirements, ModelId, NodeInfo, NodePeerId, TokenAmount, TokenPrice,
 };
@@ -97,6 +97,17 @@ pub(crate) fn node_from_abi(node: node_registry::Node) -> Result<Option<Register
         },
         unbonding_end: (!node.active && node.unbonding_end != 0).then_some(node.unbonding_end),
     }))
+}
+
+/// A signature as the `(v, r, s)` a permit call takes.
+pub(crate) fn split_signature(signature: &Signature) -> Result<(u8, [u8; 32], [u8; 32])> {
+    let v = u8::try_from(signature.v)
+        .map_err(|_| Error::Signing(format!("unexpected recovery id {}", signature.v)))?;
+    let mut r = [0u8; 32];
+    let mut s = [0u8; 32];
+    signature.r.to_big_endian(&mut r);
+    signature.s.to_big_endian(&mut s);
+    Ok((v, r, s))
 }
 
 /// A contract job id as a [`JobId`]; ids beyond 64 bits are malformed chain data.

@@ -6,7 +6,7 @@ use ethers::providers::Middleware;
 use ethers::types::{Address, H256, U256};
 use fabstir_core::{JobId, ModelId};
 
-use crate::bindings::{job_marketplace, node_registry, test_usdc};
+use crate::bindings::{erc20, job_marketplace, node_registry};
 use crate::types::JobStatus;
 
 /// The result type of this crate.
@@ -173,6 +173,62 @@ pub enum Error {
     /// Ownership of the contracts cannot be renounced.
     #[error("ownership cannot be renounced")]
     RenounceDisabled,
+    /// No session with this id (never opened, or the id is a job's).
+    #[error("session {0} not found")]
+    SessionNotFound(JobId),
+    /// The session has ended: nothing can be done with it any more.
+    #[error("session {session} is {status}, which does not allow this")]
+    SessionNotOpen {
+        /// The session.
+        session: JobId,
+        /// Where it is.
+        status: fabstir_core::SessionStatus,
+    },
+    /// The session details are malformed (zero model id or zero host).
+    #[error("invalid session details: the model id and the host must be non-zero")]
+    InvalidSessionDetails,
+    /// A session's deposit does not pay for one token.
+    #[error("a deposit of {deposit} does not pay for one token at {price}")]
+    DepositTooSmall {
+        /// The deposit offered.
+        deposit: U256,
+        /// The price per token.
+        price: U256,
+    },
+    /// A session's total deposit would be above the contract's maximum (2^96-1).
+    #[error("a session deposit of {0} is above the maximum")]
+    DepositTooLarge(U256),
+    /// A top-up sent another token than the session is paid in.
+    #[error("session {session} is paid in {token:#x}")]
+    WrongToken {
+        /// The session.
+        session: JobId,
+        /// The token it is paid in (the zero address is ETH).
+        token: Address,
+    },
+    /// The receipt counts fewer tokens than the session has settled (for a partial
+    /// settlement: no more).
+    #[error(
+        "session {session}: a receipt of {tokens} tokens is not newer than the {settled} settled"
+    )]
+    StaleReceipt {
+        /// The session.
+        session: JobId,
+        /// Tokens the receipt counts.
+        tokens: u64,
+        /// Tokens settled already.
+        settled: u64,
+    },
+    /// The receipt's tokens cost more than the session's deposit.
+    #[error("session {session}: the receipt costs {cost}, the deposit is {deposit}")]
+    ReceiptExceedsDeposit {
+        /// The session.
+        session: JobId,
+        /// Tokens x price.
+        cost: U256,
+        /// Everything deposited.
+        deposit: U256,
+    },
 
     // ----- NodeRegistry -----
     /// The address has a registration already (active or unbonding).
@@ -312,13 +368,13 @@ impl Error {
     /// Decodes revert data returned by any Fabstir contract or token.
     pub fn from_revert_data(data: &[u8]) -> Self {
         if let Some(e) = job_marketplace::JobMarketplaceErrors::decode_with_selector(data) {
-            return from_marketplace(e);
+            return decode::from_marketplace(e);
         }
         if let Some(e) = node_registry::NodeRegistryErrors::decode_with_selector(data) {
-            return from_registry(e);
+            return decode::from_registry(e);
         }
-        if let Some(e) = test_usdc::TestUSDCErrors::decode_with_selector(data) {
-            return from_token(e);
+        if let Some(e) = erc20::Erc20PermitErrors::decode_with_selector(data) {
+            return decode::from_token(e);
         }
         if data.is_empty() {
             return Self::Reverted("no reason given".to_owned());
@@ -328,140 +384,7 @@ impl Error {
     }
 }
 
-/// Converts a contract `uint256` job id; an id beyond 64 bits cannot be ours.
-fn job(id: U256) -> JobId {
-    JobId(id.low_u64())
-}
-
-fn from_marketplace(e: job_marketplace::JobMarketplaceErrors) -> Error {
-    use job_marketplace::JobMarketplaceErrors as E;
-    match e {
-        E::TokenNotAccepted(e) => Error::TokenNotAccepted(e.token),
-        E::ZeroPrice(_) => Error::ZeroPrice,
-        E::WrongAmount(e) => Error::WrongAmount {
-            expected: e.expected,
-            amount: e.amount,
-        },
-        E::BelowHostPrice(e) => Error::BelowHostPrice {
-            host: e.host,
-            host_price: e.host_price,
-            price: e.price_per_token,
-        },
-        E::TransferShortfall(e) => Error::TransferShortfall {
-            token: e.token,
-            amount: e.amount,
-            received: e.received,
-        },
-        E::NotTreasury(e) => Error::NotTreasury(e.caller),
-        E::RenounceDisabled(_) => Error::RenounceDisabled,
-        E::PriceTooLarge(e) => Error::PriceTooLarge(e.price_per_token),
-        E::InvalidJobDetails(_) => Error::InvalidJobDetails,
-        E::InvalidDeadline(e) => Error::InvalidDeadline {
-            deadline: e.deadline,
-            now: e.current_time,
-        },
-        E::JobNotFound(e) => Error::JobNotFound(job(e.job_id)),
-        // The contract does not store the claimer; the manager fills it in from the job's
-        // JobClaimed event.
-        E::JobAlreadyClaimed(e) => Error::JobAlreadyClaimed {
-            job: job(e.job_id),
-            claimer: Address::zero(),
-        },
-        E::TermsMismatch(e) => Error::TermsMismatch(job(e.job_id)),
-        E::EthTransferFailed(e) => Error::EthTransferFailed {
-            to: e.to,
-            amount: e.amount,
-        },
-        E::SafeERC20FailedOperation(e) => Error::TokenOperationFailed(e.token),
-        E::InvalidJobStatus(e) => Error::InvalidJobStatus {
-            job: job(e.job_id),
-            status: JobStatus::from_u8(e.status),
-        },
-        E::NotAssignedHost(e) => Error::NotAssignedHost {
-            job: job(e.job_id),
-            assigned: e.assigned,
-            caller: e.caller,
-        },
-        E::HostNotEligible(e) => Error::HostNotEligible {
-            host: e.host,
-            model: ModelId(e.model_id),
-        },
-        E::NotClaimer(e) => Error::NotClaimer {
-            job: job(e.job_id),
-            claimer: e.claimer,
-            caller: e.caller,
-        },
-        E::NotClient(e) => Error::NotClient {
-            job: job(e.job_id),
-            client: e.client,
-            caller: e.caller,
-        },
-        E::DeadlinePassed(e) => Error::DeadlinePassed {
-            job: job(e.job_id),
-            deadline: e.deadline,
-        },
-        E::DeadlineNotReached(e) => Error::DeadlineNotReached {
-            job: job(e.job_id),
-            deadline: e.deadline,
-        },
-        E::TokensExceedMax(e) => Error::TokensExceedMax {
-            job: job(e.job_id),
-            tokens_used: e.tokens_used,
-            max_tokens: e.max_tokens,
-        },
-        E::InvalidResultCid(_) => Error::InvalidResultCid,
-        E::InvalidReceipt(e) => Error::InvalidReceipt(job(e.job_id)),
-        E::FeeTooHigh(e) => Error::FeeTooHigh(e.fee_bps),
-        E::ZeroAddress(_) => Error::ZeroAddress,
-        E::OwnableUnauthorizedAccount(e) => Error::NotOwner(e.account),
-        E::RevertString(s) => Error::Reverted(s),
-        other => Error::Reverted(format!("{other:?}")),
-    }
-}
-
-fn from_registry(e: node_registry::NodeRegistryErrors) -> Error {
-    use node_registry::NodeRegistryErrors as E;
-    match e {
-        E::AlreadyRegistered(e) => Error::AlreadyRegistered(e.node),
-        E::NotRegistered(e) => Error::NotRegistered(e.node),
-        E::StakeTooLow(e) => Error::StakeTooLow {
-            stake: e.stake,
-            minimum: e.minimum,
-        },
-        E::InvalidPeerId(_) => Error::InvalidPeerId,
-        E::InvalidModels(_) => Error::InvalidModels,
-        E::InvalidPrices(_) => Error::InvalidPrices,
-        E::MetadataTooLong(e) => Error::MetadataTooLong(e.length),
-        E::StillUnbonding(e) => Error::StillUnbonding {
-            until: e.unbonding_end,
-        },
-        E::NotUnbonding(e) => Error::NotUnbonding(e.node),
-        E::StakeLocked(e) => Error::StakeLocked(e.open_claims.low_u64()),
-        E::UnbondingDelayTooLong(e) => Error::UnbondingDelayTooLong(e.delay),
-        E::MarketplaceAlreadyBound(e) => Error::MarketplaceAlreadyBound(e.marketplace),
-        E::RenounceDisabled(_) => Error::RenounceDisabled,
-        E::OwnableUnauthorizedAccount(e) => Error::NotOwner(e.account),
-        E::SafeERC20FailedOperation(e) => Error::TokenOperationFailed(e.token),
-        E::RevertString(s) => Error::Reverted(s),
-        other => Error::Reverted(format!("{other:?}")),
-    }
-}
-
-fn from_token(e: test_usdc::TestUSDCErrors) -> Error {
-    use test_usdc::TestUSDCErrors as E;
-    match e {
-        E::ERC20InsufficientBalance(e) => Error::InsufficientBalance {
-            balance: e.balance,
-            needed: e.needed,
-        },
-        E::ERC20InsufficientAllowance(e) => Error::InsufficientAllowance {
-            allowance: e.allowance,
-            needed: e.needed,
-        },
-        E::RevertString(s) => Error::Reverted(s),
-        other => Error::Reverted(format!("{other:?}")),
-    }
-}
+mod decode;
 
 #[cfg(test)]
 mod tests;

@@ -41,7 +41,10 @@ macro_rules! job_transactions {
 }
 
 impl HeadlessContractManager {
-    fn marketplace<S: Middleware + 'static>(&self, signer: &Arc<S>) -> JobMarketplace<S> {
+    pub(crate) fn marketplace<S: Middleware + 'static>(
+        &self,
+        signer: &Arc<S>,
+    ) -> JobMarketplace<S> {
         JobMarketplace::new(self.addresses().job_marketplace, signer.clone())
     }
 
@@ -131,12 +134,7 @@ impl HeadlessContractManager {
         signature: &Signature,
         signer: &Arc<S>,
     ) -> Result<PostedJob> {
-        let v = u8::try_from(signature.v)
-            .map_err(|_| Error::Signing(format!("unexpected recovery id {}", signature.v)))?;
-        let mut r = [0u8; 32];
-        let mut s = [0u8; 32];
-        signature.r.to_big_endian(&mut r);
-        signature.s.to_big_endian(&mut s);
+        let (v, r, s) = convert::split_signature(signature)?;
         let call = self.marketplace(signer).post_job_with_permit(
             convert::details_to_abi(details),
             convert::requirements_to_abi(requirements),
@@ -330,7 +328,7 @@ async fn posted(
 }
 
 /// The first event of type `E` emitted by the marketplace in `receipt`.
-fn find_log<E: ethers::contract::EthEvent>(
+pub(crate) fn find_log<E: ethers::contract::EthEvent>(
     manager: &HeadlessContractManager,
     receipt: &TransactionReceipt,
 ) -> Result<E> {

@@ -1,5 +1,5 @@
 //! Stateless access to the Fabstir smart contracts (NodeRegistry, and JobMarketplace with the
-//! escrowed funds it holds), any ERC-20 payment token (with EIP-2612 permit where it has it) and the
+//! escrowed funds it holds, for one-shot jobs and for sessions), any ERC-20 payment token (with EIP-2612 permit where it has it) and the
 //! test tokens.
 //!
 //! This is the only layer besides `fabstir-payments` that talks to an Ethereum node. Its
@@ -28,6 +28,8 @@ mod jobs;
 mod manager;
 mod peer_registry;
 mod registry;
+mod session_view;
+mod sessions;
 mod terms;
 #[cfg(feature = "test-utils")]
 pub mod testing;
@@ -40,9 +42,11 @@ pub use error::{Error, Result};
 pub use events::{LoggedEvent, MarketplaceEvent};
 pub use manager::{HeadlessContractManager, ManagerConfig, WalletSigner};
 pub use peer_registry::ChainPeerRegistry;
+pub use session_view::session_terms_hash;
 pub use terms::{posted_block, terms_hash};
 pub use types::{
-    JobStatus, NodeRegistration, OnChainJob, PostedJob, RegisteredNode, Settlement, TxInfo,
+    ClosedSession, JobStatus, NodeRegistration, OnChainJob, OpenedSession, PartialSettlement,
+    PostedJob, RegisteredNode, Settlement, TxInfo,
 };
 
 /// The ethers types this crate's API uses, re-exported so callers name the same versions.

@@ -13,7 +13,7 @@ use ethers::signers::{LocalWallet, Signer as _};
 use ethers::types::{Address, BlockNumber, Filter, TransactionReceipt, U256};
 use fabstir_core::{ContractAddresses, Deployment, JobId, MarketRules, ModelId, TokenAmount};
 
-use crate::bindings::job_marketplace::{JobMarketplace, JobPostedFilter, JobTerms};
+use crate::bindings::job_marketplace::{JobMarketplace, JobPostedFilter, JobTerms, SessionTerms};
 use crate::bindings::node_registry::NodeRegistry;
 use crate::convert;
 use crate::error::{Error, Result};
@@ -53,7 +53,7 @@ impl ManagerConfig {
 /// It holds the contract addresses, the chain id and a read-only HTTP provider. Reads take no
 /// signer; every state-changing method takes `signer: &Arc<S>` for that one call, where `S` is
 /// any signing [`Middleware`] (for example [`WalletSigner`] from [`Self::signer`]). The only
-/// thing it remembers is a bounded cache of job terms, which never change once read from the
+/// thing it remembers is a bounded cache of job and session terms, which never change once read from the
 /// chain and checked against the hash the marketplace stores (clones share it).
 #[derive(Debug, Clone)]
 pub struct HeadlessContractManager {
@@ -61,6 +61,7 @@ pub struct HeadlessContractManager {
     addresses: ContractAddresses,
     chain_id: u64,
     terms: moka::future::Cache<u64, JobTerms>,
+    session_terms: moka::future::Cache<u64, SessionTerms>,
 }
 
 impl HeadlessContractManager {
@@ -111,11 +112,16 @@ impl HeadlessContractManager {
             addresses,
             chain_id,
             terms: moka::future::Cache::new(crate::terms::CACHED_JOBS),
+            session_terms: moka::future::Cache::new(crate::terms::CACHED_JOBS),
         }
     }
 
     pub(crate) fn terms_cache(&self) -> &moka::future::Cache<u64, JobTerms> {
         &self.terms
+    }
+
+    pub(crate) fn session_terms_cache(&self) -> &moka::future::Cache<u64, SessionTerms> {
+        &self.session_terms
     }
 
     /// The read-only provider.
@@ -245,7 +251,7 @@ impl HeadlessContractManager {
     }
 
     /// For every token, what the marketplace must hold: the amounts of open (posted, claimed
-    /// or closing) jobs, plus credits (hosts' earnings and undeliverable refunds), plus fees
+    /// or closing) jobs and the unsettled deposits of open sessions, plus credits (hosts' earnings and undeliverable refunds), plus fees
     /// accrued for the treasury. Reads every job, so it is meant for tests and audits.
     pub async fn open_escrow_totals(&self) -> Result<BTreeMap<Address, TokenAmount>> {
         let mut totals: BTreeMap<Address, TokenAmount> = BTreeMap::new();
@@ -254,6 +260,13 @@ impl HeadlessContractManager {
             let entry = totals.entry(job.token).or_default();
             if job.status.is_open() {
                 *entry = add(*entry, job.amount)?;
+            }
+        }
+        for id in self.all_sessions().await? {
+            let session = self.session(id).await?;
+            let entry = totals.entry(session.token).or_default();
+            if session.status.is_open() {
+                *entry = add(*entry, session.unsettled())?;
             }
         }
         for (token, total) in totals.iter_mut() {

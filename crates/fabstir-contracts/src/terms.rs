@@ -221,7 +221,7 @@ impl HeadlessContractManager {
     }
 
     /// The first log `filter` finds, decoded; `what` names the event in errors.
-    async fn first_log<E: EthLogDecode>(
+    pub(crate) async fn first_log<E: EthLogDecode>(
         &self,
         job: JobId,
         what: &str,

@@ -15,11 +15,17 @@ use ethers::providers::Middleware;
 use ethers::signers::{LocalWallet, Signer as _};
 use ethers::types::{Address, H256, U256};
 use fabstir_core::job::prompt_hash;
-use fabstir_core::{Deployment, JobDetails, ModelId, PaymentToken, TokenAmount};
+use fabstir_core::{
+    Deployment, JobDetails, ModelId, NodePeerId, PaymentToken, SessionDetails, TokenAmount,
+    TokenPrice,
+};
 
 use crate::anvil::Anvil;
 use crate::error::{Error, Result};
-use crate::{HeadlessContractManager, LocalDeployConfig, ManagerConfig, WalletSigner};
+use crate::{
+    HeadlessContractManager, LocalDeployConfig, ManagerConfig, NodeRegistration, TxInfo,
+    WalletSigner,
+};
 
 mod conservation;
 
@@ -265,6 +271,45 @@ impl LocalChain {
         })
     }
 
+    /// Session terms with host `host` (index into [`Self::hosts`]) for `model` at `price` base
+    /// units per token, expiring `valid_for` seconds after the latest block.
+    pub async fn session_details(
+        &self,
+        host: usize,
+        model: &str,
+        price: u64,
+        valid_for: u64,
+    ) -> Result<SessionDetails> {
+        let host = self.hosts.get(host).ok_or_else(|| no_such_host(host))?;
+        Ok(SessionDetails {
+            model: ModelId::from_name(model),
+            host: host.address(),
+            price_per_token: TokenAmount::from_base_units(price),
+            expiry: self.now().await? + valid_for,
+        })
+    }
+
+    /// Registers host `host` (index into [`Self::hosts`]) at the minimum stake, serving
+    /// `models` at `prices`, under the peer id [`test_peer_id`]`(host)`.
+    pub async fn register_host(
+        &self,
+        host: usize,
+        models: &[&str],
+        prices: &[TokenPrice],
+    ) -> Result<TxInfo> {
+        let account = self.hosts.get(host).ok_or_else(|| no_such_host(host))?;
+        let registration = NodeRegistration {
+            peer_id: test_peer_id(u8::try_from(host).unwrap_or(u8::MAX)),
+            models: models.iter().map(|m| ModelId::from_name(m)).collect(),
+            prices: prices.to_vec(),
+            metadata: String::new(),
+            stake: self.manager.min_stake().await?,
+        };
+        self.manager
+            .register_node(&registration, &account.signer)
+            .await
+    }
+
     /// `owner`'s balance of `token` (the zero address is ETH), in base units.
     pub async fn balance(&self, token: Address, owner: Address) -> Result<U256> {
         Ok(self.manager.balance_of(token, owner).await?.base_units())
@@ -296,6 +341,18 @@ impl LocalChain {
                 Error::InvalidChainData(format!("the receipt of {tx:#x} has no valid gas cost"))
             })
     }
+}
+
+/// A valid libp2p peer id (an identity-hashed Ed25519 key of 32 `byte`s) for registrations in
+/// tests.
+pub fn test_peer_id(byte: u8) -> NodePeerId {
+    let mut bytes = vec![0x00, 36, 0x08, 0x01, 0x12, 0x20];
+    bytes.extend([byte; 32]);
+    NodePeerId::from_bytes(bytes).expect("a well-formed identity multihash")
+}
+
+fn no_such_host(host: usize) -> Error {
+    Error::InvalidChainData(format!("the local chain has no host {host}"))
 }
 
 #[cfg(test)]

@@ -77,3 +77,36 @@ pub struct Settlement {
     /// The submitting transaction.
     pub tx: TxInfo,
 }
+
+/// The result of opening a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenedSession {
+    /// The new session's id.
+    pub session: fabstir_core::SessionId,
+    /// The opening transaction (with the deposit).
+    pub tx: TxInfo,
+}
+
+/// A partial settlement of a session (its SessionSettled event): what this settlement paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialSettlement {
+    /// The session.
+    pub session: fabstir_core::SessionId,
+    /// Tokens receipted in all so far (now settled).
+    pub tokens: u64,
+    /// Paid to the host by this settlement, after the fee.
+    pub paid: TokenAmount,
+    /// The fee of this settlement.
+    pub fee: TokenAmount,
+    /// The settling transaction.
+    pub tx: TxInfo,
+}
+
+/// A session the host closed: the whole session's split and the closing transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClosedSession {
+    /// Tokens, transcript, what the host and the treasury got over the session, the refund.
+    pub settlement: fabstir_core::SessionSettlement,
+    /// The closing transaction.
+    pub tx: TxInfo,
+}

@@ -1,7 +1,8 @@
 //! Domain types of the Fabstir LLM marketplace, shared by every other crate.
 //!
 //! This is the bottom layer: ids ([`JobId`], [`ModelId`], [`HostAddress`], [`NodePeerId`]),
-//! the job model ([`JobDetails`], [`JobRequirements`], the [`JobState`] machine), node
+//! the job model ([`JobDetails`], [`JobRequirements`], the [`JobState`] machine), sessions
+//! (payment channels of many prompts: [`SessionDetails`], [`OnChainSession`], [`SessionSplit`]), node
 //! descriptions ([`NodeCapabilities`], [`NodeInfo`], [`DiscoveredNode`]), payment tokens and
 //! exact amounts ([`PaymentToken`], [`TokenAmount`]), node ranking ([`ranking`]), the
 //! addresses of a deployment ([`Deployment`]), the versioned P2P wire protocol ([`wire`]) with
@@ -27,6 +28,7 @@ pub mod node;
 pub mod ranking;
 pub mod receipt;
 pub mod registry;
+pub mod session;
 pub mod stream;
 pub mod token;
 pub mod wire;
@@ -45,6 +47,9 @@ pub use node::{
 };
 pub use ranking::{ScoredNode, rank, rank_scored, select_optimal};
 pub use registry::{InMemoryRegistry, PeerRegistry, RegistryError};
+pub use session::{
+    OnChainSession, SessionDetails, SessionId, SessionSettlement, SessionSplit, SessionStatus,
+};
 pub use stream::StreamEvent;
 pub use token::PaymentToken;
 

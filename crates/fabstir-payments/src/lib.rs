@@ -1,5 +1,6 @@
-//! Payment routing for Fabstir jobs: the seed's `FabstirLLMSDK.submitJob` path in its own
-//! crate, usable without the rest of the SDK.
+//! Payment routing for Fabstir jobs and sessions: the seed's `FabstirLLMSDK.submitJob` path
+//! in its own crate, usable without the rest of the SDK. A session's deposit
+//! ([`PaymentManager::open_session`]) takes the same paths as a job's escrow.
 //!
 //! - ETH: `postJob{value}`, one transaction.
 //! - ERC-20: balance check -> allowance check -> approve only when needed (one approval in
@@ -18,6 +19,7 @@
 mod allowance;
 mod cache;
 mod error;
+mod escrow;
 mod manager;
 mod nonce;
 mod registry;
@@ -28,4 +30,4 @@ pub use error::{Error, Result};
 pub use manager::{PaymentConfig, PaymentManager};
 pub use nonce::{NonceBook, SharedNonce};
 pub use registry::{TokenEntry, TokenRegistry};
-pub use routing::{JobPayment, PaymentMethod, Submission};
+pub use routing::{JobPayment, PaymentMethod, SessionSubmission, Submission};

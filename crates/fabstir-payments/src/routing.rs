@@ -1,7 +1,9 @@
-//! Routing a job's payment: ETH through `postJob{value}`, an ERC-20 whose allowance covers
-//! the job through `postJobWithToken`, an EIP-2612 token through `postJobWithPermit`, any
-//! other ERC-20 through an approval and then `postJobWithToken`. Everything that can be known
-//! before a transaction is sent is checked first.
+//! Routing a payment into the marketplace's escrow, for a job or a session's deposit alike:
+//! ETH sent with the call (`postJob{value}`), an ERC-20 whose allowance covers it through
+//! `postJobWithToken`, an EIP-2612 token through `postJobWithPermit`, any other ERC-20
+//! through an approval and then `postJobWithToken` (for sessions the `openSession*`
+//! counterparts, see [`crate::escrow`]). Everything that can be known before a transaction is
+//! sent is checked first.
 
 use std::sync::Arc;
 
@@ -9,9 +11,10 @@ use ethers::middleware::SignerMiddleware;
 use ethers::providers::Middleware;
 use ethers::signers::Signer;
 use ethers::types::Address;
-use fabstir_contracts::{PostedJob, TxInfo};
-use fabstir_core::{JobDetails, JobRequirements, PaymentToken, TokenAmount};
+use fabstir_contracts::{OpenedSession, PostedJob, TxInfo};
+use fabstir_core::{JobDetails, JobRequirements, PaymentToken, SessionDetails, TokenAmount};
 
+use crate::escrow::{self, Escrow};
 use crate::manager::PaymentManager;
 use crate::{Error, Result};
 use fabstir_core::clock::unix_now;
@@ -19,7 +22,7 @@ use fabstir_core::clock::unix_now;
 /// What a job pays (the core type, re-exported: the SDK's chain port speaks it too).
 pub use fabstir_core::JobPayment;
 
-/// Which path paid for a job.
+/// Which path paid for a job or a session's deposit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentMethod {
     /// `postJob{value}`.
@@ -31,6 +34,17 @@ pub enum PaymentMethod {
     },
     /// `postJobWithPermit`: one transaction.
     Permit,
+}
+
+/// The outcome of [`PaymentManager::open_session`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSubmission {
+    /// The opened session.
+    pub opened: OpenedSession,
+    /// How its deposit was paid.
+    pub method: PaymentMethod,
+    /// Every transaction sent for it, in order (approvals first, the open last).
+    pub transactions: Vec<TxInfo>,
 }
 
 /// The outcome of [`PaymentManager::submit_job`].
@@ -64,6 +78,54 @@ impl PaymentManager {
         M: Middleware + 'static,
         W: Signer + 'static,
     {
+        let job = escrow::Job {
+            details,
+            requirements,
+        };
+        let (posted, method, transactions) = self.route(&job, payment, signer).await?;
+        Ok(Submission {
+            posted,
+            method,
+            transactions,
+        })
+    }
+
+    /// Opens a session with `payment` as its deposit, by the same paths and checks as
+    /// [`Self::submit_job`]: `openSession{value}`, `openSessionWithToken` (after an approval
+    /// when the allowance is short) or `openSessionWithPermit`. Nothing is sent when the token
+    /// is unknown or not accepted, or the balance is short.
+    pub async fn open_session<M, W>(
+        &self,
+        details: &SessionDetails,
+        payment: &JobPayment,
+        signer: &Arc<SignerMiddleware<M, W>>,
+    ) -> Result<SessionSubmission>
+    where
+        M: Middleware + 'static,
+        W: Signer + 'static,
+    {
+        let session = escrow::Session(details);
+        let (opened, method, transactions) = self.route(&session, payment, signer).await?;
+        Ok(SessionSubmission {
+            opened,
+            method,
+            transactions,
+        })
+    }
+
+    /// Pays `payment` into `escrow` by the path its token takes; returns what was opened, the
+    /// path and every transaction sent (approvals first).
+    async fn route<E, M, W>(
+        &self,
+        escrow: &E,
+        payment: &JobPayment,
+        signer: &Arc<SignerMiddleware<M, W>>,
+    ) -> Result<(E::Opened, PaymentMethod, Vec<TxInfo>)>
+    where
+        E: Escrow,
+        M: Middleware + 'static,
+        W: Signer + 'static,
+    {
         let token = self.check_token(&payment.token).await?;
         let owner = signer.address();
         self.check_balance(owner, &token, payment.amount).await?;
@@ -72,15 +134,10 @@ impl PaymentManager {
         let contracts = &inner.contracts;
 
         if token.is_native() {
-            let posted = contracts
-                .post_job(details, requirements, payment.amount, &sender)
-                .await;
-            let posted = self.after_send(owner, posted).await?;
-            return Ok(Submission {
-                transactions: vec![posted.tx],
-                posted,
-                method: PaymentMethod::Eth,
-            });
+            let sent = escrow.with_eth(contracts, payment.amount, &sender).await;
+            let opened = self.after_send::<E>(owner, sent).await?;
+            let tx = *E::tx(&opened);
+            return Ok((opened, PaymentMethod::Eth, vec![tx]));
         }
 
         let address = token.address();
@@ -91,16 +148,16 @@ impl PaymentManager {
             let spender = contracts.payment_spender();
             let covered = self.allowance(owner, spender, &token).await?.base_units()
                 >= slot.reserved() + payment.amount.base_units();
-            // A permit sets the allowance; it must not overwrite one that jobs in flight use.
+            // A permit sets the allowance; it must not overwrite one that payments in flight
+            // use.
             if !covered && slot.reserved().is_zero() {
                 let deadline = unix_now() + inner.config.permit_validity.as_secs();
                 let signature = contracts
                     .sign_permit(address, spender, payment.amount, deadline, signer.signer())
                     .await?;
-                let posted = contracts
-                    .post_job_with_permit_signature(
-                        details,
-                        requirements,
+                let sent = escrow
+                    .with_permit(
+                        contracts,
                         address,
                         payment.amount,
                         deadline,
@@ -109,12 +166,9 @@ impl PaymentManager {
                     )
                     .await;
                 inner.caches.forget_allowance(owner, spender, address).await;
-                let posted = self.after_send(owner, posted).await?;
-                return Ok(Submission {
-                    transactions: vec![posted.tx],
-                    posted,
-                    method: PaymentMethod::Permit,
-                });
+                let opened = self.after_send::<E>(owner, sent).await?;
+                let tx = *E::tx(&opened);
+                return Ok((opened, PaymentMethod::Permit, vec![tx]));
             }
         }
 
@@ -129,18 +183,14 @@ impl PaymentManager {
                 signer,
             )
             .await?;
-        let posted = contracts
-            .post_job_with_token(details, requirements, address, payment.amount, &sender)
+        let sent = escrow
+            .with_token(contracts, address, payment.amount, &sender)
             .await;
         reservation.release(&inner.caches).await;
-        let posted = self.after_send(owner, posted).await?;
+        let opened = self.after_send::<E>(owner, sent).await?;
         let approval = !transactions.is_empty();
-        transactions.push(posted.tx);
-        Ok(Submission {
-            posted,
-            method: PaymentMethod::Token { approval },
-            transactions,
-        })
+        transactions.push(*E::tx(&opened));
+        Ok((opened, PaymentMethod::Token { approval }, transactions))
     }
 
     /// Checks that the token is in the registry and accepted on chain, with the registry's
@@ -182,17 +232,17 @@ impl PaymentManager {
         Ok(())
     }
 
-    /// Bookkeeping after this manager's post: the sender's balances are stale from the
+    /// Bookkeeping after this manager's payment: the sender's balances are stale from the
     /// receipt's block on; a failed send resets the nonce counter.
-    async fn after_send(
+    async fn after_send<E: Escrow>(
         &self,
         owner: Address,
-        result: fabstir_contracts::Result<PostedJob>,
-    ) -> Result<PostedJob> {
+        result: fabstir_contracts::Result<E::Opened>,
+    ) -> Result<E::Opened> {
         match result {
-            Ok(posted) => {
-                self.observe_block(posted.tx.block);
-                Ok(posted)
+            Ok(opened) => {
+                self.observe_block(E::tx(&opened).block);
+                Ok(opened)
             }
             Err(e) => {
                 self.inner.nonces.reset(owner).await;

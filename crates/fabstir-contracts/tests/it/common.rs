@@ -10,13 +10,14 @@ use ethers::signers::Signer as _;
 use ethers::types::{Address, H256, U256};
 use fabstir_contracts::testing::{Balances, LocalChain};
 use fabstir_contracts::{
-    HeadlessContractManager, LOCAL_RULES, NodeRegistration, PostedJob, RegisteredNode, Settlement,
-    TxInfo, WalletSigner,
+    HeadlessContractManager, LOCAL_RULES, NodeRegistration, OpenedSession, PostedJob,
+    RegisteredNode, Settlement, TxInfo, WalletSigner,
 };
 use fabstir_core::auth::SigningKey;
 use fabstir_core::receipt::{Receipt, ReceiptDomain, SignedReceipt};
 use fabstir_core::{
-    Deployment, JobDetails, JobId, JobRequirements, ModelId, NodePeerId, TokenAmount, TokenPrice,
+    Deployment, JobDetails, JobId, JobRequirements, ModelId, SessionDetails, TokenAmount,
+    TokenPrice,
 };
 
 pub(crate) const MODEL: &str = "llama-2-7b";
@@ -278,7 +279,7 @@ impl Env {
 
     /// The key of the chain's account `address`; the client's for any other address (a
     /// contract wallet the client deployed and owns signs with the client's key, ERC-1271).
-    fn key_of(&self, address: Address) -> &SigningKey {
+    pub(crate) fn key_of(&self, address: Address) -> &SigningKey {
         let chain = &self.chain;
         std::iter::once(chain.deployer())
             .chain(std::iter::once(chain.client()))
@@ -341,11 +342,7 @@ impl Env {
 }
 
 /// A valid identity-multihash peer id distinguished by one byte.
-pub(crate) fn peer_id(byte: u8) -> NodePeerId {
-    let mut bytes = vec![0x00, 36, 0x08, 0x01, 0x12, 0x20];
-    bytes.extend([byte; 32]);
-    NodePeerId::from_bytes(bytes).expect("valid peer id")
-}
+pub(crate) use fabstir_contracts::testing::test_peer_id as peer_id;
 
 /// Job terms as the marketplace's ABI takes them, for tests that call it directly.
 pub(crate) fn abi_details(
@@ -363,4 +360,35 @@ pub(crate) fn abi_details(
 /// Sends a raw contract call and waits until it is mined.
 pub(crate) async fn mined<M: Middleware + 'static, D: Detokenize>(call: ContractCall<M, D>) {
     call.send().await.expect("sends").await.expect("mined");
+}
+
+/// Sessions: the client opens with [`MODEL`] and `env.host`, an hour to expiry.
+impl Env {
+    /// Session terms with the registered host at `price` base units per token.
+    pub(crate) async fn session_details(&self, price: u64) -> SessionDetails {
+        SessionDetails {
+            model: ModelId::from_name(MODEL),
+            host: self.host.address(),
+            price_per_token: TokenAmount::from_base_units(price),
+            expiry: self.now().await + JOB_LIFETIME,
+        }
+    }
+
+    /// The client opens a USDC session with `deposit` at `price` (approving exactly the
+    /// deposit).
+    pub(crate) async fn open_usdc_session(&self, deposit: u64, price: u64) -> OpenedSession {
+        let usdc = self.token("USDC");
+        let details = self.session_details(price).await;
+        self.approve_spender(&self.client, usdc, U256::from(deposit))
+            .await;
+        self.manager
+            .open_session_with_token(
+                &details,
+                usdc,
+                TokenAmount::from_base_units(deposit),
+                &self.client,
+            )
+            .await
+            .expect("opens")
+    }
 }

@@ -10,4 +10,5 @@ mod gas;
 mod jobs;
 mod reentrancy;
 mod registry;
+mod sessions;
 mod tokens;

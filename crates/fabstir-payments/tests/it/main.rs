@@ -7,3 +7,4 @@ mod cache;
 mod common;
 mod concurrency;
 mod paths;
+mod sessions;

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use ethers::types::U256;
-use fabstir_contracts::{PostedJob, TxInfo, WalletSigner};
+use fabstir_contracts::{OpenedSession, PostedJob, TxInfo, WalletSigner};
+use fabstir_core::TokenAmount;
 
 use crate::common::{Env, MODEL};
 
@@ -24,6 +25,15 @@ pub(crate) const ERC20_JOB_TARGET: u64 = 200_000;
 /// The target for the same job paid in ETH.
 pub(crate) const ETH_JOB_TARGET: u64 = 180_000;
 
+/// The target for opening an ERC-20 session (approval given) and closing it with the
+/// client's receipt (sessions issue; microraiden's ERC-20 channel measures 191k for the same
+/// pair). Met because a session is one slot holding a hash of its terms, like a job, and a
+/// second slot only written once the deposit is topped up or a part is settled.
+pub(crate) const ERC20_SESSION_TARGET: u64 = 160_000;
+
+/// Tokens receipted in the middle of the measured session with a partial settlement.
+const TOKENS_PARTIAL: u64 = 300;
+
 /// How a job's escrow is paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Payment {
@@ -36,7 +46,7 @@ pub(crate) enum Payment {
 }
 
 impl Payment {
-    /// The three paths, in the order they are measured.
+    /// The three paths, in the order they are measured (the same for sessions).
     pub(crate) const ALL: [Self; 3] = [Self::UsdcApproved, Self::Eth, Self::UsdcPermit];
 
     fn label(self) -> &'static str {
@@ -66,6 +76,27 @@ impl JobGas {
     }
 }
 
+/// Gas of one session, opened and closed by the host with the client's newest receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SessionGas {
+    /// The open (with the deposit).
+    pub(crate) open: u64,
+    /// A partial settlement in mid-session (the host's first).
+    pub(crate) settle: u64,
+    /// The close after that partial settlement.
+    pub(crate) close_after_settle: u64,
+    /// The close of a session with no partial settlement: the cooperative pair's second half.
+    pub(crate) close: u64,
+}
+
+impl SessionGas {
+    /// Open + close, the session's whole cost on chain when nothing is settled on the way
+    /// (gas per prompt is 0).
+    pub(crate) fn open_close(self) -> u64 {
+        self.open + self.close
+    }
+}
+
 /// Every figure the measurement takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GasFigures {
@@ -77,6 +108,8 @@ pub(crate) struct GasFigures {
     pub(crate) first_usdc_job: JobGas,
     /// One steady-state complete job per payment path, in [`Payment::ALL`] order.
     pub(crate) jobs: Vec<(Payment, JobGas)>,
+    /// One steady-state session per payment path, in [`Payment::ALL`] order.
+    pub(crate) sessions: Vec<(Payment, SessionGas)>,
 }
 
 impl GasFigures {
@@ -86,6 +119,15 @@ impl GasFigures {
             .iter()
             .find(|(p, _)| *p == payment)
             .map(|(_, job)| *job)
+            .expect("every path is measured")
+    }
+
+    /// The steady-state session of one payment path.
+    pub(crate) fn session(&self, payment: Payment) -> SessionGas {
+        self.sessions
+            .iter()
+            .find(|(p, _)| *p == payment)
+            .map(|(_, session)| *session)
             .expect("every path is measured")
     }
 
@@ -125,6 +167,25 @@ impl GasFigures {
                 "| complete job, {} (post + claim + submit, steady) | {} |",
                 payment.label(),
                 job.total()
+            );
+        }
+        for (payment, session) in &self.sessions {
+            println!("| openSession, {} | {} |", payment.label(), session.open);
+            println!(
+                "| settleSession (partial), {} | {} |",
+                payment.label(),
+                session.settle
+            );
+            println!(
+                "| closeSession with receipt, {} | {} ({} after a partial settlement) |",
+                payment.label(),
+                session.close,
+                session.close_after_settle
+            );
+            println!(
+                "| session open + close, {} (any number of prompts, steady) | {} |",
+                payment.label(),
+                session.open_close()
             );
         }
     }
@@ -169,6 +230,27 @@ pub(crate) async fn measure(env: &Env) -> GasFigures {
         jobs.push((payment, complete_job(env, payment, payer).await));
     }
 
+    let mut sessions = Vec::new();
+    for payment in Payment::ALL {
+        let payer = match payment {
+            Payment::UsdcPermit => &env.other,
+            Payment::Eth | Payment::UsdcApproved => &env.client,
+        };
+        // A first session warms the path, as the first job did.
+        session(env, payment, payer, false).await;
+        let partial = session(env, payment, payer, true).await;
+        let whole = session(env, payment, payer, false).await;
+        sessions.push((
+            payment,
+            SessionGas {
+                open: whole.open,
+                settle: partial.settle,
+                close_after_settle: partial.close_after_settle,
+                close: whole.close,
+            },
+        ));
+    }
+
     let unclaimed = post(env, Payment::Eth, &env.client).await;
     let cancel = env
         .manager
@@ -180,6 +262,7 @@ pub(crate) async fn measure(env: &Env) -> GasFigures {
         cancel_eth: gas(&cancel),
         first_usdc_job: first_usdc_job.expect("measured"),
         jobs,
+        sessions,
     }
 }
 
@@ -228,4 +311,64 @@ async fn complete_job(env: &Env, payment: Payment, payer: &Arc<WalletSigner>) ->
 
 async fn register_gas(env: &Env) -> u64 {
     gas(&env.register(&env.host, 1, &[MODEL]).await)
+}
+
+/// Opens a session for 1,000 tokens paid by `payment` from `payer`.
+async fn open(env: &Env, payment: Payment, payer: &Arc<WalletSigner>) -> OpenedSession {
+    let usdc = env.token("USDC");
+    let price = match payment {
+        Payment::Eth => 1_000_000_000,
+        Payment::UsdcApproved | Payment::UsdcPermit => 10,
+    };
+    let details = env.session_details(price).await;
+    let deposit = TokenAmount::from_base_units(1_000 * price);
+    match payment {
+        Payment::Eth => env.manager.open_session(&details, deposit, payer).await,
+        Payment::UsdcApproved => {
+            env.manager
+                .open_session_with_token(&details, usdc, deposit, payer)
+                .await
+        }
+        Payment::UsdcPermit => {
+            env.manager
+                .open_session_with_permit(&details, usdc, deposit, details.expiry, payer)
+                .await
+        }
+    }
+    .expect("opens")
+}
+
+/// Opens a session, settles [`TOKENS_PARTIAL`] on the way when `partial`, and closes it with
+/// the receipt for [`TOKENS_USED`]: the gas of each step (the settle is 0 when not taken).
+async fn session(
+    env: &Env,
+    payment: Payment,
+    payer: &Arc<WalletSigner>,
+    partial: bool,
+) -> SessionGas {
+    let opened = open(env, payment, payer).await;
+    let key = env.key_of(payer.address());
+    let receipt = |tokens| env.receipt_by(key, opened.session, tokens, env.domain());
+    let settle = if partial {
+        let settled = env
+            .manager
+            .settle_session(opened.session, &receipt(TOKENS_PARTIAL), &env.host)
+            .await
+            .expect("settles a part");
+        gas(&settled.tx)
+    } else {
+        0
+    };
+    let closed = env
+        .manager
+        .close_session(opened.session, Some(&receipt(TOKENS_USED)), &env.host)
+        .await
+        .expect("closes");
+    let close = gas(&closed.tx);
+    SessionGas {
+        open: gas(&opened.tx),
+        settle,
+        close_after_settle: if partial { close } else { 0 },
+        close: if partial { 0 } else { close },
+    }
 }

@@ -6,7 +6,7 @@ use fabstir_contracts::{LocalDeployConfig, NodeRegistration};
 use fabstir_core::auth::SigningKey;
 use fabstir_core::primitives::Address;
 use fabstir_core::receipt::SignedReceipt;
-use fabstir_core::{JobId, ModelId, NodePeerId, PaymentToken, TokenAmount, TokenPrice};
+use fabstir_core::{JobId, ModelId, PaymentToken, TokenAmount, TokenPrice};
 use fabstir_payments::{PaymentConfig, PaymentManager, TokenRegistry};
 use fabstir_sdk::{ChainClient, ChainLayer};
 
@@ -26,11 +26,7 @@ impl Anvil {
     }
 }
 
-fn peer_id(byte: u8) -> NodePeerId {
-    let mut bytes = vec![0x00, 36, 0x08, 0x01, 0x12, 0x20];
-    bytes.extend([byte; 32]);
-    NodePeerId::from_bytes(bytes).unwrap()
-}
+use fabstir_contracts::testing::test_peer_id as peer_id;
 
 #[async_trait]
 impl ChainFixture for Anvil {
