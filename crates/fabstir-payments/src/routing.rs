@@ -12,7 +12,9 @@ use ethers::providers::Middleware;
 use ethers::signers::Signer;
 use ethers::types::Address;
 use fabstir_contracts::{OpenedSession, PostedJob, TxInfo};
-use fabstir_core::{JobDetails, JobRequirements, PaymentToken, SessionDetails, TokenAmount};
+use fabstir_core::{
+    JobDetails, JobRequirements, PaymentToken, SessionDetails, SessionId, TokenAmount,
+};
 
 use crate::escrow::{self, Escrow};
 use crate::manager::PaymentManager;
@@ -113,6 +115,51 @@ impl PaymentManager {
         })
     }
 
+    /// Adds `payment` to the open session `session` (its token must be the session's): ETH
+    /// sent with `topUpSession`, an ERC-20 through `topUpSessionWithToken` after an approval
+    /// when the allowance is short (the marketplace has no permit top-up). Nothing is sent
+    /// when the token is not accepted or the balance is short.
+    pub async fn top_up_session<M, W>(
+        &self,
+        session: SessionId,
+        payment: &JobPayment,
+        signer: &Arc<SignerMiddleware<M, W>>,
+    ) -> Result<Vec<TxInfo>>
+    where
+        M: Middleware + 'static,
+        W: Signer + 'static,
+    {
+        let token = self.check_token(&payment.token).await?;
+        let owner = signer.address();
+        self.check_balance(owner, &token, payment.amount).await?;
+        let inner = &self.inner;
+        let sender = inner.nonces.wrap(signer.clone(), owner);
+        let contracts = &inner.contracts;
+        if token.is_native() {
+            let sent = contracts
+                .top_up_session(session, payment.amount, &sender)
+                .await;
+            return Ok(vec![self.after_send(owner, sent, |tx| tx).await?]);
+        }
+        let (reservation, mut transactions) = inner
+            .approvals
+            .reserve(
+                contracts,
+                &inner.caches,
+                &inner.nonces,
+                &token,
+                payment.amount,
+                signer,
+            )
+            .await?;
+        let sent = contracts
+            .top_up_session(session, payment.amount, &sender)
+            .await;
+        reservation.release(&inner.caches).await;
+        transactions.push(self.after_send(owner, sent, |tx| tx).await?);
+        Ok(transactions)
+    }
+
     /// Pays `payment` into `escrow` by the path its token takes; returns what was opened, the
     /// path and every transaction sent (approvals first).
     async fn route<E, M, W>(
@@ -135,7 +182,7 @@ impl PaymentManager {
 
         if token.is_native() {
             let sent = escrow.with_eth(contracts, payment.amount, &sender).await;
-            let opened = self.after_send::<E>(owner, sent).await?;
+            let opened = self.after_send(owner, sent, E::tx).await?;
             let tx = *E::tx(&opened);
             return Ok((opened, PaymentMethod::Eth, vec![tx]));
         }
@@ -166,7 +213,7 @@ impl PaymentManager {
                     )
                     .await;
                 inner.caches.forget_allowance(owner, spender, address).await;
-                let opened = self.after_send::<E>(owner, sent).await?;
+                let opened = self.after_send(owner, sent, E::tx).await?;
                 let tx = *E::tx(&opened);
                 return Ok((opened, PaymentMethod::Permit, vec![tx]));
             }
@@ -187,7 +234,7 @@ impl PaymentManager {
             .with_token(contracts, address, payment.amount, &sender)
             .await;
         reservation.release(&inner.caches).await;
-        let opened = self.after_send::<E>(owner, sent).await?;
+        let opened = self.after_send(owner, sent, E::tx).await?;
         let approval = !transactions.is_empty();
         transactions.push(*E::tx(&opened));
         Ok((opened, PaymentMethod::Token { approval }, transactions))
@@ -233,16 +280,18 @@ impl PaymentManager {
     }
 
     /// Bookkeeping after this manager's payment: the sender's balances are stale from the
-    /// receipt's block on; a failed send resets the nonce counter.
-    async fn after_send<E: Escrow>(
+    /// block of the transaction (`tx` finds it in the outcome) on; a failed send resets the
+    /// nonce counter.
+    async fn after_send<T>(
         &self,
         owner: Address,
-        result: fabstir_contracts::Result<E::Opened>,
-    ) -> Result<E::Opened> {
+        result: fabstir_contracts::Result<T>,
+        tx: fn(&T) -> &TxInfo,
+    ) -> Result<T> {
         match result {
-            Ok(opened) => {
-                self.observe_block(E::tx(&opened).block);
-                Ok(opened)
+            Ok(outcome) => {
+                self.observe_block(tx(&outcome).block);
+                Ok(outcome)
             }
             Err(e) => {
                 self.inner.nonces.reset(owner).await;

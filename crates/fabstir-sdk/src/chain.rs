@@ -9,7 +9,7 @@ use fabstir_core::auth::SigningKey;
 use fabstir_core::primitives::Address;
 use fabstir_core::{
     JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, MarketRules, OnChainJob,
-    PaymentToken, TokenAmount,
+    OnChainSession, PaymentToken, SessionDetails, SessionId, TokenAmount,
 };
 use fabstir_payments::PaymentManager;
 use tokio::sync::OnceCell;
@@ -218,5 +218,51 @@ impl ChainLayer for ChainClient {
             .await?
             .iter()
             .find_map(|e| e.event.outcome()))
+    }
+
+    async fn open_session(
+        &self,
+        details: &SessionDetails,
+        payment: &JobPayment,
+        key: &SigningKey,
+    ) -> Result<SessionId> {
+        let signer = self.contracts().signer(Self::wallet(key));
+        let submission = self
+            .payments
+            .open_session(details, payment, &signer)
+            .await?;
+        Ok(submission.opened.session)
+    }
+
+    async fn session(&self, id: SessionId) -> Result<OnChainSession> {
+        with_backoff("session", || async {
+            Ok(self.contracts().session(id).await?)
+        })
+        .await
+    }
+
+    async fn top_up_session(
+        &self,
+        id: SessionId,
+        amount: TokenAmount,
+        key: &SigningKey,
+    ) -> Result<()> {
+        let session = self.session(id).await?;
+        let token = self.token(&format!("{:#x}", session.token))?;
+        let signer = self.contracts().signer(Self::wallet(key));
+        self.payments
+            .top_up_session(id, &JobPayment { token, amount }, &signer)
+            .await?;
+        Ok(())
+    }
+
+    async fn request_session_close(&self, id: SessionId, key: &SigningKey) -> Result<()> {
+        let signer = self.contracts().signer(Self::wallet(key));
+        self.mined(self.contracts().request_session_close(id, &signer).await)
+    }
+
+    async fn expire_session(&self, id: SessionId, key: &SigningKey) -> Result<()> {
+        let signer = self.contracts().signer(Self::wallet(key));
+        self.mined(self.contracts().expire_session(id, &signer).await)
     }
 }

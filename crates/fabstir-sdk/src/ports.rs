@@ -14,7 +14,8 @@ use fabstir_core::primitives::Address;
 use fabstir_core::wire::{PromptFrame, Quote, QuoteRequest};
 use fabstir_core::{
     DiscoveredNode, JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, MarketRules,
-    NodePeerId, OnChainJob, PaymentToken, ProviderQuery, StreamEvent, TokenAmount,
+    NodePeerId, OnChainJob, OnChainSession, PaymentToken, ProviderQuery, SessionDetails, SessionId,
+    StreamEvent, TokenAmount,
 };
 use fabstir_p2p::PoolStats;
 use futures::stream::BoxStream;
@@ -63,6 +64,31 @@ pub trait ChainLayer: Send + Sync {
     /// How a job ended once it holds no more funds (settled with a result, or refunded);
     /// `None` while it is open.
     async fn job_outcome(&self, id: JobId) -> Result<Option<JobOutcome>>;
+
+    /// Opens a session with `details.host` and pays `payment` as its deposit from `key`'s
+    /// account (by the same payment paths as a job); returns its id.
+    async fn open_session(
+        &self,
+        details: &SessionDetails,
+        payment: &JobPayment,
+        key: &SigningKey,
+    ) -> Result<SessionId>;
+    /// A session, open or finished (its final deposit and settled tokens);
+    /// [`Error::Contracts`](crate::Error::Contracts) with `SessionNotFound` for an unknown id.
+    async fn session(&self, id: SessionId) -> Result<OnChainSession>;
+    /// Adds `amount` (in the session's token) to an open session of `key`'s account, before
+    /// its expiry.
+    async fn top_up_session(
+        &self,
+        id: SessionId,
+        amount: TokenAmount,
+        key: &SigningKey,
+    ) -> Result<()>;
+    /// Asks to close an open session of `key`'s account whose host is silent: the host may
+    /// settle or close until the close window ends, then the session may be expired.
+    async fn request_session_close(&self, id: SessionId, key: &SigningKey) -> Result<()>;
+    /// Expires a session whose time is up: its client gets back the deposit not settled.
+    async fn expire_session(&self, id: SessionId, key: &SigningKey) -> Result<()>;
 }
 
 /// The network as the SDK uses it.

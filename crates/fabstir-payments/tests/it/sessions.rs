@@ -136,3 +136,38 @@ async fn a_deposit_the_balance_cannot_cover_sends_nothing() {
     );
     assert!(env.contracts.all_sessions().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_top_up_approves_what_it_needs_and_adds_to_the_deposit() {
+    let env = with_host().await;
+    let payments = env.payments(ApprovalPolicy::Exact, false);
+    let usdc = env.token("USDC");
+    let (opened, _) = open(&env, &payments, &usdc, 10).await;
+    let session = opened.opened.session;
+    let before = env.nonce(&env.client).await;
+    let top_up = JobPayment {
+        token: usdc.clone(),
+        amount: TokenAmount::from_base_units(3_000u64),
+    };
+    let sent = payments
+        .top_up_session(session, &top_up, &env.client)
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 2, "an exact approval, then the top-up");
+    assert_eq!(env.nonce(&env.client).await - before, U256::from(2u64));
+    assert_eq!(
+        env.allowance(env.client.address(), &usdc).await,
+        U256::zero()
+    );
+    let on_chain = env.contracts.session(session).await.unwrap();
+    assert_eq!(on_chain.deposit, TokenAmount::from_base_units(13_000u64));
+    // The poor account cannot top up: refused before anything is sent.
+    let before = env.nonce(&env.poor).await;
+    let err = payments
+        .top_up_session(session, &top_up, &env.poor)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InsufficientBalance { .. }), "{err}");
+    assert_eq!(env.nonce(&env.poor).await, before);
+    env.assert_conserved().await;
+}

@@ -1,5 +1,7 @@
 //! [`InMemoryChain`]: the marketplace's rules on maps, with a movable clock.
 
+mod sessions;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +15,8 @@ use fabstir_core::primitives::Address;
 use fabstir_core::receipt::{ReceiptDomain, SignedReceipt};
 use fabstir_core::{
     JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, JobSettlement, JobStatus,
-    MarketRules, OnChainJob, PaymentToken, RefundReason, TokenAmount,
+    MarketRules, OnChainJob, OnChainSession, PaymentToken, RefundReason, SessionDetails, SessionId,
+    TokenAmount,
 };
 
 use crate::ports::ChainLayer;
@@ -32,6 +35,8 @@ pub(crate) const RULES: MarketRules = fabstir_contracts::LOCAL_RULES;
 struct ChainState {
     jobs: HashMap<JobId, OnChainJob>,
     outcomes: HashMap<JobId, JobOutcome>,
+    /// Sessions, open and finished (they share the jobs' id space, as on chain).
+    sessions: HashMap<SessionId, OnChainSession>,
     balances: HashMap<(Address, Address), TokenAmount>,
     credits: HashMap<(Address, Address), TokenAmount>,
     next_job: u64,
@@ -64,7 +69,10 @@ fn reverted(error: Revert) -> Error {
 /// A marketplace in memory with the contract's rules: post (fully funded, balance checked and
 /// moved to escrow), claim, settle with `tokens x price` less a 1% fee (accrued for the
 /// treasury), cancel, ask to close, expire (when the job's time is up on its clock, which
-/// [`InMemoryChain::advance`] moves). It passes the chain conformance suite that
+/// [`InMemoryChain::advance`] moves); sessions with the same rules as `Sessions.sol`
+/// (the host's side through [`InMemoryChain::settle_session`] and
+/// [`InMemoryChain::close_session`]). Unlike the chain it keeps no registry: any address may
+/// be a session's host. It passes the chain conformance suite that
 /// the anvil-backed [`ChainClient`](crate::ChainClient) passes.
 #[derive(Debug)]
 pub struct InMemoryChain {
@@ -113,15 +121,23 @@ impl InMemoryChain {
         self.offset.fetch_add(by.as_secs(), Ordering::SeqCst);
     }
 
-    /// Sum of the escrows of open jobs, per token.
+    /// Sum of the escrows of open jobs and the unsettled deposits of open sessions, per
+    /// token.
     pub fn escrowed(&self, token: Address) -> TokenAmount {
-        self.state()
+        let state = self.state();
+        let jobs = state
             .jobs
             .values()
             .filter(|j| j.token == token && j.status.is_open())
-            .fold(TokenAmount::ZERO, |sum, j| {
-                sum.checked_add(j.amount).unwrap_or(sum)
-            })
+            .map(|j| j.amount);
+        let sessions = state
+            .sessions
+            .values()
+            .filter(|s| s.token == token && s.status.is_open())
+            .map(|s| s.unsettled());
+        jobs.chain(sessions).fold(TokenAmount::ZERO, |sum, amount| {
+            sum.checked_add(amount).unwrap_or(sum)
+        })
     }
 
     /// Fees accrued for the treasury in `token`.
@@ -365,20 +381,7 @@ impl ChainLayer for InMemoryChain {
             }));
         }
         let mut state = self.state();
-        let have = state
-            .balances
-            .get(&(client, token))
-            .copied()
-            .unwrap_or_default();
-        let Some(left) = have.checked_sub(payment.amount) else {
-            return Err(fabstir_payments::Error::InsufficientBalance {
-                symbol: payment.token.symbol.clone(),
-                need: payment.token.format_amount(payment.amount),
-                have: payment.token.format_amount(have),
-            }
-            .into());
-        };
-        state.balances.insert((client, token), left);
+        state.take(client, payment)?;
         let job = JobId(state.next_job);
         state.next_job += 1;
         state.jobs.insert(
@@ -437,5 +440,35 @@ impl ChainLayer for InMemoryChain {
 
     async fn job_outcome(&self, id: JobId) -> Result<Option<JobOutcome>> {
         Ok(self.state().outcomes.get(&id).cloned())
+    }
+
+    async fn open_session(
+        &self,
+        details: &SessionDetails,
+        payment: &JobPayment,
+        key: &SigningKey,
+    ) -> Result<SessionId> {
+        self.open_session_now(details, payment, key)
+    }
+
+    async fn session(&self, id: SessionId) -> Result<OnChainSession> {
+        self.state().session(id)
+    }
+
+    async fn top_up_session(
+        &self,
+        id: SessionId,
+        amount: TokenAmount,
+        key: &SigningKey,
+    ) -> Result<()> {
+        self.top_up_session_now(id, amount, key)
+    }
+
+    async fn request_session_close(&self, id: SessionId, key: &SigningKey) -> Result<()> {
+        self.request_session_close_now(id, key)
+    }
+
+    async fn expire_session(&self, id: SessionId, _key: &SigningKey) -> Result<()> {
+        self.expire_session_now(id)
     }
 }

@@ -7,3 +7,4 @@ mod chain_memory;
 pub(crate) mod network;
 mod network_libp2p;
 mod network_memory;
+pub(crate) mod sessions;

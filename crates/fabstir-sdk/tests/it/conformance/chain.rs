@@ -42,6 +42,18 @@ pub(crate) trait ChainFixture: Send + Sync {
     ) -> fabstir_sdk::Result<()>;
     /// Moves the chain's clock forward by `secs`.
     async fn pass_time(&self, secs: u64);
+    /// The host settles part of `session` with the client's `receipt`.
+    async fn settle_session(
+        &self,
+        session: JobId,
+        receipt: &SignedReceipt,
+    ) -> fabstir_sdk::Result<()>;
+    /// The host closes `session` with the client's `receipt` (none: paid nothing more).
+    async fn close_session(
+        &self,
+        session: JobId,
+        receipt: Option<&SignedReceipt>,
+    ) -> fabstir_sdk::Result<()>;
 }
 
 const PRICE: u64 = 10;
@@ -65,7 +77,10 @@ async fn balance(f: &dyn ChainFixture, key: &SigningKey) -> TokenAmount {
 }
 
 /// Posts a job for the fixture's host; returns it and its escrow.
-async fn post(f: &dyn ChainFixture, deadline_in: u64) -> (JobId, JobDetails, TokenAmount) {
+pub(crate) async fn post(
+    f: &dyn ChainFixture,
+    deadline_in: u64,
+) -> (JobId, JobDetails, TokenAmount) {
     let details = details(f, deadline_in).await;
     let payment = JobPayment::for_job(f.token(), &details).unwrap();
     let job = f
@@ -84,7 +99,12 @@ async fn post(f: &dyn ChainFixture, deadline_in: u64) -> (JobId, JobDetails, Tok
 }
 
 /// `key`'s EIP-712 receipt for `tokens` of `job` on the chain's marketplace.
-fn receipt(f: &dyn ChainFixture, key: &SigningKey, job: JobId, tokens: u64) -> SignedReceipt {
+pub(crate) fn receipt(
+    f: &dyn ChainFixture,
+    key: &SigningKey,
+    job: JobId,
+    tokens: u64,
+) -> SignedReceipt {
     let domain = ReceiptDomain {
         chain_id: f.chain().chain_id(),
         marketplace: f.chain().marketplace(),
@@ -376,4 +396,5 @@ pub(crate) async fn run_all(f: &dyn ChainFixture) {
     a_claimed_job_closes_after_the_window(f).await;
     posts_must_be_fully_funded(f).await;
     unknown_jobs_are_not_found(f).await;
+    super::sessions::run_all(f).await;
 }

@@ -74,6 +74,30 @@ impl ChainFixture for Anvil {
     async fn pass_time(&self, secs: u64) {
         self.chain.advance_time(secs).await.unwrap();
     }
+    async fn settle_session(
+        &self,
+        session: JobId,
+        receipt: &SignedReceipt,
+    ) -> fabstir_sdk::Result<()> {
+        let host = &self.host_account().signer;
+        self.chain
+            .manager()
+            .settle_session(session, receipt, host)
+            .await?;
+        Ok(())
+    }
+    async fn close_session(
+        &self,
+        session: JobId,
+        receipt: Option<&SignedReceipt>,
+    ) -> fabstir_sdk::Result<()> {
+        let host = &self.host_account().signer;
+        self.chain
+            .manager()
+            .close_session(session, receipt, host)
+            .await?;
+        Ok(())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,6 +68,24 @@ impl ChainFixture for Memory {
     async fn pass_time(&self, secs: u64) {
         self.chain.advance(Duration::from_secs(secs));
     }
+    async fn settle_session(
+        &self,
+        session: JobId,
+        receipt: &SignedReceipt,
+    ) -> fabstir_sdk::Result<()> {
+        self.chain
+            .settle_session(session, self.host(), receipt)
+            .map(drop)
+    }
+    async fn close_session(
+        &self,
+        session: JobId,
+        receipt: Option<&SignedReceipt>,
+    ) -> fabstir_sdk::Result<()> {
+        self.chain
+            .close_session(session, self.host(), receipt)
+            .map(drop)
+    }
 }
 
 #[tokio::test]
