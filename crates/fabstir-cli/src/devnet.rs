@@ -204,6 +204,8 @@ impl Devnet {
                 min_time_left: Duration::from_secs(10),
                 credit_window: fabstir_p2p::StreamConfig::default().credit_window,
                 receipt_timeout: fabstir_p2p::StreamConfig::default().stall_timeout,
+                session_settle_tokens: 10_000,
+                session_idle_close: std::time::Duration::from_secs(15 * 60),
             };
             devnet.node_configs.push(node_config);
             devnet.start_node(i).await?;

@@ -50,7 +50,7 @@ pub use registry::{InMemoryRegistry, PeerRegistry, RegistryError};
 pub use session::{
     OnChainSession, SessionDetails, SessionId, SessionSettlement, SessionSplit, SessionStatus,
 };
-pub use stream::StreamEvent;
+pub use stream::{PromptEnd, SessionEvent, StreamEvent};
 pub use token::PaymentToken;
 
 /// Ethereum primitives used across the workspace, re-exported from `ethers-core` so that every

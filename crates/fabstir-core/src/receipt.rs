@@ -150,6 +150,33 @@ impl Transcript {
         }
     }
 
+    /// The transcript of a session before its first prompt: [`Transcript::new`] with a zero
+    /// prompt hash (ids are shared with jobs, so no job starts from the same hash).
+    pub fn session(session: JobId) -> Self {
+        Self::new(session, H256::zero())
+    }
+
+    /// Continues a transcript from a receipted point: `hash` after `counted` counted tokens
+    /// (a session's newest receipt). Tokens delivered count from here.
+    pub fn resume(hash: H256, counted: u64) -> Self {
+        Self {
+            hash,
+            counted,
+            delivered: 0,
+        }
+    }
+
+    /// Takes a session's next prompt, by its [`PromptInput::hash`](crate::wire::PromptInput::hash):
+    /// `keccak256(previous || 0xffffffff || 0xffffffff || inputHash)`. No token's text is
+    /// `2^32 - 1` bytes long, so a prompt step never reads as a token step.
+    pub fn push_prompt(&mut self, input_hash: H256) {
+        let mut encoded = Vec::with_capacity(32 + 8 + 32);
+        encoded.extend_from_slice(self.hash.as_bytes());
+        encoded.extend_from_slice(&[0xff; 8]);
+        encoded.extend_from_slice(input_hash.as_bytes());
+        self.hash = H256(keccak256(encoded));
+    }
+
     /// Takes the next delivered token: `keccak256(previous || id (4 bytes BE) || text length
     /// (4 bytes BE) || text)`.
     pub fn push(&mut self, id: u32, text: &str) {
@@ -176,7 +203,8 @@ impl Transcript {
         self.counted
     }
 
-    /// Tokens delivered so far, with or without text.
+    /// Tokens delivered so far (since [`Transcript::resume`], if resumed), with or without
+    /// text.
     pub fn delivered(&self) -> u64 {
         self.delivered
     }

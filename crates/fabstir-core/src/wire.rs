@@ -11,6 +11,7 @@
 //! | `/fabstir/capabilities/1.0.0` | [`CapabilitiesRequest`] | [`CapabilitiesResponse`] |
 //! | `/fabstir/job/1.0.0` | [`NegotiationRequest`] | [`NegotiationResponse`] |
 //! | `/fabstir/stream/1.0.0` | frames of [`ClientFrame`] | frames of [`HostFrame`] |
+//! | `/fabstir/session/1.0.0` | the same frames, with the session ones ([`session`]) | |
 //!
 //! Stream frames are `u32` big-endian length followed by that many bytes of an encoded message
 //! ([`encode_frame`], [`FrameDecoder`]). `docs/PROTOCOL.md` describes the exchange in full.
@@ -25,6 +26,13 @@ use crate::ids::{JobId, ModelId};
 use crate::node::NodeCapabilities;
 use crate::receipt::SignedReceipt;
 use crate::{Error, Result};
+
+pub mod session;
+
+pub use session::{
+    ChatMessage, ChatRole, FinishReason, PromptDone, PromptInput, SESSION_PROTOCOL, SessionEnding,
+    SessionPrompt, SessionReady, plain_chat_template,
+};
 
 /// The wire protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -325,6 +333,11 @@ pub enum ClientFrame {
     /// A receipt for the tokens received so far (cumulative), after a batch the client
     /// checked; the final one answers `Done`.
     Receipt(SignedReceipt),
+    /// On a session stream: the prompt, sent after [`HostFrame::SessionReady`].
+    SessionPrompt(SessionPrompt),
+    /// On a session stream, instead of a prompt: the client is done; the host closes the
+    /// session on chain with the newest receipt and answers [`HostFrame::SessionEnding`].
+    EndSession,
 }
 
 impl WireMessage for ClientFrame {
@@ -370,6 +383,12 @@ pub enum HostFrame {
     Done(StreamDone),
     /// The stream ends with an error.
     Error(StreamError),
+    /// On a session stream, instead of `Authenticated`: where the session resumes.
+    SessionReady(SessionReady),
+    /// On a session stream, instead of `Done`: the prompt's tokens ended.
+    PromptDone(PromptDone),
+    /// On a session stream: the answer to [`ClientFrame::EndSession`].
+    SessionEnding(SessionEnding),
 }
 
 impl WireMessage for HostFrame {
@@ -466,6 +485,8 @@ pub enum StreamErrorCode {
     BadReceipt,
     /// The client stopped sending receipts: the window stayed full for the stall timeout.
     Unacknowledged,
+    /// Another prompt of the session is streaming: one at a time.
+    SessionBusy,
 }
 
 #[cfg(test)]

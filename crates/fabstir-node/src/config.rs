@@ -81,6 +81,14 @@ pub struct NodeConfig {
     /// stream (`Unacknowledged`) and settles for what was receipted.
     #[serde(default = "default_receipt_timeout", with = "humantime_serde")]
     pub receipt_timeout: Duration,
+    /// A session is settled on chain (in part) once this many tokens are receipted since its
+    /// last settlement; it is always settled in full when it closes.
+    #[serde(default = "default_session_settle_tokens")]
+    pub session_settle_tokens: u64,
+    /// A session whose client sent no prompt for this long is closed with its newest receipt
+    /// (the client may have gone; the rest of its deposit goes back to it).
+    #[serde(default = "default_session_idle", with = "humantime_serde")]
+    pub session_idle_close: Duration,
 }
 
 /// One served model.
@@ -140,6 +148,14 @@ fn default_poll() -> Duration {
 }
 fn default_quote_ttl() -> Duration {
     Duration::from_secs(120)
+}
+
+fn default_session_settle_tokens() -> u64 {
+    10_000
+}
+
+fn default_session_idle() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 fn default_credit_window() -> u32 {

@@ -6,6 +6,7 @@
 
 mod claims;
 mod service;
+mod sessions;
 mod settlement;
 mod stream;
 mod terms;
@@ -20,7 +21,9 @@ use fabstir_contracts::{HeadlessContractManager, WalletSigner};
 use fabstir_core::auth::{self, SigningKey};
 use fabstir_core::primitives::Address;
 use fabstir_core::wire::CapabilitiesResponse;
-use fabstir_core::{JobId, ModelId, NodeCapabilities, NodePeerId, TokenAmount, TokenPrice};
+use fabstir_core::{
+    JobId, ModelId, NodeCapabilities, NodePeerId, SessionId, TokenAmount, TokenPrice,
+};
 use fabstir_inference::InferenceBackend;
 use fabstir_payments::SharedNonce;
 use fabstir_storage::ResultStore;
@@ -81,6 +84,11 @@ pub struct HostLimits {
     /// The credit window named in quotes and enforced on streams: the most tokens streamed
     /// ahead of the client's newest receipt.
     pub credit_window: u32,
+    /// A session is settled on chain (in part) once this many tokens are receipted since its
+    /// last settlement.
+    pub session_settle_every: u64,
+    /// A session whose client sent no prompt for this long is closed with its newest receipt.
+    pub session_idle: Duration,
 }
 
 /// The host node's state and decisions. Cheap to share behind an `Arc`.
@@ -96,6 +104,7 @@ pub struct Host {
     limits: HostLimits,
     slots: Semaphore,
     claims: DashMap<JobId, Arc<Mutex<Option<claims::ClaimedJob>>>>,
+    sessions: DashMap<SessionId, Arc<Mutex<sessions::ServedSession>>>,
     metrics: Arc<Metrics>,
     stopping: AtomicBool,
 }
@@ -153,6 +162,7 @@ impl Host {
             slots: Semaphore::new(parts.limits.max_concurrent.max(1)),
             limits: parts.limits,
             claims: DashMap::new(),
+            sessions: DashMap::new(),
             metrics: parts.metrics,
             stopping: AtomicBool::new(false),
         }

@@ -198,6 +198,8 @@ pub async fn start_with(
             quote_validity: config.quote_validity,
             min_time_left: config.min_time_left,
             credit_window: config.credit_window,
+            session_settle_every: config.session_settle_tokens,
+            session_idle: config.session_idle_close,
         },
         metrics: metrics.clone(),
     }));

@@ -53,10 +53,10 @@ pub use fabstir_core::{InMemoryRegistry, PeerRegistry};
 pub use network::Network;
 pub use pool::{ConnectionPool, PoolLease, PoolStats};
 pub use registry::{libp2p_peer_id, node_peer_id, sign_capabilities, verify_capabilities};
-pub use service::{ClientProof, HostService, StreamSink};
+pub use service::{ClientProof, HostService, SessionGrant, StreamSink};
 pub use shared::NetworkEvent;
 pub use signer::ClientSigner;
-pub use stream::{ClientStream, StreamEvent};
+pub use stream::{ClientStream, Events, SessionEvent, SessionStream, StreamEvent};
 
 /// The libp2p types this crate's API uses, re-exported so that callers agree on one version.
 pub use libp2p::{self, Multiaddr, PeerId, identity::Keypair};

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fabstir_core::wire::{
-    CapabilitiesRequest, CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame,
+    CapabilitiesRequest, CapabilitiesResponse, NegotiationRequest, NegotiationResponse,
+    PromptFrame, SESSION_PROTOCOL, STREAM_PROTOCOL, SessionEnding, SessionPrompt,
 };
-use fabstir_core::{DiscoveredNode, JobId, ModelId, NodePeerId, ProviderQuery};
+use fabstir_core::{DiscoveredNode, JobId, ModelId, NodePeerId, ProviderQuery, SessionId};
 use futures::{Stream, StreamExt};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
@@ -24,7 +25,7 @@ use crate::registry::{node_peer_id, verify_capabilities};
 use crate::service::HostService;
 use crate::shared::{NetworkEvent, Shared};
 use crate::signer::ClientSigner;
-use crate::stream::ClientStream;
+use crate::stream::{ClientStream, SessionStream};
 use crate::stream::{client, host};
 use crate::{Error, Result};
 use fabstir_core::PeerRegistry;
@@ -387,8 +388,25 @@ impl Network {
     /// Opens a raw `/fabstir/stream/1.0.0` stream to `peer` (dialing if needed), without the
     /// handshake: for diagnostics and protocol tests. Use [`Network::open_stream`] for jobs.
     pub async fn open_raw_stream(&self, peer: PeerId) -> Result<libp2p::Stream> {
+        self.open_raw(peer, STREAM_PROTOCOL).await
+    }
+
+    /// Like [`Network::open_raw_stream`], for `/fabstir/session/1.0.0`.
+    pub async fn open_raw_session_stream(&self, peer: PeerId) -> Result<libp2p::Stream> {
+        self.open_raw(peer, SESSION_PROTOCOL).await
+    }
+
+    async fn open_raw(&self, peer: PeerId, protocol: &'static str) -> Result<libp2p::Stream> {
         self.connect(peer).await?;
-        client::open_raw(self.inner.control.clone(), peer).await
+        client::open_raw(self.inner.control.clone(), peer, protocol).await
+    }
+
+    fn client_context(&self) -> client::ClientContext<'_> {
+        client::ClientContext {
+            config: &self.inner.config,
+            registry: self.inner.registry.as_ref(),
+            pool: &self.inner.shared.pool,
+        }
     }
 
     /// Opens an authenticated token stream for `job` to the host `peer`: answers its
@@ -406,12 +424,35 @@ impl Network {
         prompt: PromptFrame,
     ) -> Result<ClientStream> {
         let stream = self.open_raw_stream(peer).await?;
-        let ctx = client::ClientContext {
-            config: &self.inner.config,
-            registry: self.inner.registry.as_ref(),
-            pool: &self.inner.shared.pool,
-        };
-        client::open(ctx, stream, peer, job, signer, prompt).await
+        client::open(self.client_context(), stream, peer, job, signer, prompt).await
+    }
+
+    /// Sends one prompt on the open `session` with the host `peer` (a stream per prompt, no
+    /// chain round trip): answers its challenge with `signer`, checks where the host resumes
+    /// the session (a receipt `signer` signed), sends `prompt` and returns its tokens.
+    /// `signer` receipts what arrives, cumulatively over the session.
+    pub async fn open_session_stream(
+        &self,
+        peer: PeerId,
+        session: SessionId,
+        signer: Arc<dyn ClientSigner>,
+        prompt: SessionPrompt,
+    ) -> Result<SessionStream> {
+        let stream = self.open_raw_session_stream(peer).await?;
+        client::open_session(self.client_context(), stream, peer, session, signer, prompt).await
+    }
+
+    /// Asks the host `peer` of `session` to end it: the host closes the session on chain with
+    /// the newest receipt it holds (the rest of the deposit goes back to the client) and says
+    /// what the close pays for.
+    pub async fn end_session(
+        &self,
+        peer: PeerId,
+        session: SessionId,
+        signer: Arc<dyn ClientSigner>,
+    ) -> Result<SessionEnding> {
+        let stream = self.open_raw_session_stream(peer).await?;
+        client::end_session(self.client_context(), stream, peer, session, signer).await
     }
 
     /// The connection pool's counters.

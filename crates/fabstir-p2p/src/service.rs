@@ -3,11 +3,12 @@
 
 use async_trait::async_trait;
 use fabstir_core::JobId;
+use fabstir_core::SessionId;
 use fabstir_core::primitives::{Address, H256};
 use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::wire::{
-    CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame, StreamDone,
-    StreamError, StreamToken,
+    CapabilitiesResponse, FinishReason, NegotiationRequest, NegotiationResponse, PromptFrame,
+    SessionEnding, SessionPrompt, StreamDone, StreamError, StreamErrorCode, StreamToken,
 };
 use libp2p::PeerId;
 use tokio::sync::mpsc;
@@ -60,11 +61,74 @@ pub trait HostService: Send + Sync + 'static {
     /// is owed and the job should be given back.
     async fn settle(&self, job: JobId, receipt: Option<SignedReceipt>);
 
+    /// Decides whether the client that answered a session stream's challenge with `proof` may
+    /// prompt `session`: the session is open on chain with this host, the proof is its
+    /// client's, and no other prompt of it is streaming. The grant says where the transcript
+    /// resumes (the newest receipt the host holds) and how many more counted tokens the
+    /// deposit pays for. Every grant is followed by exactly one
+    /// [`HostService::session_stream_ended`]. The default serves no sessions.
+    async fn authorize_session(
+        &self,
+        session: SessionId,
+        proof: &ClientProof,
+    ) -> Result<SessionGrant, StreamError> {
+        let _ = (session, proof);
+        Err(no_sessions())
+    }
+
+    /// Runs one prompt of an authorized session: generates at most `budget` tokens (what the
+    /// deposit still pays for) and at most the prompt's `max_tokens`, sending each to `sink`,
+    /// and says why it stopped ([`FinishReason::Deposit`] when the budget ran out first).
+    async fn run_session(
+        &self,
+        session: SessionId,
+        prompt: SessionPrompt,
+        budget: u64,
+        sink: StreamSink,
+    ) -> Result<FinishReason, StreamError> {
+        let _ = (session, prompt, budget, sink);
+        Err(no_sessions())
+    }
+
+    /// The client of an authorized session asked to end it: close it on chain with the newest
+    /// receipt held (in the background) and say what the close pays for.
+    async fn end_session(&self, session: SessionId) -> Result<SessionEnding, StreamError> {
+        let _ = session;
+        Err(no_sessions())
+    }
+
+    /// A session stream authorized by [`HostService::authorize_session`] ended, however it
+    /// ended, with the newest receipt the client signed on it (checked like a job's: newer
+    /// than the grant's, counting no more than was delivered, the host's own transcript).
+    /// `None`: nothing newer than the grant's. The session may be prompted again.
+    async fn session_stream_ended(&self, session: SessionId, newest: Option<SignedReceipt>) {
+        let _ = (session, newest);
+    }
+
     /// The stored result with this CID, for `/fabstir/result/1.0.0`; `None` if unknown.
     async fn result(&self, cid: &str) -> Option<Vec<u8>> {
         let _ = cid;
         None
     }
+}
+
+fn no_sessions() -> StreamError {
+    StreamError {
+        code: StreamErrorCode::UnknownJob,
+        message: "this host serves no sessions".into(),
+    }
+}
+
+/// What a host grants the client of a session for one prompt stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionGrant {
+    /// The session's client: whose receipts count.
+    pub client: Address,
+    /// The newest receipt the host holds for the session (`None` before the first): the
+    /// transcript continues from it.
+    pub resume: Option<SignedReceipt>,
+    /// Counted tokens the deposit pays for beyond `resume`.
+    pub available_tokens: u64,
 }
 
 /// How a client answered a stream's challenge: the digest it signed (EIP-191 over the

@@ -9,6 +9,6 @@ pub(crate) mod client;
 mod credit;
 pub(crate) mod host;
 
-pub use client::ClientStream;
-/// What a client receives on a token stream (the core port type).
-pub use fabstir_core::StreamEvent;
+pub use client::{ClientStream, Events, SessionStream};
+/// What a client receives on a token stream or a session prompt's (the core port types).
+pub use fabstir_core::{SessionEvent, StreamEvent};

@@ -158,3 +158,79 @@ fn signatures_recover_and_bind_every_field() {
     bad_v[64] = 5;
     assert!(r.signer(&domain, &bad_v).is_err());
 }
+
+/// The session vectors of `docs/PROTOCOL.md`, section 9 (computed independently with js-sha3):
+/// session `5 << 32 | 1`, the text prompt "Once upon a time", token "Once", then the
+/// conversation [system "Be brief.", user "Hi"], tokens "" and " upon".
+#[test]
+fn the_session_test_vectors_hold() {
+    use crate::wire::{ChatMessage, ChatRole, PromptInput};
+    let hex32 = |h: H256| format!("{h:#x}");
+    let session = JobId((5 << 32) | 1);
+    let mut t = Transcript::session(session);
+    assert_eq!(
+        hex32(t.hash()),
+        "0x99bc9d4a08b9672ac346013c2b1909404ee6764172b6afd038884ca754a47dfb"
+    );
+    t.push_prompt(PromptInput::Text("Once upon a time".into()).hash());
+    assert_eq!(
+        hex32(t.hash()),
+        "0xbeee75c122c966cc78c60fbf1dbfe14c4b9c4e8eb666341534aaee08f76e47bb"
+    );
+    t.push(9038, "Once");
+    let after_first = t;
+    let chat = PromptInput::Chat(vec![
+        ChatMessage::new(ChatRole::System, "Be brief."),
+        ChatMessage::new(ChatRole::User, "Hi"),
+    ]);
+    assert_eq!(
+        hex32(chat.hash()),
+        "0x1ff848bc0789f075ee762d0e2ccd1008d8581e955b204951972196cc4df966cc"
+    );
+    t.push_prompt(chat.hash());
+    assert_eq!(
+        hex32(t.hash()),
+        "0xb42da80f11412ad2e586cdbbb548e101539c730bf8e29bf523236b4b7849bddc"
+    );
+    t.push(0, "");
+    t.push(2501, " upon");
+    assert_eq!(
+        hex32(t.hash()),
+        "0x562e6e0819cc04866cc3ba6b77c76da89b7088d80fb4a48a81ff855ff2712bd5"
+    );
+    assert_eq!(t.counted(), 2);
+    let receipt = t.receipt(session);
+    assert_eq!(
+        hex32(H256(receipt.struct_hash())),
+        "0xf5bbc24696992ee7be586101ed4c9ab36940e03dc4b25daa3d5810741e9150ee"
+    );
+    assert_eq!(
+        hex32(receipt.digest(&domain())),
+        "0x01482819a7b81f64d9b3e1bb93e4e5e50105e954c167d6f8dec8a16f471a2486"
+    );
+    let signature = receipt.sign(&domain(), &key()).unwrap();
+    assert_eq!(
+        receipt.signer(&domain(), &signature).unwrap(),
+        crate::auth::address_of(&key())
+    );
+
+    // A stream that resumes from the first prompt's receipt continues the same transcript.
+    let mut resumed = Transcript::resume(after_first.hash(), after_first.counted());
+    resumed.push_prompt(chat.hash());
+    resumed.push(0, "");
+    resumed.push(2501, " upon");
+    assert_eq!((resumed.hash(), resumed.counted()), (t.hash(), t.counted()));
+    assert_eq!(
+        resumed.delivered(),
+        2,
+        "delivered counts from the resume point"
+    );
+    // A prompt step is not a token step.
+    let mut as_token = after_first;
+    as_token.push(u32::MAX, "");
+    assert_ne!(as_token.hash(), {
+        let mut p = after_first;
+        p.push_prompt(H256::zero());
+        p.hash()
+    });
+}

@@ -54,6 +54,24 @@ fn samples() -> (
             transcript: H256::repeat_byte(3),
             signature: vec![2; 65],
         }),
+        ClientFrame::SessionPrompt(SessionPrompt {
+            input: PromptInput::Chat(vec![
+                ChatMessage::new(ChatRole::System, "Be brief."),
+                ChatMessage::new(ChatRole::User, "Hi"),
+            ]),
+            max_tokens: 32,
+            temperature_milli: 0,
+            top_p_milli: 1000,
+            seed: 1,
+        }),
+        ClientFrame::SessionPrompt(SessionPrompt {
+            input: PromptInput::Text("Once".into()),
+            max_tokens: 1,
+            temperature_milli: 700,
+            top_p_milli: 900,
+            seed: 2,
+        }),
+        ClientFrame::EndSession,
     ];
     let host = vec![
         HostFrame::Challenge(AuthChallenge {
@@ -84,6 +102,27 @@ fn samples() -> (
         HostFrame::Error(StreamError {
             code: StreamErrorCode::PromptMismatch,
             message: "hash differs".into(),
+        }),
+        HostFrame::SessionReady(SessionReady {
+            resume: Some(crate::receipt::SignedReceipt {
+                tokens: 9,
+                transcript: H256::repeat_byte(4),
+                signature: vec![3; 65],
+            }),
+            available_tokens: 91,
+        }),
+        HostFrame::SessionReady(SessionReady {
+            resume: None,
+            available_tokens: 0,
+        }),
+        HostFrame::PromptDone(PromptDone {
+            tokens: 12,
+            finish: FinishReason::Deposit,
+        }),
+        HostFrame::SessionEnding(SessionEnding { tokens: 9 }),
+        HostFrame::Error(StreamError {
+            code: StreamErrorCode::SessionBusy,
+            message: "one at a time".into(),
         }),
     ];
     (jobs, responses, client, host)

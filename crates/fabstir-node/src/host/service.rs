@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fabstir_core::JobId;
 use fabstir_core::primitives::{Address, H256};
 use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::wire::{
-    CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame, StreamDone,
-    StreamError,
+    CapabilitiesResponse, FinishReason, NegotiationRequest, NegotiationResponse, PromptFrame,
+    SessionEnding, SessionPrompt, StreamDone, StreamError,
 };
-use fabstir_p2p::{ClientProof, HostService, PeerId, StreamSink};
+use fabstir_core::{JobId, SessionId};
+use fabstir_p2p::{ClientProof, HostService, PeerId, SessionGrant, StreamSink};
 
 use super::Host;
 
@@ -53,6 +53,32 @@ impl HostService for HostHandle {
 
     async fn settle(&self, job: JobId, receipt: Option<SignedReceipt>) {
         self.0.settle(job, receipt).await;
+    }
+
+    async fn authorize_session(
+        &self,
+        session: SessionId,
+        proof: &ClientProof,
+    ) -> Result<SessionGrant, StreamError> {
+        self.0.authorize_session(session, proof).await
+    }
+
+    async fn run_session(
+        &self,
+        session: SessionId,
+        prompt: SessionPrompt,
+        budget: u64,
+        sink: StreamSink,
+    ) -> Result<FinishReason, StreamError> {
+        self.0.run_session(session, prompt, budget, sink).await
+    }
+
+    async fn end_session(&self, session: SessionId) -> Result<SessionEnding, StreamError> {
+        self.0.end_session(session).await
+    }
+
+    async fn session_stream_ended(&self, session: SessionId, newest: Option<SignedReceipt>) {
+        self.0.session_stream_ended(session, newest).await;
     }
 
     async fn result(&self, cid: &str) -> Option<Vec<u8>> {

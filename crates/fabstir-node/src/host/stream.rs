@@ -6,21 +6,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fabstir_contracts::OnChainJob;
-use fabstir_core::JobId;
 use fabstir_core::auth;
 use fabstir_core::primitives::{Address, keccak256};
 use fabstir_core::wire::{PromptFrame, StreamDone, StreamError, StreamErrorCode, StreamToken};
+use fabstir_core::{JobId, ModelId};
 use fabstir_inference::GenerateRequest;
 use fabstir_p2p::StreamSink;
 
 use super::{Host, Terms};
 
 /// What a generation delivered.
-struct Generated {
-    text: String,
-    tokens: u64,
+pub(super) struct Generated {
+    /// The text.
+    pub(super) text: String,
+    /// Tokens generated.
+    pub(super) tokens: u64,
     /// The client went away or cancelled before the end.
-    cancelled: bool,
+    pub(super) cancelled: bool,
 }
 
 impl Host {
@@ -50,22 +52,7 @@ impl Host {
             });
         }
         self.consume(job).await?;
-        self.metrics.jobs_waiting.inc();
-        let permit = self.slots.acquire().await;
-        self.metrics.jobs_waiting.dec();
-        let Ok(_permit) = permit else {
-            return Err(StreamError {
-                code: StreamErrorCode::Unavailable,
-                message: "shutting down".into(),
-            });
-        };
-        self.metrics.jobs_running.inc();
-        let started = Instant::now();
         let outcome = self.generate(&claimed, &prompt, &sink).await;
-        self.metrics.jobs_running.dec();
-        self.metrics
-            .streaming_seconds
-            .inc_by(started.elapsed().as_secs_f64());
         let generated = match outcome {
             Ok(generated) => generated,
             Err(error) => {
@@ -112,13 +99,6 @@ impl Host {
         prompt: &PromptFrame,
         sink: &StreamSink,
     ) -> Result<Generated, StreamError> {
-        let model = self
-            .models
-            .get(&job.details.model)
-            .ok_or_else(|| StreamError {
-                code: StreamErrorCode::UnknownJob,
-                message: "model not served".into(),
-            })?;
         let request = GenerateRequest {
             prompt: prompt.prompt.clone(),
             max_tokens: job.details.max_tokens.min(self.limits.max_tokens),
@@ -127,6 +107,57 @@ impl Host {
             seed: prompt.seed,
             ..GenerateRequest::default()
         };
+        self.run_generation(&job.details.model, request, sink).await
+    }
+
+    /// Runs `request` on `model` in one of the host's slots (waiting for one), streaming to
+    /// `sink`: for a session prompt.
+    pub(super) async fn run_generation(
+        &self,
+        model: &ModelId,
+        request: GenerateRequest,
+        sink: &StreamSink,
+    ) -> Result<Generated, StreamError> {
+        self.metrics.jobs_waiting.inc();
+        let permit = self.slots.acquire().await;
+        self.metrics.jobs_waiting.dec();
+        let Ok(_permit) = permit else {
+            return Err(StreamError {
+                code: StreamErrorCode::Unavailable,
+                message: "shutting down".into(),
+            });
+        };
+        self.stream_generation(model, request, sink).await
+    }
+
+    /// Generates and streams `request` on `model` until the end or until the client goes,
+    /// counted as a running job.
+    async fn stream_generation(
+        &self,
+        model: &ModelId,
+        request: GenerateRequest,
+        sink: &StreamSink,
+    ) -> Result<Generated, StreamError> {
+        let model = self.models.get(model).ok_or_else(|| StreamError {
+            code: StreamErrorCode::UnknownJob,
+            message: "model not served".into(),
+        })?;
+        self.metrics.jobs_running.inc();
+        let started = Instant::now();
+        let generated = self.stream_tokens(model, request, sink).await;
+        self.metrics.jobs_running.dec();
+        self.metrics
+            .streaming_seconds
+            .inc_by(started.elapsed().as_secs_f64());
+        generated
+    }
+
+    async fn stream_tokens(
+        &self,
+        model: &super::ServedModel,
+        request: GenerateRequest,
+        sink: &StreamSink,
+    ) -> Result<Generated, StreamError> {
         let failed = |e: fabstir_inference::Error| StreamError {
             code: StreamErrorCode::InferenceFailed,
             message: e.to_string(),
@@ -155,7 +186,7 @@ impl Host {
     }
 }
 
-fn milli(value: u32) -> f32 {
+pub(super) fn milli(value: u32) -> f32 {
     // Sampling parameters travel as thousandths; 1000 is 1.0.
     (f64::from(value) / 1000.0) as f32
 }

@@ -10,3 +10,4 @@ mod lifecycle;
 mod receipts;
 mod refusals;
 mod restart;
+mod sessions;

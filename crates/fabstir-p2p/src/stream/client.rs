@@ -10,12 +10,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use fabstir_core::JobId;
+use fabstir_core::PromptEnd;
 use fabstir_core::StreamEvent;
 use fabstir_core::auth;
 use fabstir_core::primitives::Address;
 use fabstir_core::receipt::{ReceiptDomain, SignedReceipt, Transcript};
 use fabstir_core::wire::{
-    AuthResponse, ClientFrame, HostFrame, PromptFrame, STREAM_PROTOCOL, TokenBatch,
+    AuthChallenge, AuthResponse, ClientFrame, HostFrame, PromptFrame, StreamDone, TokenBatch,
 };
 use futures::{AsyncWriteExt, Stream, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
@@ -29,6 +30,11 @@ use crate::signer::ClientSigner;
 use crate::{Error, Result};
 use fabstir_core::PeerRegistry;
 
+mod session;
+
+pub use session::SessionStream;
+pub(crate) use session::{end_session, open_session};
+
 /// Reads the next host frame within the handshake timeout.
 async fn next_host_frame(
     stream: &mut libp2p::Stream,
@@ -37,20 +43,24 @@ async fn next_host_frame(
     read_frame_within(stream, timeout, "host frame").await
 }
 
-/// The client's side of a token stream: a [`Stream`] of [`StreamEvent`]s ending after
-/// [`StreamEvent::Done`] or an error. Dropping it cancels the job.
-pub struct ClientStream {
-    inner: Pin<Box<dyn Stream<Item = Result<StreamEvent>> + Send>>,
+/// The client's side of a stream: a [`Stream`] of events ending after the final one or an
+/// error. Dropping it cancels what the host generates.
+pub struct Events<T> {
+    inner: Pin<Box<dyn Stream<Item = Result<T>> + Send>>,
     cancel: Option<oneshot::Sender<()>>,
 }
 
-impl std::fmt::Debug for ClientStream {
+/// The client's side of a token stream: [`StreamEvent`]s ending after
+/// [`StreamEvent::Done`] or an error. Dropping it cancels the job.
+pub type ClientStream = Events<StreamEvent>;
+
+impl<T> std::fmt::Debug for Events<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientStream").finish_non_exhaustive()
+        f.debug_struct("Events").finish_non_exhaustive()
     }
 }
 
-impl ClientStream {
+impl<T> Events<T> {
     /// Asks the host to stop generating, then ends the stream.
     pub async fn cancel(mut self) -> Result<()> {
         if let Some(cancel) = self.cancel.take() {
@@ -67,12 +77,26 @@ impl ClientStream {
     }
 }
 
-impl Stream for ClientStream {
-    type Item = Result<StreamEvent>;
+impl<T> Stream for Events<T> {
+    type Item = Result<T>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inner.as_mut().poll_next(cx)
     }
+}
+
+/// What ends a stream: a job's signed result, or a session prompt's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Job,
+    Session,
+}
+
+/// What the reader yields; each public stream maps it to its own events.
+enum Event {
+    Tokens(TokenBatch),
+    Job(StreamDone),
+    Prompt(PromptEnd),
 }
 
 struct Reader {
@@ -81,6 +105,7 @@ struct Reader {
     host: Address,
     job: JobId,
     chain_id: u64,
+    ending: Ending,
     stall: Duration,
     next_index: u64,
     receipts: Receipts,
@@ -104,6 +129,8 @@ struct Receipts {
     receipted: u64,
     /// Counted tokens after which a receipt goes out.
     every: u64,
+    /// Counted tokens before this stream's first (a session's resume point).
+    start: u64,
 }
 
 impl Receipts {
@@ -134,8 +161,74 @@ impl Receipts {
     }
 }
 
+impl Receipts {
+    /// Receipts for `job` from `transcript` on, under a credit window of `window`.
+    fn new(
+        signer: Arc<dyn ClientSigner>,
+        config: &P2pConfig,
+        transcript: Transcript,
+        window: u32,
+    ) -> Self {
+        Self {
+            signer,
+            domain: ReceiptDomain {
+                chain_id: config.chain_id,
+                marketplace: config.marketplace,
+            },
+            start: transcript.counted(),
+            receipted: transcript.counted(),
+            transcript,
+            every: u64::from(fabstir_core::receipt::receipt_interval(window)),
+        }
+    }
+}
+
 impl Reader {
-    async fn next_event(&mut self) -> Option<Result<StreamEvent>> {
+    fn new(
+        ctx: &ClientContext<'_>,
+        stream: libp2p::Stream,
+        (peer, host, job): (PeerId, Address, JobId),
+        ending: Ending,
+        receipts: Receipts,
+        lease: PoolLease,
+    ) -> (Self, oneshot::Sender<()>) {
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        let reader = Self {
+            stream,
+            peer,
+            host,
+            job,
+            chain_id: ctx.config.chain_id,
+            ending,
+            stall: ctx.config.stream.stall_timeout,
+            next_index: 0,
+            receipts,
+            cancel: cancel_rx,
+            done: false,
+            _lease: lease,
+        };
+        (reader, cancel_tx)
+    }
+
+    /// The reader as a stream of events, mapped by `map`, cancelled through `cancel`.
+    fn into_events<T: Send + 'static>(
+        self,
+        map: fn(Event) -> Result<T>,
+        cancel: oneshot::Sender<()>,
+    ) -> Events<T> {
+        let inner = futures::stream::unfold(self, move |mut reader| async move {
+            reader
+                .next_event()
+                .await
+                .map(|event| (event.and_then(map), reader))
+        });
+        Events {
+            inner: Box::pin(inner),
+            cancel: Some(cancel),
+        }
+    }
+
+    async fn next_event(&mut self) -> Option<Result<Event>> {
         if self.done {
             return None;
         }
@@ -172,12 +265,12 @@ impl Reader {
                     match self.receipts.after_batch(self.job, &batch).await {
                         Ok(None) => {
                             self.done = false;
-                            Ok(StreamEvent::Tokens(batch))
+                            Ok(Event::Tokens(batch))
                         }
                         Ok(Some(receipt)) => match write_frame(&mut self.stream, &receipt).await {
                             Ok(()) => {
                                 self.done = false;
-                                Ok(StreamEvent::Tokens(batch))
+                                Ok(Event::Tokens(batch))
                             }
                             Err(e) => Err(e),
                         },
@@ -185,7 +278,7 @@ impl Reader {
                     }
                 }
             }
-            Step::Frame(Ok(Some(HostFrame::Done(done)))) => {
+            Step::Frame(Ok(Some(HostFrame::Done(done)))) if self.ending == Ending::Job => {
                 let message = auth::result_message(
                     self.chain_id,
                     self.job,
@@ -199,7 +292,7 @@ impl Reader {
                         Ok(receipt) => {
                             let _ = write_frame(&mut self.stream, &receipt).await;
                             let _ = self.stream.close().await;
-                            Ok(StreamEvent::Done(done))
+                            Ok(Event::Job(done))
                         }
                         Err(e) => Err(e),
                     },
@@ -209,8 +302,33 @@ impl Reader {
                     }),
                 }
             }
+            Step::Frame(Ok(Some(HostFrame::PromptDone(done))))
+                if self.ending == Ending::Session =>
+            {
+                if done.tokens != self.next_index {
+                    Err(protocol(&format!(
+                        "prompt done after {} tokens, {} received",
+                        done.tokens, self.next_index
+                    )))
+                } else {
+                    // The receipt covers every counted token received, whatever the host says.
+                    match self.receipts.sign(self.job).await {
+                        Ok(receipt) => {
+                            let _ = write_frame(&mut self.stream, &receipt).await;
+                            let _ = self.stream.close().await;
+                            Ok(Event::Prompt(PromptEnd {
+                                tokens: self.next_index,
+                                counted: self.receipts.receipted - self.receipts.start,
+                                finish: done.finish,
+                                receipted: self.receipts.receipted,
+                            }))
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            }
             Step::Frame(Ok(Some(HostFrame::Error(e)))) => Err(remote(e)),
-            Step::Frame(Ok(Some(_))) => Err(protocol("handshake frame while streaming")),
+            Step::Frame(Ok(Some(_))) => Err(protocol("unexpected frame while streaming")),
         };
         Some(event)
     }
@@ -244,13 +362,15 @@ async fn handshake_frame<T>(
     }
 }
 
-/// Opens a raw `/fabstir/stream/1.0.0` stream to a connected `peer`.
+/// Opens a raw stream of `protocol` (`/fabstir/stream/1.0.0` or `/fabstir/session/1.0.0`) to
+/// a connected `peer`.
 pub(crate) async fn open_raw(
     mut control: libp2p_stream::Control,
     peer: PeerId,
+    protocol: &'static str,
 ) -> Result<libp2p::Stream> {
     control
-        .open_stream(peer, StreamProtocol::new(STREAM_PROTOCOL))
+        .open_stream(peer, StreamProtocol::new(protocol))
         .await
         .map_err(|e| Error::OpenStream {
             peer: peer.to_string(),
@@ -268,21 +388,21 @@ pub(crate) struct ClientContext<'a> {
     pub(crate) pool: &'a Arc<ConnectionPool>,
 }
 
-/// Runs the client's handshake for `job` on a fresh `stream` to the host `peer` (see
-/// [`Network::open_stream`](crate::Network::open_stream)) and returns the stream of tokens.
-pub(crate) async fn open(
-    ctx: ClientContext<'_>,
-    mut stream: libp2p::Stream,
+/// Answers the host's challenge on a fresh `stream` for `job` (a job or a session): checks
+/// that the address it names registered `peer` and that its window is within the cap, and
+/// signs. Returns the challenge and a lease that keeps the connection while the stream runs.
+pub(super) async fn authenticate(
+    ctx: &ClientContext<'_>,
+    stream: &mut libp2p::Stream,
     peer: PeerId,
     job: JobId,
-    signer: Arc<dyn ClientSigner>,
-    prompt: PromptFrame,
-) -> Result<ClientStream> {
+    signer: &dyn ClientSigner,
+) -> Result<(AuthChallenge, PoolLease)> {
     let config = ctx.config;
     let timeout = config.stream.handshake_timeout;
     let lease = ctx.pool.lease(peer, std::time::Instant::now());
     let challenge = handshake_frame(
-        &mut stream,
+        stream,
         timeout,
         &peer,
         ("expected a challenge", "stream closed before the challenge"),
@@ -331,10 +451,24 @@ pub(crate) async fn open(
         nonce: challenge.nonce,
         signature,
     });
-    write_frame(&mut stream, &answer).await?;
+    write_frame(stream, &answer).await?;
+    Ok((challenge, lease))
+}
+
+/// Runs the client's handshake for `job` on a fresh `stream` to the host `peer` (see
+/// [`Network::open_stream`](crate::Network::open_stream)) and returns the stream of tokens.
+pub(crate) async fn open(
+    ctx: ClientContext<'_>,
+    mut stream: libp2p::Stream,
+    peer: PeerId,
+    job: JobId,
+    signer: Arc<dyn ClientSigner>,
+    prompt: PromptFrame,
+) -> Result<ClientStream> {
+    let (challenge, lease) = authenticate(&ctx, &mut stream, peer, job, signer.as_ref()).await?;
     handshake_frame(
         &mut stream,
-        timeout,
+        ctx.config.stream.handshake_timeout,
         &peer,
         (
             "expected authenticated",
@@ -343,38 +477,22 @@ pub(crate) async fn open(
         |frame| matches!(frame, HostFrame::Authenticated).then_some(()),
     )
     .await?;
-    let receipts = Receipts {
-        signer,
-        domain: ReceiptDomain {
-            chain_id: config.chain_id,
-            marketplace: config.marketplace,
-        },
-        transcript: Transcript::new(job, fabstir_core::job::prompt_hash(&prompt.prompt)),
-        receipted: 0,
-        every: u64::from(fabstir_core::receipt::receipt_interval(
-            challenge.credit_window,
-        )),
-    };
+    let transcript = Transcript::new(job, fabstir_core::job::prompt_hash(&prompt.prompt));
+    let receipts = Receipts::new(signer, ctx.config, transcript, challenge.credit_window);
     write_frame(&mut stream, &ClientFrame::Prompt(prompt)).await?;
-    let (cancel_tx, cancel_rx) = oneshot::channel();
-    let reader = Reader {
+    let (reader, cancel) = Reader::new(
+        &ctx,
         stream,
-        peer,
-        host: challenge.host,
-        job,
-        chain_id: config.chain_id,
-        stall: config.stream.stall_timeout,
-        next_index: 0,
+        (peer, challenge.host, job),
+        Ending::Job,
         receipts,
-        cancel: cancel_rx,
-        done: false,
-        _lease: lease,
+        lease,
+    );
+    let map = |event| match event {
+        Event::Tokens(batch) => Ok(StreamEvent::Tokens(batch)),
+        Event::Job(done) => Ok(StreamEvent::Done(done)),
+        // A job's reader accepts no prompt's end.
+        Event::Prompt(_) => Err(Error::Truncated("a session frame on a job stream".into())),
     };
-    let inner = futures::stream::unfold(reader, |mut reader| async move {
-        reader.next_event().await.map(|event| (event, reader))
-    });
-    Ok(ClientStream {
-        inner: Box::pin(inner),
-        cancel: Some(cancel_tx),
-    })
+    Ok(reader.into_events(map, cancel))
 }

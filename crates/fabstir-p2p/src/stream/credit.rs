@@ -64,15 +64,18 @@ pub(crate) struct Credit {
     started: Option<Instant>,
     /// The smoothed round trip from a token's delivery to the receipt covering it.
     rtt: Option<Duration>,
+    /// The most counted tokens ever delivered (what a session's deposit pays for).
+    limit: u64,
 }
 
 impl Credit {
-    /// A stream of `job` for `client`, whose prompt hashes to `prompt_hash`, with `window`
-    /// tokens of credit.
+    /// A stream of `job` for `client`, whose transcript so far is `transcript` (a job's
+    /// starts from its prompt hash, a session's from its newest receipt and the prompt), with
+    /// `window` tokens of credit.
     pub(crate) fn new(
         job: JobId,
         client: Address,
-        prompt_hash: H256,
+        transcript: Transcript,
         domain: ReceiptDomain,
         window: u32,
     ) -> Self {
@@ -85,12 +88,31 @@ impl Credit {
             cap,
             floor,
             window: cap,
-            transcript: Transcript::new(job, prompt_hash),
+            transcript,
             unreceipted: VecDeque::new(),
             newest: None,
             started: None,
             rtt: None,
+            limit: u64::MAX,
         }
+    }
+
+    /// Continues from `receipt`, the newest the host held before this stream (a session's):
+    /// only newer receipts are accepted, and it is what is settled if none comes.
+    pub(crate) fn resumed_from(mut self, receipt: Option<SignedReceipt>) -> Self {
+        self.newest = receipt;
+        self
+    }
+
+    /// Delivers no more than `limit` counted tokens in all.
+    pub(crate) fn limited_to(mut self, limit: u64) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Whether the limit is reached: no receipt makes room for another counted token.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.counted() >= self.limit
     }
 
     /// Records a token written to the client.
@@ -151,9 +173,10 @@ impl Credit {
         self.transcript.counted()
     }
 
-    /// Whether another token may go out: fewer than the window are unreceipted.
+    /// Whether another token may go out: fewer than the window are unreceipted, and fewer
+    /// than the limit delivered.
     pub(crate) fn has_room(&self) -> bool {
-        self.counted() - self.receipted() < self.window
+        self.counted() - self.receipted() < self.window && !self.exhausted()
     }
 
     /// Whether every counted token delivered is receipted.
@@ -255,7 +278,8 @@ mod tests {
     fn receipts_are_checked_and_bound_the_window() {
         let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
         let prompt = H256::repeat_byte(3);
-        let mut credit = Credit::new(JobId(1), address_of(&key), prompt, domain(), 2);
+        let transcript = Transcript::new(JobId(1), prompt);
+        let mut credit = Credit::new(JobId(1), address_of(&key), transcript, domain(), 2);
         let mut client = Transcript::new(JobId(1), prompt);
         for (id, text) in [(1, "a"), (2, "")] {
             credit.delivered(id, text);
@@ -302,7 +326,8 @@ mod tests {
     fn window_after(cap: u32, rate: f64, rtt: Duration, tokens: u32) -> (u64, Duration) {
         let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
         let prompt = H256::repeat_byte(3);
-        let mut credit = Credit::new(JobId(1), address_of(&key), prompt, domain(), cap);
+        let transcript = Transcript::new(JobId(1), prompt);
+        let mut credit = Credit::new(JobId(1), address_of(&key), transcript, domain(), cap);
         let mut client = Transcript::new(JobId(1), prompt);
         let every = receipt_interval(cap);
         let start = Instant::now();
@@ -335,5 +360,39 @@ mod tests {
         let (window, _) = window_after(4, 4_000.0, Duration::from_millis(1), 40);
         assert_eq!(window, 4);
         assert_eq!(receipt_interval(4), 2);
+    }
+
+    #[test]
+    fn a_session_resumes_from_its_newest_receipt_within_the_deposit() {
+        let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let session = JobId(1);
+        let mut client = Transcript::session(session);
+        client.push_prompt(H256::repeat_byte(1));
+        client.push(1, "a");
+        let first = signed(&client, &key, &domain());
+        // The next prompt's stream starts where the newest receipt left off.
+        let mut transcript = Transcript::resume(first.transcript, first.tokens);
+        transcript.push_prompt(H256::repeat_byte(2));
+        let mut credit = Credit::new(session, address_of(&key), transcript, domain(), 8)
+            .resumed_from(Some(first.clone()))
+            .limited_to(first.tokens + 2);
+        let mut client = Transcript::resume(first.transcript, first.tokens);
+        client.push_prompt(H256::repeat_byte(2));
+        assert!(
+            credit.accept(first.clone()).is_err(),
+            "the resume point again"
+        );
+        for (id, text) in [(2, "b"), (3, "c")] {
+            assert!(credit.has_room());
+            credit.delivered(id, text);
+            client.push(id, text);
+        }
+        assert!(
+            credit.exhausted() && !credit.has_room(),
+            "the deposit's limit"
+        );
+        credit.accept(signed(&client, &key, &domain())).unwrap();
+        assert!(!credit.has_room(), "a receipt makes no room past the limit");
+        assert_eq!(credit.newest().unwrap().tokens, 3);
     }
 }

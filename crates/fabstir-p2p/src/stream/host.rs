@@ -1,9 +1,12 @@
-//! The host's side of `/fabstir/stream/1.0.0`: sends a challenge, checks the signed answer
-//! (single-use nonce, recovered client address authorized by the [`HostService`]), reads the
-//! prompt, then streams token batches within the credit window (checking the client's
-//! receipts as they come) and a final or error frame, and settles with the newest receipt.
-//! Tokens are coalesced only when the client reads slower than the job produces them. A
-//! malformed, oversized or truncated frame ends that stream only.
+//! The host's side of `/fabstir/stream/1.0.0` and `/fabstir/session/1.0.0`: sends a
+//! challenge, checks the signed answer (single-use nonce, recovered client address authorized
+//! by the [`HostService`]), reads the prompt (a job's, or a session's after saying where the
+//! session resumes), then streams token batches within the credit window ([`tokens`]) and a
+//! final or error frame, and hands the newest receipt to the service. A malformed, oversized
+//! or truncated frame ends that stream only.
+
+mod session;
+mod tokens;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,16 +14,17 @@ use std::time::Duration;
 use fabstir_core::JobId;
 use fabstir_core::auth::{self, ChallengeBook};
 use fabstir_core::primitives::Address;
-use fabstir_core::receipt::ReceiptDomain;
+use fabstir_core::receipt::{ReceiptDomain, Transcript};
 use fabstir_core::wire::{
-    AuthChallenge, ClientFrame, HostFrame, MAX_FRAME_LEN, PromptFrame, STREAM_PROTOCOL, StreamDone,
-    StreamError, StreamErrorCode, StreamToken, TokenBatch,
+    AuthChallenge, AuthResponse, ClientFrame, HostFrame, PromptFrame, SESSION_PROTOCOL,
+    STREAM_PROTOCOL, StreamError, StreamErrorCode, StreamToken,
 };
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use rand::RngCore;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use self::tokens::{Finished, Served, stream_tokens};
 use super::credit::Credit;
 use crate::config::{P2pConfig, StreamConfig};
 use crate::frame::{read_frame, read_frame_within, write_frame};
@@ -48,7 +52,27 @@ struct HostContext {
     faults: Arc<crate::fault::FaultSlot>,
 }
 
-/// Starts accepting `/fabstir/stream/1.0.0` streams for `host` until `shutdown` flips.
+impl HostContext {
+    /// What receipts on this host's streams are signed for.
+    fn receipt_domain(&self) -> ReceiptDomain {
+        ReceiptDomain {
+            chain_id: self.chain_id,
+            marketplace: self.marketplace,
+        }
+    }
+}
+
+/// Which protocol a stream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `/fabstir/stream/1.0.0`: one job.
+    Job,
+    /// `/fabstir/session/1.0.0`: one prompt of a session.
+    Session,
+}
+
+/// Starts accepting `/fabstir/stream/1.0.0` and `/fabstir/session/1.0.0` streams for `host`
+/// until `shutdown` flips.
 pub(crate) fn spawn_host(
     mut control: libp2p_stream::Control,
     host: Arc<dyn HostService>,
@@ -57,9 +81,16 @@ pub(crate) fn spawn_host(
     mut shutdown: watch::Receiver<bool>,
     #[cfg(feature = "fault-injection")] faults: Arc<crate::fault::FaultSlot>,
 ) -> Result<()> {
-    let mut incoming = control
-        .accept(StreamProtocol::new(STREAM_PROTOCOL))
-        .map_err(|e| Error::Config(format!("stream protocol: {e}")))?;
+    let mut accept = |protocol: &'static str, kind: Kind| {
+        control
+            .accept(StreamProtocol::new(protocol))
+            .map(|incoming| incoming.map(move |(peer, stream)| (peer, stream, kind)))
+            .map_err(|e| Error::Config(format!("{protocol}: {e}")))
+    };
+    let mut incoming = futures::stream::select(
+        accept(STREAM_PROTOCOL, Kind::Job)?,
+        accept(SESSION_PROTOCOL, Kind::Session)?,
+    );
     let ctx = Arc::new(HostContext {
         host,
         book: Mutex::new(ChallengeBook::new(
@@ -78,10 +109,10 @@ pub(crate) fn spawn_host(
         loop {
             tokio::select! {
                 next = incoming.next() => match next {
-                    Some((peer, stream)) => {
+                    Some((peer, stream, kind)) => {
                         let ctx = Arc::clone(&ctx);
                         tokio::spawn(async move {
-                            if let Err(e) = serve(peer, stream, &ctx).await {
+                            if let Err(e) = serve(peer, stream, kind, &ctx).await {
                                 tracing::debug!(%peer, error = %e, "stream dropped");
                             }
                         });
@@ -110,26 +141,85 @@ async fn refuse(stream: &mut libp2p::Stream, frame: HostFrame, error: Error) -> 
     Err(error)
 }
 
-async fn serve(peer: PeerId, mut stream: libp2p::Stream, ctx: &HostContext) -> Result<()> {
+/// Ends the stream with the service's refusal.
+async fn refused(stream: &mut libp2p::Stream, peer: PeerId, refusal: StreamError) -> Result<()> {
+    let reason = refusal.message.clone();
+    refuse(stream, HostFrame::Error(refusal), protocol(peer, reason)).await
+}
+
+/// A frame that does not belong at this point of the handshake: refused as malformed.
+async fn out_of_order(stream: &mut libp2p::Stream, peer: PeerId, expected: &str) -> Result<()> {
+    let frame = stream_error(StreamErrorCode::Malformed, format!("expected {expected}"));
+    refuse(
+        stream,
+        frame,
+        protocol(peer, format!("expected {expected}")),
+    )
+    .await
+}
+
+async fn serve(
+    peer: PeerId,
+    mut stream: libp2p::Stream,
+    kind: Kind,
+    ctx: &HostContext,
+) -> Result<()> {
     let Ok(_permit) = Arc::clone(&ctx.permits).try_acquire_owned() else {
         let frame = stream_error(StreamErrorCode::Unavailable, "too many streams");
         return refuse(&mut stream, frame, Error::Cancelled).await;
     };
     let _lease = ctx.pool.lease(peer, std::time::Instant::now());
-    let protocol_error = |reason: String| Error::Protocol {
-        peer: peer.to_string(),
-        reason,
+    let Some((answer, proof)) = authenticate(peer, &mut stream, ctx).await? else {
+        return Ok(());
     };
+    if kind == Kind::Session {
+        return session::serve_session(peer, stream, ctx, answer.job, proof).await;
+    }
+    let client = match ctx.host.authorize(answer.job, &proof).await {
+        Ok(client) => client,
+        Err(refusal) => {
+            let reason = refusal.message.clone();
+            return refuse(
+                &mut stream,
+                HostFrame::Error(refusal),
+                protocol(peer, reason),
+            )
+            .await;
+        }
+    };
+    write_frame(&mut stream, &HostFrame::Authenticated).await?;
+
+    let timeout = ctx.config.handshake_timeout;
+    let prompt = match next_client_frame(&mut stream, timeout).await {
+        Ok(Some(ClientFrame::Prompt(prompt))) => prompt,
+        Ok(None | Some(ClientFrame::Cancel)) => return Ok(()),
+        Ok(Some(_)) => return out_of_order(&mut stream, peer, "prompt").await,
+        Err(e) => {
+            let frame = stream_error(StreamErrorCode::Malformed, e.to_string());
+            return refuse(&mut stream, frame, e).await;
+        }
+    };
+    run_job(peer, stream, ctx, answer.job, client, prompt).await
+}
+
+/// Sends a fresh challenge and checks the answer: the nonce is this stream's, unused and
+/// unexpired. Returns the answer and the proof to authorize (`None`: the client left).
+async fn authenticate(
+    peer: PeerId,
+    stream: &mut libp2p::Stream,
+    ctx: &HostContext,
+) -> Result<Option<(AuthResponse, ClientProof)>> {
+    let protocol_error = |reason: &str| protocol(peer, reason.to_owned());
     let host = ctx.host.address();
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let expires_at = ctx
         .book
         .lock()
-        .map_err(|_| protocol_error("challenge book poisoned".into()))?
+        .map_err(|_| protocol_error("challenge book poisoned"))?
         .issue(nonce, unix_now());
     write_frame(
-        &mut stream,
+        stream,
         &HostFrame::Challenge(AuthChallenge {
             nonce,
             expires_at,
@@ -140,35 +230,31 @@ async fn serve(peer: PeerId, mut stream: libp2p::Stream, ctx: &HostContext) -> R
     .await?;
 
     let timeout = ctx.config.handshake_timeout;
-    let answer = match next_client_frame(&mut stream, timeout).await {
+    let answer = match next_client_frame(stream, timeout).await {
         Ok(Some(ClientFrame::Auth(answer))) => answer,
-        Ok(None | Some(ClientFrame::Cancel)) => return Ok(()),
-        Ok(Some(ClientFrame::Prompt(_) | ClientFrame::Receipt(_))) => {
-            let frame = stream_error(StreamErrorCode::Malformed, "expected auth");
-            return refuse(
-                &mut stream,
-                frame,
-                protocol_error("prompt before auth".into()),
-            )
-            .await;
-        }
+        Ok(None | Some(ClientFrame::Cancel)) => return Ok(None),
+        Ok(Some(_)) => return out_of_order(stream, peer, "auth").await.map(|()| None),
         Err(e) => {
             let frame = stream_error(StreamErrorCode::Malformed, e.to_string());
-            return refuse(&mut stream, frame, e).await;
+            return refuse(stream, frame, e).await.map(|()| None);
         }
     };
     let consumed = ctx
         .book
         .lock()
-        .map_err(|_| protocol_error("challenge book poisoned".into()))?
+        .map_err(|_| protocol_error("challenge book poisoned"))?
         .consume(&answer.nonce, unix_now());
     if let Err(e) = consumed {
         let frame = stream_error(StreamErrorCode::ChallengeExpired, e.to_string());
-        return refuse(&mut stream, frame, protocol_error(e.to_string())).await;
+        return refuse(stream, frame, protocol_error(&e.to_string()))
+            .await
+            .map(|()| None);
     }
     if answer.nonce != nonce {
         let frame = stream_error(StreamErrorCode::AuthFailed, "answer to another challenge");
-        return refuse(&mut stream, frame, protocol_error("wrong nonce".into())).await;
+        return refuse(stream, frame, protocol_error("wrong nonce"))
+            .await
+            .map(|()| None);
     }
     let message =
         auth::client_auth_message(ctx.chain_id, ctx.marketplace, answer.job, host, &nonce);
@@ -177,35 +263,9 @@ async fn serve(peer: PeerId, mut stream: libp2p::Stream, ctx: &HostContext) -> R
     let proof = ClientProof {
         digest,
         recovered: auth::recover_digest(digest, &answer.signature).ok(),
-        signature: answer.signature,
+        signature: answer.signature.clone(),
     };
-    let client = match ctx.host.authorize(answer.job, &proof).await {
-        Ok(client) => client,
-        Err(refusal) => {
-            let reason = refusal.message.clone();
-            return refuse(
-                &mut stream,
-                HostFrame::Error(refusal),
-                protocol_error(reason),
-            )
-            .await;
-        }
-    };
-    write_frame(&mut stream, &HostFrame::Authenticated).await?;
-
-    let prompt = match next_client_frame(&mut stream, timeout).await {
-        Ok(Some(ClientFrame::Prompt(prompt))) => prompt,
-        Ok(None | Some(ClientFrame::Cancel)) => return Ok(()),
-        Ok(Some(ClientFrame::Auth(_) | ClientFrame::Receipt(_))) => {
-            let frame = stream_error(StreamErrorCode::Malformed, "expected prompt");
-            return refuse(&mut stream, frame, protocol_error("auth twice".into())).await;
-        }
-        Err(e) => {
-            let frame = stream_error(StreamErrorCode::Malformed, e.to_string());
-            return refuse(&mut stream, frame, e).await;
-        }
-    };
-    run_job(peer, stream, ctx, answer.job, client, prompt).await
+    Ok(Some((answer, proof)))
 }
 
 /// A frame from the client while tokens flow, or the end of its side.
@@ -221,51 +281,6 @@ fn client_frames(reader: futures::io::ReadHalf<libp2p::Stream>) -> ClientFrames 
     }))
 }
 
-/// Why the stream ended before the producer finished.
-enum Stop {
-    /// The client cancelled or closed its side.
-    Cancelled,
-    /// The client sent a frame that does not belong here, or a broken one.
-    Broken(Error),
-    /// A receipt was refused.
-    BadReceipt(String),
-    /// The window stayed full for the stall timeout.
-    Unacknowledged,
-    /// Writing to the client failed or stalled.
-    Write(Error),
-}
-
-/// Handles one client frame while streaming: a receipt is checked into `credit` (its
-/// signature by ECDSA, or by asking the client's wallet when it is not the client's key).
-async fn on_client_frame(
-    frame: Option<Result<ClientFrame>>,
-    credit: &mut Credit,
-    host: &dyn HostService,
-) -> Option<Stop> {
-    match frame {
-        None | Some(Ok(ClientFrame::Cancel)) => Some(Stop::Cancelled),
-        Some(Ok(ClientFrame::Receipt(receipt))) => {
-            let checked = match credit.check(&receipt) {
-                Ok(checked) => checked,
-                Err(reason) => return Some(Stop::BadReceipt(reason)),
-            };
-            if !checked.by_client()
-                && !host
-                    .wallet_accepts(credit.client(), checked.digest, &receipt.signature)
-                    .await
-            {
-                return Some(Stop::BadReceipt(checked.wrong_signer()));
-            }
-            credit.keep(receipt, checked);
-            None
-        }
-        Some(Ok(_)) => Some(Stop::Broken(Error::Truncated(
-            "unexpected frame while streaming".into(),
-        ))),
-        Some(Err(e)) => Some(Stop::Broken(e)),
-    }
-}
-
 async fn run_job(
     peer: PeerId,
     stream: libp2p::Stream,
@@ -274,187 +289,27 @@ async fn run_job(
     client: Address,
     prompt: PromptFrame,
 ) -> Result<()> {
-    let domain = ReceiptDomain {
-        chain_id: ctx.chain_id,
-        marketplace: ctx.marketplace,
-    };
-    let prompt_hash = fabstir_core::job::prompt_hash(&prompt.prompt);
-    let mut credit = Credit::new(job, client, prompt_hash, domain, ctx.config.credit_window);
-    let (tx, mut rx) = mpsc::channel::<StreamToken>(ctx.config.token_buffer.max(1));
-    let host = Arc::clone(&ctx.host);
-    let producer =
-        tokio::spawn(async move { host.run(job, client, prompt, StreamSink::new(tx)).await });
-    let (reader, mut writer) = stream.split();
-    let mut frames = client_frames(reader);
-    let max_batch = ctx.config.max_batch_tokens.max(1);
-    let byte_budget = MAX_FRAME_LEN / 2;
-    let stall = ctx.config.stall_timeout;
-    let mut next_index = 0u64;
-    let mut batches = 0u64;
-    let stopped = loop {
-        // While the window is full only receipts (or the client's end) move the stream on.
-        let token = if credit.has_room() {
-            tokio::select! {
-                frame = frames.next() => match on_client_frame(frame, &mut credit, ctx.host.as_ref()).await {
-                    Some(stop) => break Some(stop),
-                    None => continue,
-                },
-                token = rx.recv() => token,
-            }
-        } else {
-            match tokio::time::timeout(stall, frames.next()).await {
-                Err(_) => break Some(Stop::Unacknowledged),
-                Ok(frame) => match on_client_frame(frame, &mut credit, ctx.host.as_ref()).await {
-                    Some(stop) => break Some(stop),
-                    None => continue,
-                },
-            }
-        };
-        let Some(token) = token else { break None };
-        #[cfg(feature = "fault-injection")]
-        if ctx.faults.get() == Some(crate::fault::StreamFault::Silent) {
-            drop(rx);
-            stop_producer(producer).await;
-            // Writes nothing and holds the stream until the client leaves (bounded).
-            let _ = tokio::time::timeout(stall.saturating_mul(4), async {
-                while frames.next().await.is_some() {}
-            })
-            .await;
-            ctx.host.settle(job, credit.newest()).await;
-            return Err(Error::Protocol {
-                peer: peer.to_string(),
-                reason: "injected fault: silent".into(),
-            });
-        }
-        #[cfg(feature = "fault-injection")]
-        if ctx.faults.get() == Some(crate::fault::StreamFault::GarbageFrame) {
-            drop(rx);
-            stop_producer(producer).await;
-            let _ = writer.write_all(&crate::fault::GARBAGE_FRAME).await;
-            let _ = writer.close().await;
-            ctx.host.settle(job, credit.newest()).await;
-            return Err(Error::Protocol {
-                peer: peer.to_string(),
-                reason: "injected fault: garbage frame".into(),
-            });
-        }
-        // Whatever queued up while the last frame was written goes out in this one, within
-        // the window.
-        credit.delivered(token.id, &token.text);
-        let mut bytes = token.text.len() + 16;
-        let mut tokens = vec![token];
-        while tokens.len() < max_batch && bytes < byte_budget && credit.has_room() {
-            match rx.try_recv() {
-                Ok(token) => {
-                    bytes += token.text.len() + 16;
-                    credit.delivered(token.id, &token.text);
-                    tokens.push(token);
-                }
-                Err(_) => break,
-            }
-        }
-        let count = u64::try_from(tokens.len()).unwrap_or(u64::MAX);
-        let frame = HostFrame::Tokens(TokenBatch {
-            first_index: next_index,
-            tokens,
-        });
-        // A client that stops reading altogether must not hold a stream slot forever.
-        let written = tokio::time::timeout(stall, write_frame(&mut writer, &frame))
-            .await
-            .unwrap_or(Err(Error::Timeout {
-                what: "client reading tokens",
-                after: stall,
-            }));
-        if let Err(e) = written {
-            break Some(Stop::Write(e));
-        }
-        next_index = next_index.saturating_add(count);
-        batches += 1;
-    };
-    if let Some(stop) = stopped {
-        drop(rx);
-        stop_producer(producer).await;
-        // What was receipted is paid, whatever ended the stream.
-        ctx.host.settle(job, credit.newest()).await;
-        let (frame, result) = match stop {
-            Stop::Cancelled => (
-                stream_error(StreamErrorCode::Cancelled, "cancelled by client"),
-                Ok(()),
-            ),
-            Stop::Broken(e) => (
-                stream_error(StreamErrorCode::Malformed, e.to_string()),
-                Err(e),
-            ),
-            Stop::BadReceipt(reason) => (
-                stream_error(StreamErrorCode::BadReceipt, reason.clone()),
-                Err(protocol(peer, reason)),
-            ),
-            Stop::Unacknowledged => (
-                stream_error(
-                    StreamErrorCode::Unacknowledged,
-                    "no receipt within the window",
-                ),
-                Err(protocol(peer, "the client stopped sending receipts".into())),
-            ),
-            Stop::Write(e) => (
-                stream_error(StreamErrorCode::InferenceFailed, e.to_string()),
-                Err(e),
-            ),
-        };
-        let _ = write_frame(&mut writer, &frame).await;
-        let _ = writer.close().await;
-        return result;
-    }
-    tracing::debug!(
-        %peer,
-        tokens = next_index,
-        batches,
-        window = credit.window(),
-        rtt_us = credit.rtt().map(|r| r.as_micros()),
-        "job produced"
+    let transcript = Transcript::new(job, fabstir_core::job::prompt_hash(&prompt.prompt));
+    let credit = Credit::new(
+        job,
+        client,
+        transcript,
+        ctx.receipt_domain(),
+        ctx.config.credit_window,
     );
-    let last = match producer.await {
-        Ok(Ok(done)) => HostFrame::Done(done),
-        Ok(Err(e)) => HostFrame::Error(e),
-        Err(e) => stream_error(StreamErrorCode::InferenceFailed, format!("job task: {e}")),
-    };
-    let written = write_frame(&mut writer, &last).await;
-    // The client answers `Done` with its final receipt; wait for every counted token to be
-    // receipted (or the handshake timeout, or the client's end), then settle with the newest.
-    if written.is_ok() && matches!(last, HostFrame::Done(_)) {
-        let timeout = ctx.config.handshake_timeout;
-        let _ = tokio::time::timeout(timeout, async {
-            while !credit.settled_up() {
-                if on_client_frame(frames.next().await, &mut credit, ctx.host.as_ref())
-                    .await
-                    .is_some()
-                {
-                    break;
-                }
-            }
-        })
-        .await;
-    }
-    ctx.host.settle(job, credit.newest()).await;
-    written?;
-    writer.close().await?;
-    Ok(())
+    let (tx, rx) = mpsc::channel::<StreamToken>(ctx.config.token_buffer.max(1));
+    let host = Arc::clone(&ctx.host);
+    let producer = tokio::spawn(async move {
+        host.run(job, client, prompt, StreamSink::new(tx))
+            .await
+            .map(Finished::Job)
+    });
+    stream_tokens(peer, stream, ctx, Served::Job(job), credit, producer, rx).await
 }
 
 fn protocol(peer: PeerId, reason: String) -> Error {
     Error::Protocol {
         peer: peer.to_string(),
         reason,
-    }
-}
-
-/// Gives a cancelled producer a moment to notice, then aborts it.
-async fn stop_producer(producer: tokio::task::JoinHandle<Result<StreamDone, StreamError>>) {
-    let abort = producer.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(5), producer)
-        .await
-        .is_err()
-    {
-        abort.abort();
     }
 }
