@@ -9,4 +9,5 @@ mod faults;
 mod flow;
 mod headless;
 mod hostile;
+mod sessions;
 mod workspace;

@@ -2,6 +2,7 @@
 
 pub(crate) mod ask;
 pub(crate) mod balance;
+pub(crate) mod chat;
 pub(crate) mod demo;
 pub(crate) mod devnet;
 pub(crate) mod faucet;

@@ -13,7 +13,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use commands::{ask, balance, demo, devnet, faucet, gateway, job, nodes, withdraw};
+use commands::{ask, balance, chat, demo, devnet, faucet, gateway, job, nodes, withdraw};
 
 /// The Fabstir LLM marketplace from the command line.
 #[derive(Debug, Parser)]
@@ -31,6 +31,8 @@ enum Command {
     Devnet(devnet::Args),
     /// Ask a model: tokens stream to stdout, progress to stderr.
     Ask(ask::Args),
+    /// Chat with a model on one session: one deposit, no transaction per prompt.
+    Chat(chat::Args),
     /// List verified hosts serving a model.
     Nodes(nodes::Args),
     /// Show a job's state and settlement from the chain.
@@ -43,7 +45,8 @@ enum Command {
     Withdraw(withdraw::Args),
     /// Serve an OpenAI-compatible API on HTTP, paying marketplace hosts from the key's wallet.
     Gateway(gateway::Args),
-    /// The whole marketplace end to end on a local devnet: one USDC and one ETH job.
+    /// The whole marketplace end to end on a local devnet: one USDC and one ETH job, then a
+    /// chat of three prompts on one session.
     Demo(demo::Args),
 }
 
@@ -61,6 +64,7 @@ async fn main() -> Result<()> {
     match command {
         Command::Devnet(args) => devnet::run(args).await,
         Command::Ask(args) => ask::run(&global, args).await,
+        Command::Chat(args) => chat::run(&global, args).await,
         Command::Nodes(args) => nodes::run(&global, args).await,
         Command::Job(args) => job::run(&global, args).await,
         Command::Balance(args) => balance::run(&global, args).await,

@@ -1,7 +1,7 @@
 //! Events the SDK emits while it works, for applications to observe.
 
 use fabstir_core::primitives::Address;
-use fabstir_core::{JobId, JobState, ModelId, NodePeerId, TokenAmount};
+use fabstir_core::{JobId, JobState, ModelId, NodePeerId, SessionId, TokenAmount};
 use serde::{Deserialize, Serialize};
 
 /// Something that happened in the SDK. Jobs are named by their on-chain id once posted; before
@@ -81,6 +81,35 @@ pub enum SdkEvent {
         /// The amount returned.
         amount: TokenAmount,
     },
+    /// Text arrived for a session's prompt.
+    SessionTokens {
+        /// The session.
+        session: SessionId,
+        /// The prompt's number on its [`Session`](crate::Session) handle (from 1).
+        prompt: u64,
+        /// The text.
+        text: String,
+    },
+    /// A session's prompt ended.
+    SessionPromptDone {
+        /// The session.
+        session: SessionId,
+        /// The prompt's number on its handle.
+        prompt: u64,
+        /// Counted tokens of the prompt (what it cost).
+        tokens: u64,
+        /// What the handle has spent so far, in base units.
+        spent: TokenAmount,
+    },
+    /// A session's host failed; a new session with another host takes the conversation over.
+    SessionFailover {
+        /// The failed session (its unsettled deposit is being recovered).
+        failed_session: SessionId,
+        /// The host that failed.
+        host: NodePeerId,
+        /// Why.
+        reason: String,
+    },
     /// An error the application should know about.
     Error {
         /// The job concerned, if any.
@@ -100,7 +129,10 @@ impl SdkEvent {
             | SdkEvent::PaymentReleased { job, .. }
             | SdkEvent::Refunded { job, .. }
             | SdkEvent::TokensDiscarded { job, .. } => Some(*job),
-            SdkEvent::NodeDiscovered { .. } => None,
+            SdkEvent::NodeDiscovered { .. }
+            | SdkEvent::SessionTokens { .. }
+            | SdkEvent::SessionPromptDone { .. }
+            | SdkEvent::SessionFailover { .. } => None,
         }
     }
 }

@@ -9,6 +9,9 @@
 //!   -> Processing -> Streaming -> Completed -> PaymentReleased, or Failed) and returns a
 //!   [`JobHandle`] with the streamed text, the state and the result. A failed host costs the
 //!   client nothing: its escrow is recovered (cancel or expire) and the next host is tried.
+//! - [`FabstirSdk::open_session`] opens a [`Session`]: many prompts (and a chat) on one
+//!   deposit with one host, no transaction per prompt, failover to another host with the
+//!   conversation replayed.
 //! - The layers sit behind [`ChainLayer`] and [`NetworkLayer`], traits over `fabstir-core`
 //!   types; [`ChainClient`] and [`P2pNetwork`] are the real ones, `memory` (feature
 //!   `test-utils`) the in-memory ones, and one conformance suite per trait runs over both.
@@ -31,6 +34,7 @@ mod recovery;
 mod sdk;
 #[cfg(test)]
 mod sdk_tests;
+mod session;
 mod status;
 
 pub use chain::ChainClient;
@@ -41,6 +45,7 @@ pub use job::{JobHandle, JobRequest, JobResult};
 pub use network::P2pNetwork;
 pub use ports::{ChainLayer, NetworkLayer};
 pub use sdk::FabstirSdk;
+pub use session::{PromptReply, Session, SessionClosed, SessionRequest};
 pub use status::JobStatusReport;
 
 /// The payment layer's error, which [`Error::Payments`] carries (re-exported so that callers

@@ -18,7 +18,6 @@ use crate::{Error, Result, SdkEvent};
 mod attempt;
 
 use attempt::Attempt;
-#[cfg(test)]
 pub(crate) use attempt::{CreditLimit, check_quote};
 
 /// Why an attempt on one host ended without a result.

@@ -8,9 +8,11 @@ use ethers::signers::LocalWallet;
 use fabstir_core::auth::{ClientSigner, SignerError};
 use fabstir_core::primitives::{Address, H256};
 use fabstir_core::wire::{
-    NegotiationRequest, NegotiationResponse, PromptFrame, Quote, QuoteRequest,
+    NegotiationRequest, NegotiationResponse, PromptFrame, Quote, QuoteRequest, SessionPrompt,
 };
-use fabstir_core::{DiscoveredNode, JobId, NodePeerId, ProviderQuery, StreamEvent};
+use fabstir_core::{
+    DiscoveredNode, JobId, NodePeerId, ProviderQuery, SessionEvent, SessionId, StreamEvent,
+};
 use fabstir_p2p::{Network, PoolStats};
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -90,6 +92,35 @@ impl NetworkLayer for P2pNetwork {
         let peer = fabstir_p2p::libp2p_peer_id(host)?;
         let stream = self.network.open_stream(peer, job, signer, prompt).await?;
         Ok(stream.map(|event| event.map_err(Into::into)).boxed())
+    }
+
+    async fn open_session_stream(
+        &self,
+        host: &NodePeerId,
+        session: SessionId,
+        signer: Arc<dyn ClientSigner>,
+        prompt: SessionPrompt,
+    ) -> Result<BoxStream<'static, Result<SessionEvent>>> {
+        let peer = fabstir_p2p::libp2p_peer_id(host)?;
+        let stream = self
+            .network
+            .open_session_stream(peer, session, signer, prompt)
+            .await?;
+        Ok(stream.map(|event| event.map_err(Into::into)).boxed())
+    }
+
+    async fn end_session(
+        &self,
+        host: &NodePeerId,
+        session: SessionId,
+        signer: Arc<dyn ClientSigner>,
+    ) -> Result<u64> {
+        let peer = fabstir_p2p::libp2p_peer_id(host)?;
+        Ok(self
+            .network
+            .end_session(peer, session, signer)
+            .await?
+            .tokens)
     }
 
     fn record_outcome(&self, host: &NodePeerId, success: bool) {

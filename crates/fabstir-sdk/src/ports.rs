@@ -11,11 +11,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fabstir_core::auth::{ClientSigner, SigningKey};
 use fabstir_core::primitives::Address;
-use fabstir_core::wire::{PromptFrame, Quote, QuoteRequest};
+use fabstir_core::wire::{PromptFrame, Quote, QuoteRequest, SessionPrompt};
 use fabstir_core::{
     DiscoveredNode, JobDetails, JobId, JobOutcome, JobPayment, JobRequirements, MarketRules,
-    NodePeerId, OnChainJob, OnChainSession, PaymentToken, ProviderQuery, SessionDetails, SessionId,
-    StreamEvent, TokenAmount,
+    NodePeerId, OnChainJob, OnChainSession, PaymentToken, ProviderQuery, SessionDetails,
+    SessionEvent, SessionId, StreamEvent, TokenAmount,
 };
 use fabstir_p2p::PoolStats;
 use futures::stream::BoxStream;
@@ -109,6 +109,25 @@ pub trait NetworkLayer: Send + Sync {
         signer: Arc<dyn ClientSigner>,
         prompt: PromptFrame,
     ) -> Result<BoxStream<'static, Result<StreamEvent>>>;
+    /// Sends one prompt on an open session with `host` (one stream per prompt, no chain round
+    /// trip) and returns its events; `signer` receipts what arrives, cumulatively over the
+    /// session.
+    async fn open_session_stream(
+        &self,
+        host: &NodePeerId,
+        session: SessionId,
+        signer: Arc<dyn ClientSigner>,
+        prompt: SessionPrompt,
+    ) -> Result<BoxStream<'static, Result<SessionEvent>>>;
+    /// Asks `host` to end `session`: it closes it on chain with the newest receipt it holds
+    /// (the rest of the deposit goes back to the client). Returns the receipted tokens the
+    /// close pays for.
+    async fn end_session(
+        &self,
+        host: &NodePeerId,
+        session: SessionId,
+        signer: Arc<dyn ClientSigner>,
+    ) -> Result<u64>;
     /// Records how a job with a host went (ranking uses it).
     fn record_outcome(&self, host: &NodePeerId, success: bool);
     /// The connection pool's counters, for a network that keeps a pool (the in-memory one

@@ -20,7 +20,7 @@ use crate::job::{JobHandle, JobRequest};
 use crate::lifecycle::Runner;
 use crate::ports::{ChainLayer, NetworkLayer};
 use crate::status::{JobStatusReport, status_from_chain};
-use crate::{ChainClient, Error, P2pNetwork, Result, SdkConfig, SdkEvent};
+use crate::{ChainClient, Error, P2pNetwork, Result, SdkConfig, SdkEvent, Session, SessionRequest};
 
 /// What every clone of the SDK and every running job shares.
 pub(crate) struct Inner {
@@ -287,6 +287,14 @@ impl FabstirSdk {
     pub async fn wait_recoveries(&self) {
         let mut set = self.inner.recoveries.lock().await;
         while set.join_next().await.is_some() {}
+    }
+
+    /// Opens a session (many prompts on one deposit): discovers and ranks hosts, asks the
+    /// best for a quote, and opens the session on chain with `request.deposit`. Needs the
+    /// signer, which then signs the session's receipts (held by the session, never stored).
+    pub async fn open_session(&self, request: SessionRequest) -> Result<Session> {
+        let wallet = self.signer()?;
+        crate::session::open(self.inner.clone(), wallet, request).await
     }
 
     /// Runs a job through the seed's lifecycle: discover, rank, quote (Negotiating), post and

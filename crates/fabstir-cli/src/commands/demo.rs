@@ -1,14 +1,17 @@
 //! `fabstir demo`: the whole marketplace end to end on a local devnet, one USDC job and one
-//! ETH job, with what each paid.
+//! ETH job, with what each paid, then a short chat (three prompts on one session) and what
+//! the session cost.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use fabstir_cli::devnet::{Devnet, DevnetConfig};
+use fabstir_core::primitives::Address;
 use fabstir_core::{ModelId, ProviderQuery};
-use fabstir_sdk::JobRequest;
+use fabstir_sdk::{FabstirSdk, JobRequest, SessionRequest};
 
 use super::ask::ask;
+use super::chat::{close, closed_line, spent_line};
 use super::devnet::workspace_root;
 
 /// Arguments of `fabstir demo`.
@@ -98,6 +101,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
             if token.is_native() { " (with gas)" } else { "" }
         );
     }
+    chat(&sdk, &model, client).await?;
     drop(sdk);
     devnet.stop().await?;
     eprintln!(
@@ -105,5 +109,42 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         started.elapsed()
     );
     tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(())
+}
+
+/// Three prompts on one USDC session: one deposit, no transaction per prompt, the cost after
+/// each answer, and what the session cost in all once closed.
+async fn chat(sdk: &FabstirSdk, model: &str, client: Address) -> Result<()> {
+    let token = sdk.token("USDC")?;
+    let before = sdk.balance(client, "USDC").await?;
+    eprintln!("\n=== a chat of three prompts on one session, paid in USDC ===");
+    let deposit = token.parse_amount("0.05")?;
+    let mut session = sdk
+        .open_session(SessionRequest::new(model, deposit).max_tokens(48))
+        .await?;
+    eprintln!(
+        "session {} with {}: {} deposited once, {} per token",
+        session.id(),
+        session.host(),
+        token.format_amount(session.deposit()),
+        token.format_amount(session.price_per_token())
+    );
+    for line in [
+        "Good morrow, friend.",
+        "What news from Verona?",
+        "Farewell.",
+    ] {
+        eprintln!("you> {line}");
+        let reply = session.chat_with(line, |piece| out!("{piece}")).await?;
+        outln!();
+        eprintln!("{}", spent_line(&token, &reply));
+    }
+    let closed = close(session).await?;
+    eprintln!("{}", closed_line(&token, &closed));
+    let after = sdk.balance(client, "USDC").await?;
+    eprintln!(
+        "  client spent  {} for the whole chat (three prompts, no transaction between the open and the close)",
+        token.format_amount(before.checked_sub(after).unwrap_or_default())
+    );
     Ok(())
 }

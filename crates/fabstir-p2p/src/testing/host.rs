@@ -13,14 +13,14 @@ use fabstir_core::node::{NodeCapabilities, TokenPrice};
 use fabstir_core::primitives::{Address, H256};
 use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::wire::{
-    CapabilitiesResponse, NegotiationRequest, NegotiationResponse, PromptFrame, Quote,
-    RejectReason, StreamDone, StreamError, StreamErrorCode,
+    CapabilitiesResponse, FinishReason, NegotiationRequest, NegotiationResponse, PromptFrame,
+    Quote, RejectReason, SessionEnding, SessionPrompt, StreamDone, StreamError, StreamErrorCode,
 };
-use fabstir_core::{JobId, ModelId, NodeInfo, TokenAmount};
+use fabstir_core::{JobId, ModelId, NodeInfo, SessionId, TokenAmount};
 use libp2p::PeerId;
 
 use super::script::{self, Pacing, Script};
-use crate::service::{ClientProof, HostService, StreamSink};
+use crate::service::{ClientProof, HostService, SessionGrant, StreamSink};
 use crate::{node_peer_id, sign_capabilities};
 
 /// The chain id a test host signs for unless told otherwise (anvil's).
@@ -66,6 +66,8 @@ struct Scripted {
     pacing: Pacing,
     /// Job -> its client.
     jobs: DashMap<JobId, Address>,
+    /// Sessions it serves.
+    sessions: DashMap<SessionId, sessions::ScriptedSession>,
     results: HashMap<String, Vec<u8>>,
 }
 
@@ -136,6 +138,15 @@ impl TestHostBuilder {
         })
     }
 
+    /// Lets `client` prompt `session` on a scripted host (see [`TestHost::open_session`]).
+    /// Ignored when wrapping.
+    pub fn session(self, session: SessionId, client: Address, covered: u64) -> Self {
+        self.scripted(|s| {
+            s.sessions
+                .insert(session, sessions::ScriptedSession::new(client, covered));
+        })
+    }
+
     /// A result a scripted host serves under `cid` on `/fabstir/result/1.0.0`. Ignored when
     /// wrapping.
     pub fn result(self, cid: &str, bytes: &[u8]) -> Self {
@@ -197,6 +208,7 @@ impl TestHost {
                 script: Script::default(),
                 pacing: Pacing::default(),
                 jobs: DashMap::new(),
+                sessions: DashMap::new(),
                 results: HashMap::new(),
             })),
             chain_id: TEST_CHAIN_ID,
@@ -439,6 +451,38 @@ impl HostService for TestHost {
         }
     }
 
+    async fn authorize_session(
+        &self,
+        session: SessionId,
+        proof: &ClientProof,
+    ) -> Result<SessionGrant, StreamError> {
+        self.grant_session(session, proof).await
+    }
+
+    async fn run_session(
+        &self,
+        session: SessionId,
+        prompt: SessionPrompt,
+        budget: u64,
+        sink: StreamSink,
+    ) -> Result<FinishReason, StreamError> {
+        sessions::forward_run(self, session, prompt, budget, sink).await
+    }
+
+    async fn end_session(&self, session: SessionId) -> Result<SessionEnding, StreamError> {
+        match &self.decider {
+            Decider::Inner(inner) => inner.end_session(session).await,
+            Decider::Script(s) => self.scripted_end(s, session),
+        }
+    }
+
+    async fn session_stream_ended(&self, session: SessionId, newest: Option<SignedReceipt>) {
+        match &self.decider {
+            Decider::Inner(inner) => inner.session_stream_ended(session, newest).await,
+            Decider::Script(s) => self.scripted_stream_ended(s, session, newest),
+        }
+    }
+
     async fn result(&self, cid: &str) -> Option<Vec<u8>> {
         match &self.decider {
             Decider::Inner(inner) => inner.result(cid).await,
@@ -447,5 +491,6 @@ impl HostService for TestHost {
     }
 }
 
+mod sessions;
 #[cfg(test)]
 mod tests;

@@ -80,6 +80,11 @@ impl Default for Pacing {
 
 impl Script {
     /// How many tokens to stream for `prompt`, and in which shape.
+    /// How many tokens the script streams for `prompt` (`u64::MAX`: until cancelled).
+    pub(super) fn planned(self, prompt: &PromptFrame) -> Result<u64, StreamError> {
+        self.plan(prompt).map(|(limit, _)| limit)
+    }
+
     fn plan(self, prompt: &PromptFrame) -> Result<(u64, Shape), StreamError> {
         match self {
             Script::Tokens(n) => Ok((n, Shape::Plain)),
@@ -117,7 +122,20 @@ pub(super) async fn stream(
     sink: &StreamSink,
     produced: &AtomicU64,
 ) -> Result<(u64, [u8; 32]), StreamError> {
+    stream_at_most(script, pacing, prompt, sink, produced, u64::MAX).await
+}
+
+/// [`stream`], stopping after `max` tokens (a session's budget).
+pub(super) async fn stream_at_most(
+    script: Script,
+    pacing: Pacing,
+    prompt: &PromptFrame,
+    sink: &StreamSink,
+    produced: &AtomicU64,
+    max: u64,
+) -> Result<(u64, [u8; 32]), StreamError> {
     let (limit, shape) = script.plan(prompt)?;
+    let limit = limit.min(max);
     let mut text = Sha256::new();
     let mut i = 0;
     let started = tokio::time::Instant::now();

@@ -11,16 +11,19 @@ use fabstir_core::clock::unix_now;
 use fabstir_core::job::prompt_hash;
 use fabstir_core::node::NodeHistory;
 use fabstir_core::primitives::Address;
-use fabstir_core::receipt::{ReceiptDomain, SignedReceipt, Transcript};
+use fabstir_core::receipt::{Receipt, ReceiptDomain, SignedReceipt, Transcript};
 use fabstir_core::wire::{
-    PromptFrame, Quote, QuoteRequest, RejectReason, StreamDone, StreamToken, TokenBatch,
+    PromptFrame, Quote, QuoteRequest, RejectReason, SessionPrompt, StreamDone, StreamToken,
+    TokenBatch,
 };
 use fabstir_core::{
-    DiscoveredNode, JobId, NodeCapabilities, NodePeerId, ProviderQuery, StreamEvent, TokenAmount,
-    TokenPrice,
+    DiscoveredNode, JobId, NodeCapabilities, NodePeerId, ProviderQuery, SessionEvent, SessionId,
+    StreamEvent, TokenAmount, TokenPrice,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
+
+mod sessions;
 
 use super::InMemoryChain;
 use crate::ports::ChainLayer as _;
@@ -96,6 +99,8 @@ pub struct InMemoryNetwork {
     chain: Arc<InMemoryChain>,
     hosts: Vec<ScriptedHost>,
     history: Mutex<HashMap<NodePeerId, NodeHistory>>,
+    /// The newest receipt of each session, as its host holds it.
+    receipts: Mutex<HashMap<SessionId, SignedReceipt>>,
 }
 
 impl InMemoryNetwork {
@@ -105,6 +110,34 @@ impl InMemoryNetwork {
             chain,
             hosts,
             history: Mutex::new(HashMap::new()),
+            receipts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `receipt` signed by the client's `signer`, as a real client signs on the stream.
+    async fn sign(&self, signer: &dyn ClientSigner, receipt: Receipt) -> Result<SignedReceipt> {
+        let domain = ReceiptDomain {
+            chain_id: self.chain.chain_id(),
+            marketplace: self.chain.marketplace(),
+        };
+        let signature = signer
+            .sign_digest(receipt.digest(&domain))
+            .await
+            .map_err(|e| Error::P2p(fabstir_p2p::Error::from(e)))?;
+        Ok(SignedReceipt {
+            tokens: receipt.tokens,
+            transcript: receipt.transcript,
+            signature,
+        })
+    }
+
+    fn newest_receipt(&self, session: SessionId) -> Option<SignedReceipt> {
+        self.receipts.lock().ok()?.get(&session).cloned()
+    }
+
+    fn keep_receipt(&self, session: SessionId, receipt: SignedReceipt) {
+        if let Ok(mut receipts) = self.receipts.lock() {
+            receipts.insert(session, receipt);
         }
     }
 
@@ -224,20 +257,7 @@ impl NetworkLayer for InMemoryNetwork {
             for (i, text) in texts.iter().enumerate() {
                 transcript.push(i as u32, text);
             }
-            let receipt = transcript.receipt(job);
-            let domain = ReceiptDomain {
-                chain_id: self.chain.chain_id(),
-                marketplace: self.chain.marketplace(),
-            };
-            let signature = signer
-                .sign_digest(receipt.digest(&domain))
-                .await
-                .map_err(|e| Error::P2p(fabstir_p2p::Error::from(e)))?;
-            let signed = SignedReceipt {
-                tokens: receipt.tokens,
-                transcript: receipt.transcript,
-                signature,
-            };
+            let signed = self.sign(signer.as_ref(), transcript.receipt(job)).await?;
             self.chain
                 .submit(job, host.capabilities.eth_address, &cid, &signed)?;
             events.push(Ok(StreamEvent::Done(StreamDone {
@@ -247,6 +267,26 @@ impl NetworkLayer for InMemoryNetwork {
             })));
         }
         Ok(futures::stream::iter(events).boxed())
+    }
+
+    async fn open_session_stream(
+        &self,
+        host: &NodePeerId,
+        session: SessionId,
+        signer: Arc<dyn ClientSigner>,
+        prompt: SessionPrompt,
+    ) -> Result<BoxStream<'static, Result<SessionEvent>>> {
+        let events = self.session_prompt(host, session, signer, prompt).await?;
+        Ok(futures::stream::iter(events).boxed())
+    }
+
+    async fn end_session(
+        &self,
+        host: &NodePeerId,
+        session: SessionId,
+        signer: Arc<dyn ClientSigner>,
+    ) -> Result<u64> {
+        self.close_session_for(host, session, signer.as_ref()).await
     }
 
     fn record_outcome(&self, host: &NodePeerId, success: bool) {

@@ -1,13 +1,19 @@
-//! The [`NetworkLayer`] suite: discovery, quotes, the posted notice and token streams, as
-//! every network the SDK runs on must do them.
+//! The [`NetworkLayer`] suite: discovery, quotes, the posted notice, token streams and session
+//! prompts, as every network the SDK runs on must do them.
 
 use async_trait::async_trait;
 use fabstir_core::auth::SigningKey;
 use fabstir_core::job::prompt_hash;
 use fabstir_core::primitives::Address;
-use fabstir_core::wire::{PromptFrame, QuoteRequest, RejectReason};
+use std::sync::Arc;
+
+use fabstir_core::wire::{
+    ChatMessage, ChatRole, FinishReason, PromptFrame, PromptInput, QuoteRequest, RejectReason,
+    SessionPrompt, StreamErrorCode,
+};
 use fabstir_core::{
-    JobId, ModelId, NodeCapabilities, NodePeerId, ProviderQuery, StreamEvent, TokenAmount,
+    JobId, ModelId, NodeCapabilities, NodePeerId, PromptEnd, ProviderQuery, SessionEvent,
+    SessionId, StreamEvent, TokenAmount,
 };
 use fabstir_sdk::{Error, NetworkLayer};
 use futures::StreamExt;
@@ -26,6 +32,9 @@ pub(crate) trait NetworkFixture: Send + Sync {
     /// A job of the client's that the host will stream (posted and claimed where the host
     /// needs that).
     async fn servable_job(&self) -> JobId;
+    /// A session of the client's with the host whose deposit pays for `covered` counted
+    /// tokens (opened on chain where the host needs that).
+    async fn servable_session(&self, covered: u64) -> SessionId;
 }
 
 fn model(f: &dyn NetworkFixture) -> ModelId {
@@ -141,9 +150,97 @@ pub(crate) async fn streams_end_with_their_cid(f: &dyn NetworkFixture) {
     assert!(stream.next().await.is_none(), "nothing follows Done");
 }
 
+/// Sends `text` on `session` as `key` and reads the prompt to its end.
+async fn session_prompt(
+    f: &dyn NetworkFixture,
+    session: SessionId,
+    key: &SigningKey,
+    text: &str,
+) -> Result<(String, PromptEnd), Error> {
+    let prompt = SessionPrompt {
+        input: PromptInput::Chat(vec![ChatMessage::new(ChatRole::User, text)]),
+        max_tokens: 16,
+        temperature_milli: 0,
+        top_p_milli: 1000,
+        seed: 1,
+    };
+    let mut events = f
+        .network()
+        .open_session_stream(&f.host().peer_id, session, Arc::new(key.clone()), prompt)
+        .await?;
+    let mut text = String::new();
+    let mut next_index = 0;
+    while let Some(event) = events.next().await {
+        match event? {
+            SessionEvent::Tokens(batch) => {
+                assert_eq!(batch.first_index, next_index, "a prompt's indices from 0");
+                next_index += batch.tokens.len() as u64;
+                text.push_str(&batch.text());
+            }
+            SessionEvent::Done(end) => {
+                assert!(events.next().await.is_none(), "nothing follows Done");
+                return Ok((text, end));
+            }
+        }
+    }
+    panic!("the prompt ended without its end");
+}
+
+/// Prompts on a session: the host's 5 tokens each, receipts cumulative over the session,
+/// the deposit bounding a prompt (`Deposit`, then nothing), and the client's end closing it
+/// with everything receipted.
+pub(crate) async fn session_prompts_receipt_cumulatively(f: &dyn NetworkFixture) {
+    let session = f.servable_session(8).await;
+    let (text, first) = session_prompt(f, session, f.client(), "hello")
+        .await
+        .unwrap();
+    assert!(!text.is_empty());
+    assert_eq!(
+        (first.tokens, first.counted, first.receipted, first.finish),
+        (5, 5, 5, FinishReason::Stop)
+    );
+    let (_, second) = session_prompt(f, session, f.client(), "again")
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.counted, second.receipted, second.finish),
+        (3, 8, FinishReason::Deposit),
+        "the deposit pays for 3 more"
+    );
+    let (_, empty) = session_prompt(f, session, f.client(), "more")
+        .await
+        .unwrap();
+    assert_eq!((empty.tokens, empty.receipted), (0, 8));
+    let tokens = f
+        .network()
+        .end_session(&f.host().peer_id, session, Arc::new(f.client().clone()))
+        .await
+        .unwrap();
+    assert_eq!(tokens, 8);
+}
+
+/// Only the session's client may prompt it.
+pub(crate) async fn strangers_cannot_prompt_a_session(f: &dyn NetworkFixture) {
+    let session = f.servable_session(100).await;
+    let stranger = SigningKey::from_bytes(&[0x5au8; 32].into()).unwrap();
+    let refused = session_prompt(f, session, &stranger, "mine now").await;
+    assert!(
+        matches!(
+            &refused,
+            Err(Error::P2p(fabstir_p2p::Error::Remote {
+                code: StreamErrorCode::AuthFailed,
+                ..
+            }))
+        ),
+        "{refused:?}"
+    );
+}
+
 /// Runs every check of the suite on one fixture.
 pub(crate) async fn run_all(f: &dyn NetworkFixture) {
     discovery_finds_the_host(f).await;
     quotes_follow_the_price(f).await;
     streams_end_with_their_cid(f).await;
+    session_prompts_receipt_cumulatively(f).await;
+    strangers_cannot_prompt_a_session(f).await;
 }

@@ -3,12 +3,13 @@
 //! registry like any host.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fabstir_core::auth::{SigningKey, address_of};
 use fabstir_core::primitives::Address;
-use fabstir_core::{InMemoryRegistry, JobId, ModelId, NodeCapabilities};
+use fabstir_core::{InMemoryRegistry, JobId, ModelId, NodeCapabilities, SessionId};
 use fabstir_p2p::testing::{Script, TEST_CHAIN_ID, TestHost};
 use fabstir_p2p::{HostService, Keypair, Network, P2pConfig};
 use fabstir_sdk::{NetworkLayer, P2pNetwork};
@@ -20,6 +21,7 @@ struct Libp2p {
     service: Arc<TestHost>,
     capabilities: NodeCapabilities,
     client_key: SigningKey,
+    sessions: AtomicU64,
     _host: Network,
 }
 
@@ -41,6 +43,12 @@ impl NetworkFixture for Libp2p {
         let job = JobId(42);
         self.service.allow(job, address_of(&self.client_key));
         job
+    }
+    async fn servable_session(&self, covered: u64) -> SessionId {
+        let session = JobId(1_000 + self.sessions.fetch_add(1, Ordering::SeqCst));
+        self.service
+            .open_session(session, address_of(&self.client_key), covered);
+        session
     }
 }
 
@@ -87,6 +95,7 @@ async fn the_libp2p_network_conforms() {
         service,
         capabilities,
         client_key: SigningKey::from_bytes(&[1u8; 32].into()).unwrap(),
+        sessions: AtomicU64::new(0),
         _host: host,
     })
     .await;

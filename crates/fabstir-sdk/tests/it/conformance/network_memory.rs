@@ -8,7 +8,7 @@ use fabstir_core::job::prompt_hash;
 use fabstir_core::primitives::Address;
 use fabstir_core::{
     JobDetails, JobId, JobPayment, JobRequirements, ModelId, NodeCapabilities, PaymentToken,
-    TokenAmount,
+    SessionDetails, SessionId, TokenAmount,
 };
 use fabstir_sdk::memory::{HostBehaviour, InMemoryChain, InMemoryNetwork, ScriptedHost};
 use fabstir_sdk::{ChainLayer, NetworkLayer};
@@ -60,6 +60,22 @@ impl NetworkFixture for Memory {
         let peer = &self.host.capabilities.peer_id;
         self.network.announce_posted(peer, job).await.unwrap();
         job
+    }
+    async fn servable_session(&self, covered: u64) -> SessionId {
+        let details = SessionDetails {
+            model: self.host.capabilities.models[0],
+            host: self.host.capabilities.eth_address,
+            price_per_token: TokenAmount::from_base_units(100u64),
+            expiry: self.chain.now().await.unwrap() + 3_600,
+        };
+        let payment = JobPayment {
+            token: usdc(),
+            amount: TokenAmount::from_base_units(covered * 100),
+        };
+        self.chain
+            .open_session(&details, &payment, &self.client)
+            .await
+            .unwrap()
     }
 }
 
