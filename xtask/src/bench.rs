@@ -22,12 +22,13 @@ use serde_json::{Map, Value, json};
 const RESULTS: &str = "bench/results.json";
 
 /// The benchmark targets run, with their packages.
-const BENCHES: [(&str, &str); 5] = [
+const BENCHES: [(&str, &str); 6] = [
     ("fabstir-inference", "engine"),
     ("fabstir-p2p", "stream"),
     ("fabstir-payments", "submit"),
     ("fabstir-contracts", "gas"),
     ("fabstir-cli", "marketplace"),
+    ("fabstir-cli", "sessions"),
 ];
 
 /// Runs every benchmark and writes and prints their figures.
@@ -50,7 +51,9 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         .context("the target directory")?
         .join("criterion");
     let mut args = vec!["bench", "--locked"];
-    for (package, _) in BENCHES {
+    let mut packages: Vec<&str> = BENCHES.iter().map(|(package, _)| *package).collect();
+    packages.dedup();
+    for package in packages {
         args.extend(["--package", package]);
     }
     for (_, bench) in BENCHES {
@@ -378,6 +381,48 @@ fn summary(all: &Value) -> Result<String> {
         format!(
             "{:.1} MiB",
             get(&format!("{m}/concurrent_100_jobs/client_peak_rss_mib"))?
+        ),
+    );
+
+    let area = "8. sessions against one-shot jobs";
+    let sessions = "/sessions";
+    row(
+        area,
+        "TTFT overhead of a prompt in an open session over the engine (target: at most 5 ms p50)",
+        p50_p95(&format!("{sessions}/ttft_overhead_ms/session"))?,
+    );
+    row(
+        area,
+        "TTFT overhead of a one-shot job over the engine",
+        p50_p95(&format!("{sessions}/ttft_overhead_ms/one_shot"))?,
+    );
+    row(
+        area,
+        "1,000 prompts through one session",
+        format!(
+            "{:.0} prompts/s, client peak {:.1} MiB, 2 transactions in all",
+            get(&format!("{sessions}/session/prompts_per_s"))?,
+            get(&format!("{sessions}/session/client_peak_rss_mib"))?
+        ),
+    );
+    row(
+        area,
+        "one-shot jobs one after the other",
+        format!(
+            "{:.1} prompts/s, client peak {:.1} MiB, 3 transactions per prompt",
+            get(&format!("{sessions}/one_shot/prompts_per_s"))?,
+            get(&format!("{sessions}/one_shot/client_peak_rss_mib"))?
+        ),
+    );
+    let slow = format!("{sessions}/two_second_blocks");
+    row(
+        area,
+        "2-second blocks: first prompt (with the open), later prompts, one-shot",
+        format!(
+            "{:.0} ms; p50 {:.1} ms; p50 {:.0} ms",
+            get(&format!("{slow}/first_prompt_ttft_with_open_ms"))?,
+            get(&format!("{slow}/later_prompts_ttft_ms/p50"))?,
+            get(&format!("{slow}/one_shot_ttft_ms/p50"))?
         ),
     );
 

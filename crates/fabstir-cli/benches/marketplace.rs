@@ -9,19 +9,15 @@
 
 #![allow(clippy::unwrap_used, missing_docs)] // A benchmark: set-up failures abort it.
 
+mod common;
 #[path = "../../../bench/results.rs"]
 mod results;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ethers::signers::LocalWallet;
+use common::{DevnetProcess, connect, direct_run, engine, millis, peak_rss_kib, root};
 use fabstir_cli::devnet::ModelFiles;
-use fabstir_core::Deployment;
-use fabstir_inference::{EmbeddedEngine, EngineConfig, GenerateRequest, InferenceBackend};
-use fabstir_sdk::SdkConfig;
 use fabstir_sdk::{FabstirSdk, JobRequest};
 use futures::StreamExt as _;
 
@@ -37,63 +33,6 @@ const POOL_CONCURRENCY: usize = 10;
 const GATEWAY_PAIRS: u64 = 60;
 /// Tokens of each: the first token is what is measured.
 const GATEWAY_TOKENS: u32 = 8;
-
-struct DevnetProcess(Child);
-
-impl Drop for DevnetProcess {
-    fn drop(&mut self) {
-        // SIGINT is the devnet's Ctrl-C: it stops its hosts and its anvil, which a plain kill
-        // would leave running. The kill is the fallback.
-        let interrupted = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while interrupted && Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-async fn connect(dir: &Path) -> FabstirSdk {
-    let config = SdkConfig::load(&dir.join("sdk.toml")).unwrap();
-    let deployment = Deployment::load(&dir.join("deployment.json")).unwrap();
-    let sdk = FabstirSdk::connect(config, &deployment).await.unwrap();
-    let key = std::fs::read_to_string(dir.join("client.key")).unwrap();
-    sdk.set_signer(
-        key.trim()
-            .trim_start_matches("0x")
-            .parse::<LocalWallet>()
-            .unwrap(),
-    )
-    .unwrap();
-    sdk
-}
 
 /// A job of `tokens` tokens, sampled with `seed`.
 fn request(model: &str, tokens: u32, seed: u64) -> JobRequest {
@@ -131,34 +70,6 @@ async fn sdk_job(sdk: &FabstirSdk, model: &str, seed: u64) -> (Duration, f64) {
         ttft,
         result.tokens_used.saturating_sub(1) as f64 / streaming,
     )
-}
-
-/// Time to first token and tokens/s of the engine alone.
-async fn direct_job(engine: &EmbeddedEngine, seed: u64) -> (Duration, f64) {
-    let start = Instant::now();
-    let mut stream = engine
-        .generate(GenerateRequest {
-            prompt: "ROMEO:".into(),
-            max_tokens: TOKENS,
-            temperature: 0.8,
-            top_p: 1.0,
-            seed,
-            ..GenerateRequest::default()
-        })
-        .await
-        .unwrap();
-    let mut first = None;
-    let mut last = Duration::ZERO;
-    let mut count = 0u64;
-    while let Some(token) = stream.next_token().await {
-        token.unwrap();
-        first.get_or_insert_with(|| start.elapsed());
-        last = start.elapsed();
-        count += 1;
-    }
-    let ttft = first.unwrap_or(last);
-    let streaming = (last - ttft).as_secs_f64().max(1e-9);
-    (ttft, count.saturating_sub(1) as f64 / streaming)
 }
 
 /// Time to first token of a streamed completion through the gateway at `url` (the SDK job's
@@ -244,41 +155,21 @@ async fn gateway_overhead(sdk: &FabstirSdk, model: &str) -> serde_json::Value {
 fn main() {
     // `cargo bench` passes flags such as `--bench`; this harness takes none.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let devnet = DevnetProcess(
-        Command::new(env!("CARGO_BIN_EXE_fabstir"))
-            .args(["devnet", "--hosts", "3", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !dir.path().join("client.key").exists() {
-        assert!(Instant::now() < deadline, "the devnet did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let devnet = DevnetProcess::start(3, &[]);
+    let dir = devnet.dir();
     let files = ModelFiles::default_for(&root());
-    let engine = EmbeddedEngine::load(&EngineConfig {
-        name: files.name.clone(),
-        checkpoint: files.checkpoint.clone(),
-        tokenizer: files.tokenizer.clone(),
-        ..EngineConfig::default()
-    })
-    .unwrap();
+    let engine = engine();
 
     let figures = runtime.block_on(async {
         let mut direct_ttft = Vec::new();
         let mut direct_tps = Vec::new();
         for i in 0..RUNS {
-            let (ttft, tps) = direct_job(&engine, i as u64 + 1).await;
+            let (ttft, tps) = direct_run(&engine, "ROMEO:", TOKENS, i as u64 + 1).await;
             direct_ttft.push(millis(ttft));
             direct_tps.push(tps);
         }
         // Warm: one SDK, caches filled and connections open by a first job.
-        let sdk = connect(dir.path()).await;
+        let sdk = connect(dir).await;
         sdk_job(&sdk, &files.name, 999).await;
         let mut warm_ttft = Vec::new();
         let mut sdk_tps = Vec::new();
@@ -291,7 +182,7 @@ fn main() {
         // Cold: a new SDK (new connections, empty caches) per job.
         let mut cold_ttft = Vec::new();
         for i in 0..10 {
-            let cold = connect(dir.path()).await;
+            let cold = connect(dir).await;
             let (ttft, _) = sdk_job(&cold, &files.name, i + 1).await;
             cold_ttft.push(millis(ttft));
         }
@@ -314,7 +205,7 @@ fn main() {
 
         // 1,000 short jobs through one new SDK: every use of a connection (quote, stream,
         // capabilities) either finds one open in the pool or dials.
-        let pooled = connect(dir.path()).await;
+        let pooled = connect(dir).await;
         let start = Instant::now();
         futures::stream::iter(0..POOL_JOBS)
             .map(|i| settled_job(&pooled, request(&files.name, POOL_TOKENS, i + 1)))

@@ -50,6 +50,9 @@ pub struct DevnetConfig {
     /// How long the client waits for a host to claim a posted job before it cancels it and
     /// tries another host.
     pub claim_timeout: Duration,
+    /// Mine a block every this many seconds once the devnet is up (as a real chain does),
+    /// instead of one block per transaction.
+    pub block_time: Option<u64>,
     /// Wrappers applied to every host's parts (fault injection and instrumentation in tests);
     /// a backend wrapper applies inside the `token_delay` pacing.
     pub hooks: NodeHooks,
@@ -103,6 +106,7 @@ impl DevnetConfig {
             stream_stall: Duration::from_secs(5),
             token_delay: None,
             claim_timeout: Duration::from_secs(30),
+            block_time: None,
             hooks: NodeHooks::default(),
         }
     }
@@ -225,6 +229,13 @@ impl Devnet {
             poll_interval: Duration::from_millis(10),
             ..SdkConfig::default()
         };
+        // Deployed, funded and registered at once; from here on blocks come at their pace.
+        if let Some(seconds) = config.block_time {
+            let provider = devnet.anvil.provider()?;
+            fabstir_contracts::anvil::set_block_time(&provider, seconds)
+                .await
+                .context("setting the block time")?;
+        }
         Ok(devnet)
     }
 

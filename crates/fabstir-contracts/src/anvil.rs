@@ -284,6 +284,14 @@ pub async fn set_automine<M: Middleware>(provider: &M, on: bool) -> Result<()> {
     Ok(())
 }
 
+/// Makes anvil mine a block every `seconds` instead of one per transaction, as a real chain
+/// does (Base: 2 seconds); transactions then wait for the next block.
+pub async fn set_block_time<M: Middleware>(provider: &M, seconds: u64) -> Result<()> {
+    set_automine(provider, false).await?;
+    rpc::<_, _, serde_json::Value>(provider, "evm_setIntervalMining", [seconds]).await?;
+    Ok(())
+}
+
 /// Sends `data` to `to` from the unlocked dev account `from` without estimating gas (a fixed
 /// limit of 500,000) and with a priority fee of 100 gwei, above anything the default fee
 /// estimate picks: with automine off it is mined ahead of transactions already in the pool,

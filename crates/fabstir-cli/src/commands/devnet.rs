@@ -15,6 +15,10 @@ pub(crate) struct Args {
     /// Where to write the deployment, configuration and host storage.
     #[arg(long, default_value = "devnet")]
     dir: PathBuf,
+    /// Mine a block every this many seconds (as Base does every 2) instead of one block per
+    /// transaction.
+    #[arg(long)]
+    block_time: Option<u64>,
 }
 
 /// Starts the devnet, writes `sdk.toml` and `client.key` into its folder, and runs until
@@ -24,6 +28,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let mut config = DevnetConfig::new(&workspace_root());
     config.hosts = args.hosts;
     config.dir = Some(dir.clone());
+    config.block_time = args.block_time;
     let devnet = Devnet::start(config).await?;
     let sdk_path = dir.join("sdk.toml");
     std::fs::write(&sdk_path, devnet.sdk_config.to_toml()?)?;

@@ -303,3 +303,40 @@ async fn strangers_and_concurrent_prompts_are_refused() {
     assert_eq!((open.status, open.settled_tokens), (SessionStatus::Open, 0));
     shut_down(client, [host]).await;
 }
+
+/// On a chain that mines a block every 2 seconds: opening the session waits for blocks, the
+/// prompts after it send no transaction at all (neither the client's nor the host's nonce
+/// moves, so nothing waits for a block), and the close settles them exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_on_a_two_second_chain_send_no_transaction() {
+    let env = Env::new().await;
+    let (host, client) = session_host(&env, |_| {}).await;
+    fabstir_contracts::anvil::set_block_time(env.manager.provider(), 2)
+        .await
+        .unwrap();
+    let deposit = 200 * USDC_PRICE;
+    let before = parties(&env).await;
+    let session = open_session(&env, deposit).await;
+    let me = address_of(&env.client_key);
+    let nonces = (env.nonce(me).await, env.nonce(env.host_address(0)).await);
+    let mut counted = 0;
+    for i in 0..5 {
+        let (_, end) = run_prompt(&client, &host, session, &env.client_key, prompt(500 + i))
+            .await
+            .unwrap();
+        counted += end.counted;
+    }
+    assert_eq!(
+        (env.nonce(me).await, env.nonce(env.host_address(0)).await),
+        nonces,
+        "no transaction per prompt"
+    );
+    client
+        .end_session(host.peer_id(), session, Arc::new(env.client_key.clone()))
+        .await
+        .unwrap();
+    let done = closed(&env, session).await;
+    assert_eq!(done.settled_tokens, counted);
+    assert_settled(&env, &before, deposit, counted).await;
+    shut_down(client, [host]).await;
+}
