@@ -51,7 +51,16 @@ async fn a_chat_of_three_prompts_costs_exactly_what_was_receipted() {
         TokenAmount(price.base_units() * u64::from(u32::try_from(counted).unwrap()))
     );
     let id = session.id();
-    let closed = session.close().await.unwrap();
+    let listed = sdk.sessions().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|s| s.id == id && s.status == SessionStatus::Open),
+        "{listed:?}"
+    );
+    // Closed by id, as `fabstir sessions close ID` does (the handle gone, as after a restart).
+    drop(session);
+    let closed = sdk.close_session(id).await.unwrap();
     assert!(closed.cooperative, "the host closed the session at once");
     assert_eq!((closed.session, closed.tokens), (id, counted));
     let on_chain = sdk.chain().session(id).await.unwrap();

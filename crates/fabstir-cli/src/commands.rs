@@ -9,4 +9,5 @@ pub(crate) mod faucet;
 pub(crate) mod gateway;
 pub(crate) mod job;
 pub(crate) mod nodes;
+pub(crate) mod sessions;
 pub(crate) mod withdraw;

@@ -13,7 +13,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use commands::{ask, balance, chat, demo, devnet, faucet, gateway, job, nodes, withdraw};
+use commands::{ask, balance, chat, demo, devnet, faucet, gateway, job, nodes, sessions, withdraw};
 
 /// The Fabstir LLM marketplace from the command line.
 #[derive(Debug, Parser)]
@@ -33,6 +33,8 @@ enum Command {
     Ask(ask::Args),
     /// Chat with a model on one session: one deposit, no transaction per prompt.
     Chat(chat::Args),
+    /// List your sessions that hold a deposit, or close one (`sessions close ID`).
+    Sessions(sessions::Args),
     /// List verified hosts serving a model.
     Nodes(nodes::Args),
     /// Show a job's state and settlement from the chain.
@@ -66,6 +68,7 @@ async fn main() -> Result<()> {
         Command::Ask(args) => ask::run(&global, args).await,
         Command::Chat(args) => chat::run(&global, args).await,
         Command::Nodes(args) => nodes::run(&global, args).await,
+        Command::Sessions(args) => sessions::run(&global, args).await,
         Command::Job(args) => job::run(&global, args).await,
         Command::Balance(args) => balance::run(&global, args).await,
         Command::Faucet(args) => faucet::run(&global, args).await,

@@ -9,7 +9,7 @@
 use ethers::abi::{AbiEncode, Tokenizable};
 use ethers::contract::{EthEvent, parse_log};
 use ethers::providers::Middleware;
-use ethers::types::{Filter, H256, U256, ValueOrArray};
+use ethers::types::{Address, Filter, H256, U256, ValueOrArray};
 use ethers::utils::keccak256;
 use fabstir_core::{
     ModelId, OnChainSession, SessionDetails, SessionId, SessionStatus, TokenAmount,
@@ -88,10 +88,35 @@ impl HeadlessContractManager {
     /// The ids of every session ever opened, from the SessionOpened events since block 0: for
     /// tests and audits (public RPC providers refuse such ranges).
     pub async fn all_sessions(&self) -> Result<Vec<SessionId>> {
+        self.opened_since(0)
+            .await?
+            .into_iter()
+            .map(|event| convert::job_id(event.session_id))
+            .collect()
+    }
+
+    /// Every session `client` opened since `from_block` (a deployment's first block), as the
+    /// chain holds each now, open or finished. It reads the SessionOpened events of that
+    /// range: the client is not an indexed topic, so each event's terms are checked.
+    pub async fn sessions_of(
+        &self,
+        client: Address,
+        from_block: u64,
+    ) -> Result<Vec<OnChainSession>> {
+        let mut found = Vec::new();
+        for event in self.opened_since(from_block).await? {
+            if event.terms.client == client {
+                found.push(self.session(convert::job_id(event.session_id)?).await?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn opened_since(&self, from_block: u64) -> Result<Vec<SessionOpenedFilter>> {
         let filter = Filter::new()
             .address(self.addresses().job_marketplace)
             .topic0(SessionOpenedFilter::signature())
-            .from_block(0u64);
+            .from_block(from_block);
         let logs = self
             .provider()
             .get_logs(&filter)
@@ -99,9 +124,7 @@ impl HeadlessContractManager {
             .map_err(|e| Error::Rpc(e.to_string()))?;
         logs.into_iter()
             .map(|log| {
-                let event: SessionOpenedFilter = parse_log(log)
-                    .map_err(|e| Error::InvalidChainData(format!("SessionOpened: {e}")))?;
-                convert::job_id(event.session_id)
+                parse_log(log).map_err(|e| Error::InvalidChainData(format!("SessionOpened: {e}")))
             })
             .collect()
     }

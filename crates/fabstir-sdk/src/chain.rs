@@ -265,4 +265,12 @@ impl ChainLayer for ChainClient {
         let signer = self.contracts().signer(Self::wallet(key));
         self.mined(self.contracts().expire_session(id, &signer).await)
     }
+
+    async fn sessions_of(&self, client: Address) -> Result<Vec<OnChainSession>> {
+        let start = self.start_block;
+        with_backoff("sessions", || async {
+            Ok(self.contracts().sessions_of(client, start).await?)
+        })
+        .await
+    }
 }

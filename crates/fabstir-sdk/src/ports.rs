@@ -89,6 +89,9 @@ pub trait ChainLayer: Send + Sync {
     async fn request_session_close(&self, id: SessionId, key: &SigningKey) -> Result<()>;
     /// Expires a session whose time is up: its client gets back the deposit not settled.
     async fn expire_session(&self, id: SessionId, key: &SigningKey) -> Result<()>;
+    /// Every session `client` opened (since the deployment), open or finished, in the order
+    /// they were opened.
+    async fn sessions_of(&self, client: Address) -> Result<Vec<OnChainSession>>;
 }
 
 /// The network as the SDK uses it.

@@ -20,7 +20,10 @@ use crate::job::{JobHandle, JobRequest};
 use crate::lifecycle::Runner;
 use crate::ports::{ChainLayer, NetworkLayer};
 use crate::status::{JobStatusReport, status_from_chain};
-use crate::{ChainClient, Error, P2pNetwork, Result, SdkConfig, SdkEvent, Session, SessionRequest};
+use crate::{
+    ChainClient, Error, P2pNetwork, Result, SdkConfig, SdkEvent, Session, SessionClosed,
+    SessionRequest,
+};
 
 /// What every clone of the SDK and every running job shares.
 pub(crate) struct Inner {
@@ -295,6 +298,21 @@ impl FabstirSdk {
     pub async fn open_session(&self, request: SessionRequest) -> Result<Session> {
         let wallet = self.signer()?;
         crate::session::open(self.inner.clone(), wallet, request).await
+    }
+
+    /// Every session the signer opened (since the deployment), open or finished.
+    pub async fn sessions(&self) -> Result<Vec<fabstir_core::OnChainSession>> {
+        let wallet = self.signer()?;
+        self.inner.chain.sessions_of(wallet.address()).await
+    }
+
+    /// Closes one of the signer's sessions by id (one opened elsewhere, or before a restart):
+    /// through its host when discovery finds it, which pays itself what was receipted and
+    /// refunds the rest at once; otherwise through the chain (ask to close, expire after the
+    /// close window) in the background.
+    pub async fn close_session(&self, id: fabstir_core::SessionId) -> Result<SessionClosed> {
+        let wallet = self.signer()?;
+        crate::session::close_by_id(&self.inner, &wallet, id).await
     }
 
     /// Runs a job through the seed's lifecycle: discover, rank, quote (Negotiating), post and

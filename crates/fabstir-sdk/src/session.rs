@@ -6,16 +6,18 @@
 //! host, replays the conversation there, and gets the failed session's unsettled deposit back
 //! through the challenge close.
 
+mod close;
 mod open;
+
+pub(crate) use close::close_by_id;
+use close::{end, recover};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ethers::signers::LocalWallet;
 use fabstir_core::wire::{ChatMessage, ChatRole, FinishReason, PromptInput, SessionPrompt};
-use fabstir_core::{
-    NodePeerId, PaymentToken, ScoreWeights, SessionEvent, SessionId, SessionStatus, TokenAmount,
-};
+use fabstir_core::{NodePeerId, PaymentToken, ScoreWeights, SessionEvent, SessionId, TokenAmount};
 use futures::StreamExt;
 
 use crate::network::WalletClientSigner;
@@ -108,12 +110,13 @@ pub struct PromptReply {
 pub struct SessionClosed {
     /// The session.
     pub session: SessionId,
-    /// Receipted tokens the host was paid for.
+    /// Tokens the host was paid for (settled on chain).
     pub tokens: u64,
-    /// What the session cost (tokens x price); the rest of the deposit was refunded.
+    /// What the session cost (tokens x price); the rest of the deposit is refunded.
     pub cost: TokenAmount,
-    /// Whether the host closed it at once (`false`: it did not answer, so the session is
-    /// closing through the chain and its deposit comes back after the close window).
+    /// Whether the host closed it at once (`false`: it did not answer or was not found, so the
+    /// session is closing through the chain and its deposit comes back after the close
+    /// window; `tokens` and `cost` are then what was settled so far).
     pub cooperative: bool,
 }
 
@@ -265,53 +268,13 @@ impl Session {
     /// closed through the chain (ask to close, expire after the close window) in the
     /// background.
     pub async fn close(self) -> Result<SessionClosed> {
-        let signer = Arc::new(WalletClientSigner(self.wallet.clone()));
-        let id = self.current.id;
-        let ended = self
-            .inner
-            .network
-            .end_session(&self.current.host, id, signer)
-            .await;
-        let cooperative = match ended {
-            Ok(_) => self.wait_closed(id).await?,
-            Err(e) => {
-                tracing::warn!(session = %id, error = %e, "the host did not end the session");
-                false
-            }
-        };
-        if !cooperative {
-            self.recover(id).await;
-        }
-        Ok(SessionClosed {
-            session: id,
-            tokens: self.current.receipted,
-            cost: self.current.spent(),
-            cooperative,
-        })
-    }
-
-    /// Waits (up to the claim timeout) for the host's close on chain.
-    async fn wait_closed(&self, id: SessionId) -> Result<bool> {
-        let deadline = tokio::time::Instant::now() + self.inner.config.timeouts.claim;
-        loop {
-            let status = self.inner.chain.session(id).await?.status;
-            if status == SessionStatus::Closed {
-                return Ok(true);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(false);
-            }
-            tokio::time::sleep(self.inner.config.poll_interval).await;
-        }
-    }
-
-    /// Gets `id`'s unsettled deposit back in the background: ask to close, then expire.
-    async fn recover(&self, id: SessionId) {
-        let inner = self.inner.clone();
-        let wallet = self.wallet.clone();
-        self.inner.recoveries.lock().await.spawn(async move {
-            crate::recovery::recover_session(&inner, id, wallet.signer()).await;
-        });
+        end(
+            &self.inner,
+            &self.wallet,
+            self.current.id,
+            Some(&self.current.host),
+        )
+        .await
     }
 
     /// Runs one prompt, failing over to a new session with another host when the host fails.
@@ -412,7 +375,7 @@ impl Session {
                 .base_units()
                 .saturating_add(failed.spent().base_units()),
         );
-        self.recover(failed.id).await;
+        recover(&self.inner, &self.wallet, failed.id).await;
         let reason = reason.to_string();
         tracing::warn!(session = %failed.id, host = %failed.host, %reason, "session failing over");
         let _ = self.inner.events.send(SdkEvent::SessionFailover {

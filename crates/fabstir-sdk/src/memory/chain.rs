@@ -471,4 +471,17 @@ impl ChainLayer for InMemoryChain {
     async fn expire_session(&self, id: SessionId, _key: &SigningKey) -> Result<()> {
         self.expire_session_now(id)
     }
+
+    async fn sessions_of(&self, client: Address) -> Result<Vec<OnChainSession>> {
+        let mut found: Vec<OnChainSession> = self
+            .state()
+            .sessions
+            .values()
+            .filter(|s| s.client == client)
+            .cloned()
+            .collect();
+        // Ids grow with the block they were opened in: the order they were opened.
+        found.sort_by_key(|s| s.id);
+        Ok(found)
+    }
 }

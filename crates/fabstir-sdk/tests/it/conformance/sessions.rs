@@ -233,9 +233,38 @@ pub(crate) async fn sessions_need_funds_and_unknown_ones_are_not_found(f: &dyn C
     );
 }
 
+/// A client's sessions are listed, open and finished, and nobody else's.
+pub(crate) async fn a_clients_sessions_are_listed(f: &dyn ChainFixture) {
+    let client = address_of(f.client());
+    let before = f.chain().sessions_of(client).await.unwrap();
+    let first = open(f, 500).await;
+    let second = open(f, 700).await;
+    let listed = f.chain().sessions_of(client).await.unwrap();
+    assert_eq!(listed.len(), before.len() + 2);
+    let tail: Vec<_> = listed[before.len()..]
+        .iter()
+        .map(|s| (s.id, s.deposit, s.status))
+        .collect();
+    assert_eq!(
+        tail,
+        vec![
+            (first, units(500), SessionStatus::Open),
+            (second, units(700), SessionStatus::Open)
+        ]
+    );
+    assert!(listed.iter().all(|s| s.client == client));
+    let strangers = f
+        .chain()
+        .sessions_of(address_of(f.stranger()))
+        .await
+        .unwrap();
+    assert!(strangers.is_empty(), "{strangers:?}");
+}
+
 /// Every session check, in order.
 pub(crate) async fn run_all(f: &dyn ChainFixture) {
     sessions_pay_the_increase_and_close_exactly(f).await;
     a_silent_hosts_session_closes_after_the_window(f).await;
     sessions_need_funds_and_unknown_ones_are_not_found(f).await;
+    a_clients_sessions_are_listed(f).await;
 }
