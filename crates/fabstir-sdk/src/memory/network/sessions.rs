@@ -8,7 +8,7 @@ use std::sync::Arc;
 use fabstir_core::auth::ClientSigner;
 use fabstir_core::receipt::Transcript;
 use fabstir_core::wire::{FinishReason, SessionPrompt, StreamErrorCode, StreamToken, TokenBatch};
-use fabstir_core::{NodePeerId, PromptEnd, SessionEvent, SessionId, SessionStatus};
+use fabstir_core::{NodePeerId, OnChainSession, PromptEnd, SessionEvent, SessionId, SessionStatus};
 
 use super::{HostBehaviour, InMemoryNetwork};
 use crate::ports::ChainLayer as _;
@@ -22,13 +22,14 @@ fn refused(code: StreamErrorCode, message: &str) -> Error {
 }
 
 impl InMemoryNetwork {
-    /// Checks that `signer` may use `session` with `peer`: returns the host's address.
-    async fn session_host(
+    /// Checks that `signer` may use `session` with `peer`: returns the session as the chain
+    /// holds it.
+    async fn checked_session(
         &self,
         peer: &NodePeerId,
         session: SessionId,
         signer: &dyn ClientSigner,
-    ) -> Result<fabstir_core::primitives::Address> {
+    ) -> Result<OnChainSession> {
         let host = self.host(peer)?.capabilities.eth_address;
         let on_chain = self
             .chain
@@ -53,7 +54,7 @@ impl InMemoryNetwork {
                 "the session is not open",
             ));
         }
-        Ok(host)
+        Ok(on_chain)
     }
 
     /// One prompt of `session`: the events a real host's stream would carry.
@@ -64,10 +65,12 @@ impl InMemoryNetwork {
         signer: Arc<dyn ClientSigner>,
         prompt: SessionPrompt,
     ) -> Result<Vec<Result<SessionEvent>>> {
-        self.session_host(peer, session, signer.as_ref()).await?;
+        let covered = self
+            .checked_session(peer, session, signer.as_ref())
+            .await?
+            .covered_tokens();
         let behaviour = self.host(peer)?.behaviour;
         let scripted = self.host(peer)?.tokens as u64;
-        let covered = self.chain.session(session).await?.covered_tokens();
         let newest = self.newest_receipt(session);
         let mut transcript = match &newest {
             Some(r) => Transcript::resume(r.transcript, r.tokens),
@@ -127,7 +130,11 @@ impl InMemoryNetwork {
         session: SessionId,
         signer: &dyn ClientSigner,
     ) -> Result<u64> {
-        let host = self.session_host(peer, session, signer).await?;
+        let host = self
+            .checked_session(peer, session, signer)
+            .await?
+            .details
+            .host;
         let newest = self.newest_receipt(session);
         self.chain.close_session(session, host, newest.as_ref())?;
         Ok(newest.map_or(0, |r| r.tokens))
