@@ -78,10 +78,7 @@ async fn twenty_concurrent_jobs_through_one_sdk() {
     let mut jobs = std::collections::BTreeSet::new();
     for handle in handles {
         let result = handle.result().await.unwrap();
-        assert_eq!(
-            result.cid,
-            fabstir_storage::cid_of(result.text.as_bytes()).to_string()
-        );
+        assert_eq!(result.cid, fabstir_storage::cid_of(result.text.as_bytes()));
         jobs.insert(result.job);
     }
     assert_eq!(jobs.len(), 20, "twenty distinct jobs completed");

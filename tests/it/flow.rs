@@ -45,10 +45,7 @@ async fn full_flow(token: &str) {
     }
     let result = handle.result().await.unwrap();
     assert_eq!(result.text, streamed, "the result is what streamed");
-    assert_eq!(
-        result.cid,
-        fabstir_storage::cid_of(streamed.as_bytes()).to_string()
-    );
+    assert_eq!(result.cid, fabstir_storage::cid_of(streamed.as_bytes()));
     assert!(result.tokens_used > 0 && result.tokens_used <= 24);
     assert_eq!(result.attempts, 1);
 
@@ -56,7 +53,7 @@ async fn full_flow(token: &str) {
     // `fee` accrued for the treasury, which received nothing yet.
     let status = sdk.job_status(result.job).await.unwrap();
     assert_eq!(status.state, JobState::PaymentReleased);
-    assert_eq!(status.result_cid.as_deref(), Some(result.cid.as_str()));
+    assert_eq!(status.result_cid, Some(result.cid));
     let spent = result.paid.checked_add(result.fee).unwrap();
     assert_eq!(status.amount.checked_sub(result.refund).unwrap(), spent);
     let client_after = balance(&sdk, client, token).await;

@@ -137,7 +137,9 @@ impl MarketplaceEvent {
                 ..
             } => Some(JobOutcome::Settled(JobSettlement {
                 host: *host,
-                result_cid: String::from_utf8_lossy(result_cid).into_owned(),
+                result_cid: std::str::from_utf8(result_cid)
+                    .ok()
+                    .and_then(|text| fabstir_core::cid::parse_cid(text).ok()),
                 transcript: *transcript,
                 tokens_used: tokens_used.low_u64(),
                 paid: *paid,

@@ -19,6 +19,7 @@ pub use ethers_core::k256::ecdsa::SigningKey;
 use ethers_core::types::{Address, H256, Signature, U256};
 use ethers_core::utils::hash_message;
 
+use crate::cid::Cid;
 use crate::ids::{JobId, NodePeerId};
 use crate::{Error, Result};
 
@@ -42,7 +43,7 @@ pub fn client_auth_message(
 }
 
 /// The text a host signs over a finished job's result.
-pub fn result_message(chain_id: u64, job: JobId, result_cid: &str, tokens_used: u64) -> String {
+pub fn result_message(chain_id: u64, job: JobId, result_cid: &Cid, tokens_used: u64) -> String {
     format!(
         "fabstir result v1\nchain: {chain_id}\njob: {job}\ncid: {result_cid}\ntokens: {tokens_used}"
     )
@@ -304,8 +305,8 @@ mod tests {
             client_auth_message(1, Address::zero(), JobId(1), Address::zero(), &[8; 32])
         );
         assert_ne!(
-            result_message(1, JobId(1), "a", 1),
-            result_message(1, JobId(1), "a", 2)
+            result_message(1, JobId(1), &crate::cid::cid_of(b"a"), 1),
+            result_message(1, JobId(1), &crate::cid::cid_of(b"a"), 2)
         );
     }
 

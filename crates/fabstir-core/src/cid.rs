@@ -27,6 +27,30 @@ pub fn cid_of_digest(digest: [u8; 32]) -> Cid {
     Cid::new_v1(RAW_CODEC, hash)
 }
 
+/// Reads a CID from its text form (any multibase the `cid` crate knows).
+pub fn parse_cid(text: &str) -> Result<Cid, cid::Error> {
+    Cid::try_from(text)
+}
+
+/// Serde for a [`Cid`] as its text form (`#[serde(with = "fabstir_core::cid::text")]`): on
+/// the wire and in JSON a CID is the string a person reads, and text that is not a CID is
+/// refused when it is decoded.
+pub mod text {
+    use super::Cid;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    /// Writes `cid` as its text form.
+    pub fn serialize<S: Serializer>(cid: &Cid, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(cid)
+    }
+
+    /// Reads a CID from its text form.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Cid, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        super::parse_cid(&text).map_err(D::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +63,16 @@ mod tests {
         hasher.update(&text[4..]);
         assert_eq!(cid_of_digest(hasher.finalize().into()), cid_of(text));
         assert!(cid_of(text).to_string().starts_with("bafkrei"));
+    }
+
+    #[test]
+    fn text_form_round_trips_and_refuses_what_is_not_a_cid() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        struct Holder(#[serde(with = "text")] Cid);
+        let cid = cid_of(b"x");
+        let json = serde_json::to_string(&Holder(cid)).unwrap();
+        assert_eq!(json, format!("\"{cid}\""));
+        assert_eq!(serde_json::from_str::<Holder>(&json).unwrap(), Holder(cid));
+        assert!(serde_json::from_str::<Holder>("\"bafkreinotacid\"").is_err());
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cid::Cid;
 use crate::primitives::{Address, H256};
 use crate::{Error, JobDetails, JobId, PaymentToken, Result, TokenAmount};
 
@@ -159,8 +160,9 @@ impl JobPayment {
 pub struct JobSettlement {
     /// The host that ran it.
     pub host: Address,
-    /// The result CID the host submitted, in its string form.
-    pub result_cid: String,
+    /// The result CID the host submitted; `None` when the bytes it submitted are not a CID
+    /// (a host that lied: no client's check can match them).
+    pub result_cid: Option<Cid>,
     /// The transcript hash of the client's receipt it settled with.
     pub transcript: H256,
     /// Tokens the client's receipt counts (what was paid for).
@@ -186,6 +188,9 @@ pub enum RefundReason {
 
 /// How a job that holds no more funds ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// A settlement (with its CID) is a few hundred bytes, read once per finished job: boxing it
+// would cost every reader an indirection for no memory that matters.
+#[allow(clippy::large_enum_variant)]
 pub enum JobOutcome {
     /// The host submitted a result and was paid.
     Settled(JobSettlement),

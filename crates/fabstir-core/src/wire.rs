@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::amount::TokenAmount;
+use crate::cid::Cid;
 use crate::ids::{JobId, ModelId};
 use crate::node::NodeCapabilities;
 use crate::receipt::SignedReceipt;
@@ -438,8 +439,9 @@ pub struct StreamToken {
 /// The end of a successful stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamDone {
-    /// CID (CIDv1, raw, sha2-256, base32) of the full result text.
-    pub result_cid: String,
+    /// CID (CIDv1, raw, sha2-256) of the full result text, in its text form on the wire.
+    #[serde(with = "crate::cid::text")]
+    pub result_cid: Cid,
     /// Tokens generated (what the host will claim payment for).
     pub tokens_used: u64,
     /// EIP-191 signature by the host over

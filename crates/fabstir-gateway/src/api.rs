@@ -4,6 +4,7 @@
 //! off, ...), as OpenAI-compatible servers do; fields that would change the answer and cannot
 //! be honoured (`n` above 1) are refused with a 400.
 
+use fabstir_core::cid::Cid;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -161,8 +162,9 @@ pub struct Settlement {
     pub host: String,
     /// The host's address (paid).
     pub host_address: String,
-    /// The result's CID (covers exactly the generated text).
-    pub result_cid: String,
+    /// The result's CID (covers exactly the generated text), in its text form.
+    #[serde(with = "fabstir_core::cid::text")]
+    pub result_cid: Cid,
     /// The payment token's symbol.
     pub token: String,
     /// Paid to the host, in the token's units.

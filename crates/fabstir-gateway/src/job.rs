@@ -279,7 +279,7 @@ impl Gateway {
                 job: result.job.0,
                 host: result.host.to_string(),
                 host_address: format!("{:#x}", result.host_address),
-                result_cid: result.cid.clone(),
+                result_cid: result.cid,
                 token: token.symbol.clone(),
                 paid: result.paid.format(token.decimals),
                 paid_base_units: result.paid.base_units().to_string(),

@@ -354,7 +354,7 @@ fn settlement_headers(headers: &mut HeaderMap, finished: &Finished) {
         ("x-fabstir-job", s.job.to_string()),
         ("x-fabstir-host", s.host.clone()),
         ("x-fabstir-paid", format!("{} {}", s.paid, s.token)),
-        ("x-fabstir-result-cid", s.result_cid.clone()),
+        ("x-fabstir-result-cid", s.result_cid.to_string()),
     ];
     for (name, value) in pairs {
         if let Ok(value) = HeaderValue::from_str(&value) {

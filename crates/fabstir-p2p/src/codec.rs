@@ -6,6 +6,7 @@ use std::io;
 use std::marker::PhantomData;
 
 use async_trait::async_trait;
+use fabstir_core::cid::Cid;
 use fabstir_core::wire::WireMessage;
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
@@ -89,8 +90,9 @@ where
 /// Asks a host for a stored result over `/fabstir/result/1.0.0`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultRequest {
-    /// The result's CID (CIDv1 text).
-    pub cid: String,
+    /// The result's CID (its text form on the wire).
+    #[serde(with = "fabstir_core::cid::text")]
+    pub cid: Cid,
 }
 
 impl WireMessage for ResultRequest {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fabstir_core::cid::{Cid, cid_of};
 use fabstir_core::wire::{
     CapabilitiesRequest, CapabilitiesResponse, NegotiationRequest, NegotiationResponse,
     PromptFrame, SESSION_PROTOCOL, STREAM_PROTOCOL, SessionEnding, SessionPrompt,
@@ -356,18 +357,11 @@ impl Network {
         .await
     }
 
-    /// Fetches a stored result from `peer` (`/fabstir/result/1.0.0`). `verify` checks the
-    /// bytes against the CID (the storage layer's job: this crate has no CID code); bytes it
-    /// refuses are an error. `Ok(None)` when the host does not have the result.
-    pub async fn fetch_result(
-        &self,
-        peer: PeerId,
-        cid: &str,
-        verify: impl FnOnce(&str, &[u8]) -> bool,
-    ) -> Result<Option<Vec<u8>>> {
-        let request = ResultRequest {
-            cid: cid.to_owned(),
-        };
+    /// Fetches a stored result from `peer` (`/fabstir/result/1.0.0`), checking that the
+    /// bytes hash to `cid`: bytes that do not are an error. `Ok(None)` when the host does not
+    /// have the result.
+    pub async fn fetch_result(&self, peer: PeerId, cid: &Cid) -> Result<Option<Vec<u8>>> {
+        let request = ResultRequest { cid: *cid };
         let timeout = self.inner.config.request_timeout + self.inner.config.connect_timeout;
         let response = self
             .call_timeout("result request", timeout, |reply| Command::Request {
@@ -377,7 +371,7 @@ impl Network {
             .await?;
         match response {
             ResultResponse::NotFound => Ok(None),
-            ResultResponse::Found(bytes) if verify(cid, &bytes) => Ok(Some(bytes)),
+            ResultResponse::Found(bytes) if cid_of(&bytes) == *cid => Ok(Some(bytes)),
             ResultResponse::Found(_) => Err(Error::Protocol {
                 peer: peer.to_string(),
                 reason: format!("result bytes do not match {cid}"),

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use fabstir_core::JobId;
 use fabstir_core::SessionId;
+use fabstir_core::cid::Cid;
 use fabstir_core::primitives::{Address, H256};
 use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::wire::{
@@ -106,7 +107,7 @@ pub trait HostService: Send + Sync + 'static {
     }
 
     /// The stored result with this CID, for `/fabstir/result/1.0.0`; `None` if unknown.
-    async fn result(&self, cid: &str) -> Option<Vec<u8>> {
+    async fn result(&self, cid: &Cid) -> Option<Vec<u8>> {
         let _ = cid;
         None
     }

@@ -1,5 +1,6 @@
 //! The SDK's error: its own causes plus those of the layers it wires.
 
+use fabstir_core::cid::Cid;
 use fabstir_core::wire::RejectReason;
 use fabstir_core::{JobId, JobStatus, NodePeerId};
 
@@ -89,15 +90,17 @@ pub enum Error {
     },
     /// The streamed text does not hash to the CID the host signed or submitted.
     #[error(
-        "job {job}: result CID mismatch: streamed text is {streamed}, host reported {reported}"
+        "job {job}: result CID mismatch: streamed text is {streamed}, host reported {}",
+        reported.as_ref().map_or_else(|| "bytes that are not a CID".to_owned(), |c| c.to_string())
     )]
     ResultMismatch {
         /// The job.
         job: JobId,
-        /// CID of what the client received.
-        streamed: String,
-        /// CID the host signed or submitted.
-        reported: String,
+        /// CID of what the client received (boxed, as every CID in an error: it keeps
+        /// `Result`s small).
+        streamed: Box<Cid>,
+        /// CID the host signed or submitted (`None`: it submitted bytes that are not one).
+        reported: Option<Box<Cid>>,
     },
     /// A host's quote does not match what was asked or what it signed (checked before any
     /// transaction).

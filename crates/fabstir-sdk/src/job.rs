@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use fabstir_core::cid::Cid;
 use fabstir_core::primitives::Address;
 use fabstir_core::{JobId, JobState, NodePeerId, PaymentToken, ScoreWeights, TokenAmount};
 use futures::Stream;
@@ -91,7 +92,7 @@ pub struct JobResult {
     /// The generated text.
     pub text: String,
     /// Its CID (checked against the host's signed final frame and the chain).
-    pub cid: String,
+    pub cid: Cid,
     /// Tokens the host was paid for (the settlement on chain).
     pub tokens_used: u64,
     /// Tokens with text this client received and signed receipts for; the SDK checked that

@@ -127,7 +127,7 @@ async fn a_job_walks_the_whole_lifecycle_and_pays_exactly() {
     );
     let status = f.sdk.job_status(result.job).await.unwrap();
     assert_eq!(status.state, PaymentReleased);
-    assert_eq!(status.result_cid.as_deref(), Some(result.cid.as_str()));
+    assert_eq!(status.result_cid, Some(result.cid));
 }
 
 #[tokio::test]

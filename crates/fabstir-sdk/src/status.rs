@@ -1,6 +1,7 @@
 //! What the chain says of a job: [`JobStatusReport`], rebuilt from its record and outcome,
 //! for status queries and for recovery after a restart.
 
+use fabstir_core::cid::Cid;
 use fabstir_core::primitives::Address;
 use fabstir_core::{JobId, JobOutcome, JobSettlement, JobState, JobStatus, TokenAmount};
 
@@ -23,7 +24,7 @@ pub struct JobStatusReport {
     /// The escrowed amount.
     pub amount: TokenAmount,
     /// The submitted result's CID, once completed.
-    pub result_cid: Option<String>,
+    pub result_cid: Option<Cid>,
     /// How the escrow was split (host, fee, refund), once settled.
     pub settlement: Option<JobSettlement>,
     /// Refunded without a result (cancelled, expired or released).
@@ -60,7 +61,7 @@ pub(crate) async fn status_from_chain(
     };
     match outcome {
         Some(JobOutcome::Settled(settlement)) => {
-            report.result_cid = Some(settlement.result_cid.clone());
+            report.result_cid = settlement.result_cid;
             report.settlement = Some(settlement);
         }
         Some(JobOutcome::Refunded { amount, .. }) => report.refunded = Some(amount),

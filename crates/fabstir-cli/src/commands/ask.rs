@@ -137,7 +137,7 @@ fn report(json: bool, result: &JobResult) {
                 "text": result.text,
                 "host": result.host.to_string(),
                 "host_address": result.host_address,
-                "cid": result.cid,
+                "cid": result.cid.to_string(),
                 "tokens_used": result.tokens_used,
                 "token": token.symbol,
                 "paid": result.paid.format(token.decimals),

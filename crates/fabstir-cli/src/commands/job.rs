@@ -26,7 +26,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> Result<()> {
                 "host": status.host,
                 "token": status.token,
                 "amount": status.amount,
-                "result_cid": status.result_cid,
+                "result_cid": status.result_cid.map(|cid| cid.to_string()),
             })
         );
         return Ok(());

@@ -166,8 +166,8 @@ async fn settled(
         .unwrap();
     assert_eq!(chain.paid.checked_add(chain.fee), Some(cost));
     assert_eq!(
-        fabstir["result_cid"].as_str(),
-        Some(chain.result_cid.as_str())
+        fabstir["result_cid"].as_str().map(str::to_owned),
+        chain.result_cid.map(|cid| cid.to_string())
     );
     cost
 }

@@ -95,7 +95,10 @@ fn samples() -> (
             ],
         }),
         HostFrame::Done(StreamDone {
-            result_cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".into(),
+            result_cid: crate::cid::parse_cid(
+                "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+            )
+            .unwrap(),
             tokens_used: 5,
             signature: vec![7; 65],
         }),

@@ -159,11 +159,11 @@ fn stream_handshake_end_to_end() {
             ],
         },
     ];
-    let cid = "bafkreiexample";
+    let cid = fabstir_core::cid::cid_of(b"Once upon a time, there was");
     let done = StreamDone {
-        result_cid: cid.into(),
+        result_cid: cid,
         tokens_used: 3,
-        signature: auth::sign_message(&host_key, &auth::result_message(CHAIN, job, cid, 3))
+        signature: auth::sign_message(&host_key, &auth::result_message(CHAIN, job, &cid, 3))
             .unwrap()
             .to_vec(),
     };

@@ -4,6 +4,7 @@
 
 use fabstir_contracts::{JobStatus, OnChainJob};
 use fabstir_core::JobId;
+use fabstir_core::cid::Cid;
 use fabstir_core::primitives::{Address, H256};
 use fabstir_core::wire::{
     NegotiationRequest, NegotiationResponse, Quote, QuoteRequest, RejectReason, StreamError,
@@ -22,7 +23,7 @@ pub(super) struct ClaimedJob {
     /// A stream was authorized for the job: one payment buys one stream.
     served: bool,
     /// The stored result's CID, once the run produced one.
-    result_cid: Option<String>,
+    result_cid: Option<Cid>,
     /// The job was settled or given back; nothing more is sent for it.
     finished: bool,
 }
@@ -231,7 +232,7 @@ impl Host {
     }
 
     /// Keeps the CID of `job`'s stored result for its settlement.
-    pub(super) async fn record_result(&self, job: JobId, cid: String) {
+    pub(super) async fn record_result(&self, job: JobId, cid: Cid) {
         if let Some(slot) = self.claims.get(&job).map(|e| e.clone())
             && let Some(entry) = slot.lock().await.as_mut()
         {
@@ -242,7 +243,7 @@ impl Host {
     /// Marks `job` finished (settled or given back) and returns its result CID, once: `None`
     /// if it was finished already, never served (a stream refused before generating leaves
     /// the job to its client's next try), or is not claimed here.
-    pub(super) async fn finish(&self, job: JobId) -> Option<Option<String>> {
+    pub(super) async fn finish(&self, job: JobId) -> Option<Option<Cid>> {
         let slot = self.claims.get(&job).map(|e| e.clone())?;
         let mut claimed = slot.lock().await;
         let entry = claimed.as_mut()?;
@@ -250,7 +251,7 @@ impl Host {
             return None;
         }
         entry.finished = true;
-        Some(entry.result_cid.clone())
+        Some(entry.result_cid)
     }
 
     /// The authentication half of [`Self::authorize`]: `proof` is from the client who posted

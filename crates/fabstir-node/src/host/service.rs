@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use fabstir_core::cid::Cid;
 use fabstir_core::primitives::{Address, H256};
 use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::wire::{
@@ -81,8 +82,7 @@ impl HostService for HostHandle {
         self.0.session_stream_ended(session, newest).await;
     }
 
-    async fn result(&self, cid: &str) -> Option<Vec<u8>> {
-        let cid = fabstir_storage::parse_cid(cid).ok()?;
-        self.0.store.get(&cid).await.ok()
+    async fn result(&self, cid: &Cid) -> Option<Vec<u8>> {
+        self.0.store.get(cid).await.ok()
     }
 }

@@ -29,7 +29,7 @@ impl Host {
             };
             match host
                 .contracts
-                .submit_result(id, cid.as_bytes(), &receipt, &host.sender)
+                .submit_result(id, cid.to_string().as_bytes(), &receipt, &host.sender)
                 .await
             {
                 Ok(settlement) => {

@@ -64,7 +64,7 @@ impl Host {
         let tokens_used = generated.tokens;
         self.metrics.tokens_generated.inc_by(tokens_used);
         let cid = match self.store.put(generated.text.into_bytes().into()).await {
-            Ok(cid) => cid.to_string(),
+            Ok(cid) => cid,
             Err(e) => {
                 self.metrics.errors.inc();
                 self.release(job).await;
@@ -78,7 +78,7 @@ impl Host {
         let signature = self.sign(&message);
         // Settled once the stream ends, with the client's newest receipt (even when the
         // client stopped early: what it receipted is paid).
-        self.record_result(job, cid.clone()).await;
+        self.record_result(job, cid).await;
         if generated.cancelled {
             return Err(StreamError {
                 code: StreamErrorCode::Cancelled,

@@ -17,6 +17,7 @@ use fabstir_contracts::{
     WalletSigner,
 };
 use fabstir_core::auth::SigningKey;
+use fabstir_core::cid::Cid;
 use fabstir_core::primitives::{Address, H256, U256};
 use fabstir_core::wire::{PromptFrame, StreamDone};
 use fabstir_core::{Deployment, JobDetails, JobId, JobOutcome, JobRequirements, TokenAmount};
@@ -279,7 +280,7 @@ impl Env {
                     Some(JobOutcome::Settled(s)) => {
                         let completed = Completed {
                             host: s.host,
-                            result_cid: s.result_cid.into_bytes(),
+                            result_cid: s.result_cid,
                             tokens_used: U256::from(s.tokens_used),
                             paid: s.paid.base_units(),
                             fee: s.fee.base_units(),
@@ -330,7 +331,8 @@ pub fn assigned(host: Address) -> JobRequirements {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completed {
     pub host: Address,
-    pub result_cid: Vec<u8>,
+    /// `None`: the bytes submitted are not a CID.
+    pub result_cid: Option<Cid>,
     pub tokens_used: U256,
     pub paid: U256,
     pub fee: U256,
@@ -434,13 +436,8 @@ pub async fn stream_job(
 }
 
 /// Fetches `cid` from `host` over `/fabstir/result/1.0.0`, verifying the bytes against it.
-pub async fn fetch_verified(client: &Network, host: PeerId, cid: &str) -> Option<Vec<u8>> {
-    client
-        .fetch_result(host, cid, |cid, bytes| {
-            fabstir_storage::cid_of(bytes).to_string() == cid
-        })
-        .await
-        .unwrap()
+pub async fn fetch_verified(client: &Network, host: PeerId, cid: &Cid) -> Option<Vec<u8>> {
+    client.fetch_result(host, cid).await.unwrap()
 }
 
 /// `GET /metrics` from a node's endpoint: the HTTP response's body.

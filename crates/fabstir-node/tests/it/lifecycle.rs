@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use fabstir_contracts::testing::Balances;
 use fabstir_contracts::{JobStatus, LoggedEvent};
 use fabstir_core::JobId;
+use fabstir_core::cid::Cid;
 use fabstir_core::primitives::{Address, U256};
 use fabstir_core::wire::{NegotiationRequest, NegotiationResponse};
 use fabstir_node::RunningNode;
@@ -19,13 +20,18 @@ use crate::common::{
 
 /// Checks what every finished job must satisfy: the streamed text is the stored result (fetched
 /// and verified over the result protocol), its CID is the final frame's and the one on chain.
-async fn check_result(client: &Network, node: &RunningNode, streamed: &Streamed, on_chain: &[u8]) {
+async fn check_result(
+    client: &Network,
+    node: &RunningNode,
+    streamed: &Streamed,
+    on_chain: Option<Cid>,
+) {
     assert!(!streamed.text.is_empty(), "nothing was streamed");
     assert_eq!(streamed.tokens, streamed.done.tokens_used);
     assert!(streamed.tokens <= u64::from(MAX_TOKENS));
-    let cid = fabstir_storage::cid_of(streamed.text.as_bytes()).to_string();
+    let cid = fabstir_storage::cid_of(streamed.text.as_bytes());
     assert_eq!(streamed.done.result_cid, cid, "final frame's CID");
-    assert_eq!(on_chain, cid.as_bytes(), "CID submitted on chain");
+    assert_eq!(on_chain, Some(cid), "CID submitted on chain");
     let stored = fetch_verified(client, node.peer_id(), &cid)
         .await
         .expect("the host serves the result it streamed");
@@ -54,7 +60,7 @@ async fn check_completed(
     let (submitted, completed) = env.completed(job).await;
     assert_eq!(completed.host, terms.host);
     assert_eq!(completed.tokens_used, U256::from(streamed.done.tokens_used));
-    check_result(client, terms.node, streamed, &completed.result_cid).await;
+    check_result(client, terms.node, streamed, completed.result_cid).await;
     let tokens = streamed.done.tokens_used;
     let paid = settlement(tokens, terms.price, terms.escrow, env.fee_bps().await);
     assert_eq!((completed.paid, completed.fee, completed.refund), paid);

@@ -26,7 +26,7 @@ async fn a_restarted_host_keeps_its_peer_id_and_registration_and_serves_old_resu
     let client = env.client_network().await;
     dial(&client, &host).await;
     let (_, first) = run_usdc_job(&env, &client, &host, 0).await;
-    let cid = first.done.result_cid.clone();
+    let cid = first.done.result_cid;
 
     let sent = env.nonce(a).await;
     host.stop().await.unwrap();

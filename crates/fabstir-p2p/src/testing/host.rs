@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use ethers_core::k256::ecdsa::SigningKey;
 use fabstir_core::auth;
+use fabstir_core::cid::Cid;
 use fabstir_core::node::{NodeCapabilities, TokenPrice};
 use fabstir_core::primitives::{Address, H256};
 use fabstir_core::receipt::SignedReceipt;
@@ -68,7 +69,7 @@ struct Scripted {
     jobs: DashMap<JobId, Address>,
     /// Sessions it serves.
     sessions: DashMap<SessionId, sessions::ScriptedSession>,
-    results: HashMap<String, Vec<u8>>,
+    results: HashMap<Cid, Vec<u8>>,
 }
 
 /// Who decides what the host answers.
@@ -149,9 +150,9 @@ impl TestHostBuilder {
 
     /// A result a scripted host serves under `cid` on `/fabstir/result/1.0.0`. Ignored when
     /// wrapping.
-    pub fn result(self, cid: &str, bytes: &[u8]) -> Self {
+    pub fn result(self, cid: Cid, bytes: &[u8]) -> Self {
         self.scripted(|s| {
-            s.results.insert(cid.to_owned(), bytes.to_vec());
+            s.results.insert(cid, bytes.to_vec());
         })
     }
 
@@ -303,7 +304,7 @@ impl TestHost {
             }
         })?;
         // What the client recomputes from the text it received.
-        let cid = fabstir_core::cid::cid_of_digest(digest).to_string();
+        let cid = fabstir_core::cid::cid_of_digest(digest);
         let message = auth::result_message(self.chain_id, job, &cid, tokens);
         let signature = auth::sign_message(&s.key, &message).map_err(|e| StreamError {
             code: StreamErrorCode::InferenceFailed,
@@ -483,7 +484,7 @@ impl HostService for TestHost {
         }
     }
 
-    async fn result(&self, cid: &str) -> Option<Vec<u8>> {
+    async fn result(&self, cid: &Cid) -> Option<Vec<u8>> {
         match &self.decider {
             Decider::Inner(inner) => inner.result(cid).await,
             Decider::Script(s) => s.results.get(cid).cloned(),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fabstir_core::auth;
+use fabstir_core::cid::cid_of;
 use fabstir_core::wire::{
     AuthResponse, ClientFrame, HostFrame, StreamErrorCode, StreamToken, TokenBatch,
 };
@@ -93,22 +94,23 @@ async fn ten_thousand_tokens_arrive_in_order_and_intact() {
     for (i, t) in tokens.iter().enumerate() {
         assert_eq!(*t, token(i as u64), "token {i}");
     }
-    // A result the host stored, checked by the caller's verifier.
+    // A result the host stored, checked against its CID; bytes served under another
+    // result's CID are refused.
     let bytes = s
         .client
-        .fetch_result(peer, "cid-hello", |_, b| b == b"hello")
+        .fetch_result(peer, &cid_of(b"hello"))
         .await
         .unwrap();
     assert_eq!(bytes.as_deref(), Some(&b"hello"[..]));
     assert!(
         s.client
-            .fetch_result(peer, "cid-hello", |_, _| false)
+            .fetch_result(peer, &cid_of(b"hullo"))
             .await
             .is_err()
     );
     assert_eq!(
         s.client
-            .fetch_result(peer, "cid-other", |_, _| true)
+            .fetch_result(peer, &cid_of(b"other"))
             .await
             .unwrap(),
         None

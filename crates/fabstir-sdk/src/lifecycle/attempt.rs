@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use ethers::signers::Signer as _;
+use fabstir_core::cid::{Cid, cid_of};
 use fabstir_core::job::prompt_hash;
 use fabstir_core::primitives::{Address, H256};
 use fabstir_core::wire::{PromptFrame, Quote, QuoteRequest, StreamDone};
@@ -85,7 +86,7 @@ impl<'r> Attempt<'r> {
         self.await_claim(job).await?;
         let (text, done, counted) = self.stream(request, job).await?;
         let cid = self.verify(job, &text, done)?;
-        let settlement = self.settle(job, &cid, counted).await?;
+        let settlement = self.settle(job, cid, counted).await?;
         Ok(JobResult {
             job,
             host: self.peer().clone(),
@@ -324,14 +325,14 @@ impl<'r> Attempt<'r> {
     }
 
     /// What was received must be what the host signed.
-    fn verify(&mut self, job: JobId, text: &str, done: StreamDone) -> Result<String, AttemptError> {
-        let cid = fabstir_storage::cid_of(text.as_bytes()).to_string();
+    fn verify(&mut self, job: JobId, text: &str, done: StreamDone) -> Result<Cid, AttemptError> {
+        let cid = cid_of(text.as_bytes());
         if cid != done.result_cid {
             self.inner().network.record_outcome(self.peer(), false);
             return Err(AttemptError::fatal(Error::ResultMismatch {
                 job,
-                streamed: cid,
-                reported: done.result_cid,
+                streamed: Box::new(cid),
+                reported: Some(Box::new(done.result_cid)),
             }));
         }
         self.advance(JobState::Completed, job);
@@ -343,7 +344,7 @@ impl<'r> Attempt<'r> {
     async fn settle(
         &mut self,
         job: JobId,
-        cid: &str,
+        cid: Cid,
         counted: u64,
     ) -> Result<JobSettlement, AttemptError> {
         let inner = self.inner();
@@ -368,11 +369,11 @@ impl<'r> Attempt<'r> {
                 None => tokio::time::sleep(inner.config.poll_interval).await,
             }
         };
-        if settlement.result_cid != cid {
+        if settlement.result_cid != Some(cid) {
             return Err(AttemptError::fatal(Error::ResultMismatch {
                 job,
-                streamed: cid.to_owned(),
-                reported: settlement.result_cid,
+                streamed: Box::new(cid),
+                reported: settlement.result_cid.map(Box::new),
             }));
         }
         if settlement.tokens_used != counted {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fabstir_contracts::Error as Revert;
 use fabstir_core::auth::{SigningKey, address_of};
+use fabstir_core::cid::Cid;
 use fabstir_core::clock::unix_now;
 use fabstir_core::primitives::Address;
 use fabstir_core::receipt::{ReceiptDomain, SignedReceipt};
@@ -180,7 +181,7 @@ impl InMemoryChain {
         &self,
         job: JobId,
         host: Address,
-        cid: &str,
+        cid: &Cid,
         receipt: &SignedReceipt,
     ) -> Result<()> {
         let tokens_used = receipt.tokens;
@@ -241,7 +242,7 @@ impl InMemoryChain {
             job,
             JobOutcome::Settled(JobSettlement {
                 host,
-                result_cid: cid.to_owned(),
+                result_cid: Some(*cid),
                 transcript: receipt.transcript,
                 tokens_used,
                 paid,

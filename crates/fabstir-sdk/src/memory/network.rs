@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fabstir_core::auth::ClientSigner;
+use fabstir_core::cid::cid_of;
 use fabstir_core::clock::unix_now;
 use fabstir_core::job::prompt_hash;
 use fabstir_core::node::NodeHistory;
@@ -251,7 +252,7 @@ impl NetworkLayer for InMemoryNetwork {
             } else {
                 full.clone()
             };
-            let cid = fabstir_storage::cid_of(reported.as_bytes()).to_string();
+            let cid = cid_of(reported.as_bytes());
             // The client's final receipt covers every token; the host settles with it.
             let mut transcript = Transcript::new(job, prompt_hash(&prompt.prompt));
             for (i, text) in texts.iter().enumerate() {

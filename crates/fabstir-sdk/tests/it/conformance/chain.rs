@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use fabstir_core::auth::{SigningKey, address_of};
+use fabstir_core::cid::{Cid, cid_of};
 use fabstir_core::job::prompt_hash;
 use fabstir_core::primitives::{Address, H256};
 use fabstir_core::receipt::{Receipt, ReceiptDomain, SignedReceipt};
@@ -37,7 +38,7 @@ pub(crate) trait ChainFixture: Send + Sync {
     async fn submit(
         &self,
         job: JobId,
-        cid: &str,
+        cid: &Cid,
         receipt: &SignedReceipt,
     ) -> fabstir_sdk::Result<()>;
     /// Moves the chain's clock forward by `secs`.
@@ -221,28 +222,22 @@ pub(crate) async fn settlement_splits_exactly(f: &dyn ChainFixture) {
     let tokens = 37;
     // A receipt signed by anyone but the client is refused, and changes nothing.
     let forged = receipt(f, f.stranger(), job, tokens);
-    let err = f
-        .submit(job, "bafkreiconformance", &forged)
-        .await
-        .unwrap_err();
+    let cid = cid_of(b"conformance");
+    let err = f.submit(job, &cid, &forged).await.unwrap_err();
     assert!(
         err.to_string().contains("not signed by the job's client"),
         "{err}"
     );
-    f.submit(
-        job,
-        "bafkreiconformance",
-        &receipt(f, f.client(), job, tokens),
-    )
-    .await
-    .unwrap();
+    f.submit(job, &cid, &receipt(f, f.client(), job, tokens))
+        .await
+        .unwrap();
     let cost = PRICE * tokens;
     let fee = cost * f.fee_bps() / 10_000;
     let Some(JobOutcome::Settled(settled)) = f.chain().job_outcome(job).await.unwrap() else {
         panic!("job {job} is not settled");
     };
     assert_eq!(settled.host, f.host());
-    assert_eq!(settled.result_cid, "bafkreiconformance");
+    assert_eq!(settled.result_cid, Some(cid));
     assert_eq!(settled.tokens_used, tokens);
     assert_eq!(settled.fee, TokenAmount::from_base_units(fee));
     assert_eq!(settled.paid, TokenAmount::from_base_units(cost - fee));

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use fabstir_contracts::testing::{Account, LocalChain};
 use fabstir_contracts::{LocalDeployConfig, NodeRegistration};
 use fabstir_core::auth::SigningKey;
+use fabstir_core::cid::Cid;
 use fabstir_core::primitives::Address;
 use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::{JobId, ModelId, PaymentToken, TokenAmount, TokenPrice};
@@ -61,13 +62,13 @@ impl ChainFixture for Anvil {
     async fn submit(
         &self,
         job: JobId,
-        cid: &str,
+        cid: &Cid,
         receipt: &SignedReceipt,
     ) -> fabstir_sdk::Result<()> {
         let host = &self.host_account().signer;
         self.chain
             .manager()
-            .submit_result(job, cid.as_bytes(), receipt, host)
+            .submit_result(job, cid.to_string().as_bytes(), receipt, host)
             .await?;
         Ok(())
     }

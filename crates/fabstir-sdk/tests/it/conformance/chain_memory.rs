@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fabstir_core::auth::{SigningKey, address_of};
+use fabstir_core::cid::Cid;
 use fabstir_core::primitives::Address;
 use fabstir_core::receipt::SignedReceipt;
 use fabstir_core::{JobId, ModelId, PaymentToken, TokenAmount};
@@ -60,7 +61,7 @@ impl ChainFixture for Memory {
     async fn submit(
         &self,
         job: JobId,
-        cid: &str,
+        cid: &Cid,
         receipt: &SignedReceipt,
     ) -> fabstir_sdk::Result<()> {
         self.chain.submit(job, self.host(), cid, receipt)
