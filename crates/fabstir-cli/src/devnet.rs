@@ -183,33 +183,23 @@ impl Devnet {
             _temp: temp,
         };
         for i in 0..config.hosts {
+            let models = vec![ModelConfig {
+                name: config.model.name.clone(),
+                backend: BackendConfig::Embedded {
+                    checkpoint: config.model.checkpoint.clone(),
+                    tokenizer: config.model.tokenizer.clone(),
+                },
+                prices: config.prices.clone(),
+            }];
+            let storage = devnet.dir.join(format!("host-{i}"));
             let node_config = NodeConfig {
                 rpc_url: devnet.anvil.endpoint(),
-                deployment: deployment_path.clone(),
-                host_key_file: None,
                 listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
                 bootstrap_peers: devnet.bootstrap.clone(),
-                storage: devnet.dir.join(format!("host-{i}")),
-                models: vec![ModelConfig {
-                    name: config.model.name.clone(),
-                    backend: BackendConfig::Embedded {
-                        checkpoint: config.model.checkpoint.clone(),
-                        tokenizer: config.model.tokenizer.clone(),
-                    },
-                    prices: config.prices.clone(),
-                }],
                 max_concurrent: 4,
                 queue: 64,
-                max_tokens: 1024,
-                metrics: None,
-                stake: None,
                 poll_interval: Duration::from_millis(10),
-                quote_validity: Duration::from_secs(120),
-                min_time_left: Duration::from_secs(10),
-                credit_window: fabstir_p2p::StreamConfig::default().credit_window,
-                receipt_timeout: fabstir_p2p::StreamConfig::default().stall_timeout,
-                session_settle_tokens: 10_000,
-                session_idle_close: std::time::Duration::from_secs(15 * 60),
+                ..NodeConfig::new(deployment_path.clone(), storage, models)
             };
             devnet.node_configs.push(node_config);
             devnet.start_node(i).await?;

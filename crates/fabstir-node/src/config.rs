@@ -193,6 +193,33 @@ fn config_error(e: fabstir_core::Error) -> Error {
 }
 
 impl NodeConfig {
+    /// A configuration for `models`, with the deployment file and the storage folder named
+    /// and every other field at the default a TOML file that leaves it out gets (listening on
+    /// every interface, no bootstrap peers, the key from the environment, no metrics).
+    pub fn new(deployment: PathBuf, storage: PathBuf, models: Vec<ModelConfig>) -> Self {
+        Self {
+            rpc_url: default_rpc(),
+            deployment,
+            host_key_file: None,
+            listen: default_listen(),
+            bootstrap_peers: Vec::new(),
+            storage,
+            models,
+            max_concurrent: default_concurrency(),
+            queue: default_queue(),
+            max_tokens: default_max_tokens(),
+            metrics: None,
+            stake: None,
+            poll_interval: default_poll(),
+            quote_validity: default_quote_ttl(),
+            min_time_left: default_min_time_left(),
+            credit_window: default_credit_window(),
+            receipt_timeout: default_receipt_timeout(),
+            session_settle_tokens: default_session_settle_tokens(),
+            session_idle_close: default_session_idle(),
+        }
+    }
+
     /// Parses TOML; paths stay as written (see [`Self::resolve_paths`]).
     pub fn from_toml(text: &str) -> Result<Self> {
         fabstir_core::config::from_toml(text, "node TOML").map_err(config_error)
@@ -307,6 +334,25 @@ mod tests {
         assert_eq!(checkpoint, Path::new("/etc/fabstir/models/stories260K.bin"));
         let again = NodeConfig::from_toml(&config.to_toml().unwrap()).unwrap();
         assert_eq!(again, config);
+    }
+
+    #[test]
+    fn new_gives_what_a_file_that_names_only_the_required_fields_gives() {
+        let minimal = r#"
+            deployment = "deployment.json"
+            storage = "host"
+            [[models]]
+            name = "llama"
+            backend = { openai = { url = "http://127.0.0.1:8080", model = "llama-3" } }
+            prices = { USDC = "0.001" }
+        "#;
+        let parsed = NodeConfig::from_toml(minimal).unwrap();
+        let built = NodeConfig::new(
+            "deployment.json".into(),
+            "host".into(),
+            parsed.models.clone(),
+        );
+        assert_eq!(built, parsed);
     }
 
     #[test]

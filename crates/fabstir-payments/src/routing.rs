@@ -141,22 +141,10 @@ impl PaymentManager {
                 .await;
             return Ok(vec![self.after_send(owner, sent, |tx| tx).await?]);
         }
-        let (reservation, mut transactions) = inner
-            .approvals
-            .reserve(
-                contracts,
-                &inner.caches,
-                &inner.nonces,
-                &token,
-                payment.amount,
-                signer,
-            )
+        let top_up = contracts.top_up_session(session, payment.amount, &sender);
+        let (_, transactions) = self
+            .after_approval(&token, payment.amount, signer, top_up, |tx| tx)
             .await?;
-        let sent = contracts
-            .top_up_session(session, payment.amount, &sender)
-            .await;
-        reservation.release(&inner.caches).await;
-        transactions.push(self.after_send(owner, sent, |tx| tx).await?);
         Ok(transactions)
     }
 
@@ -219,25 +207,47 @@ impl PaymentManager {
             }
         }
 
+        let pay = escrow.with_token(contracts, address, payment.amount, &sender);
+        let (opened, transactions) = self
+            .after_approval(&token, payment.amount, signer, pay, E::tx)
+            .await?;
+        let approval = transactions.len() > 1;
+        Ok((opened, PaymentMethod::Token { approval }, transactions))
+    }
+
+    /// Sends `call` (not started yet: a future runs when awaited) once the signer's allowance
+    /// for the marketplace covers `amount` on top of what payments in flight reserved,
+    /// approving first when it does not; returns the outcome and every transaction sent
+    /// (the approval, if any, then the call).
+    async fn after_approval<T, M, W>(
+        &self,
+        token: &PaymentToken,
+        amount: TokenAmount,
+        signer: &Arc<SignerMiddleware<M, W>>,
+        call: impl Future<Output = fabstir_contracts::Result<T>>,
+        tx: fn(&T) -> &TxInfo,
+    ) -> Result<(T, Vec<TxInfo>)>
+    where
+        M: Middleware + 'static,
+        W: Signer + 'static,
+    {
+        let inner = &self.inner;
         let (reservation, mut transactions) = inner
             .approvals
             .reserve(
-                contracts,
+                &inner.contracts,
                 &inner.caches,
                 &inner.nonces,
-                &token,
-                payment.amount,
+                token,
+                amount,
                 signer,
             )
             .await?;
-        let sent = escrow
-            .with_token(contracts, address, payment.amount, &sender)
-            .await;
+        let sent = call.await;
         reservation.release(&inner.caches).await;
-        let opened = self.after_send(owner, sent, E::tx).await?;
-        let approval = !transactions.is_empty();
-        transactions.push(*E::tx(&opened));
-        Ok((opened, PaymentMethod::Token { approval }, transactions))
+        let outcome = self.after_send(signer.address(), sent, tx).await?;
+        transactions.push(*tx(&outcome));
+        Ok((outcome, transactions))
     }
 
     /// Checks that the token is in the registry and accepted on chain, with the registry's

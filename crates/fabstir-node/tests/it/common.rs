@@ -105,36 +105,27 @@ impl Env {
 
     /// Host `i`'s configuration: loopback only, its own storage folder, metrics on.
     pub fn host_config(&self, i: usize) -> NodeConfig {
+        let models = vec![ModelConfig {
+            name: MODEL.into(),
+            backend: BackendConfig::Embedded {
+                checkpoint: checkpoint(),
+                tokenizer: None,
+            },
+            prices: BTreeMap::from([
+                ("USDC".to_owned(), USDC_PRICE_HUMAN.to_owned()),
+                ("ETH".to_owned(), ETH_PRICE_HUMAN.to_owned()),
+            ]),
+        }];
+        let storage = self.dir.path().join(format!("host-{i}"));
         NodeConfig {
             rpc_url: self.chain.endpoint(),
-            deployment: self.deployment_path.clone(),
-            host_key_file: None,
             listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            bootstrap_peers: Vec::new(),
-            storage: self.dir.path().join(format!("host-{i}")),
-            models: vec![ModelConfig {
-                name: MODEL.into(),
-                backend: BackendConfig::Embedded {
-                    checkpoint: checkpoint(),
-                    tokenizer: None,
-                },
-                prices: BTreeMap::from([
-                    ("USDC".to_owned(), USDC_PRICE_HUMAN.to_owned()),
-                    ("ETH".to_owned(), ETH_PRICE_HUMAN.to_owned()),
-                ]),
-            }],
             max_concurrent: 2,
             queue: 8,
             max_tokens: 64,
             metrics: Some("127.0.0.1:0".parse().unwrap()),
-            stake: None,
             poll_interval: Duration::from_millis(50),
-            quote_validity: Duration::from_secs(120),
-            min_time_left: Duration::from_secs(10),
-            credit_window: fabstir_p2p::StreamConfig::default().credit_window,
-            receipt_timeout: fabstir_p2p::StreamConfig::default().stall_timeout,
-            session_settle_tokens: 10_000,
-            session_idle_close: std::time::Duration::from_secs(15 * 60),
+            ..NodeConfig::new(self.deployment_path.clone(), storage, models)
         }
     }
 
