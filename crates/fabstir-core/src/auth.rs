@@ -223,6 +223,13 @@ impl ChallengeBook {
         }
     }
 
+    /// Forgets a nonce that will not be answered (its stream ended first), so that what is
+    /// outstanding is only what streams still wait on: opening and dropping streams cannot push
+    /// out the nonce of a client that is still signing.
+    pub fn withdraw(&mut self, nonce: &[u8; 32]) {
+        self.outstanding.remove(nonce);
+    }
+
     /// Nonces outstanding now.
     pub fn len(&self) -> usize {
         self.outstanding.len()
@@ -348,5 +355,22 @@ mod tests {
         assert_eq!(book.len(), 3);
         assert_eq!(book.consume(&[0; 32], 1_010), Err(ChallengeError::Unknown));
         assert_eq!(book.consume(&[9; 32], 1_010), Ok(()));
+    }
+
+    #[test]
+    fn withdrawn_nonces_make_room_without_pushing_out_others() {
+        let mut book = ChallengeBook::new(30, 3);
+        book.issue([0; 32], 1_000);
+        for i in 1..100u8 {
+            book.issue([i; 32], 1_000);
+            book.withdraw(&[i; 32]);
+        }
+        assert_eq!(book.len(), 1);
+        assert_eq!(
+            book.consume(&[0; 32], 1_010),
+            Ok(()),
+            "the waiting nonce survives"
+        );
+        assert_eq!(book.consume(&[5; 32], 1_010), Err(ChallengeError::Unknown));
     }
 }

@@ -55,6 +55,13 @@ pub const MAX_PROMPT_BYTES: usize = 256 * 1024;
 pub const MAX_FRAME_LEN: usize = MAX_PROMPT_BYTES + 4 * 1024;
 /// Bytes of the stream frame length prefix.
 pub const FRAME_HEADER_LEN: usize = 4;
+/// Longest text of one streamed token, in bytes (a vocabulary piece is a few bytes; a client
+/// refuses a stream with a longer one, so what it buffers is bounded by the tokens it asked
+/// for).
+pub const MAX_TOKEN_TEXT_BYTES: usize = 1024;
+/// Largest frame payload read before a stream is authenticated (the challenge and its
+/// answer are about 150 bytes): a stranger cannot make a host allocate more than this.
+pub const MAX_HANDSHAKE_FRAME_LEN: usize = 1024;
 
 /// A message of the wire protocol with its own size limit.
 pub trait WireMessage: Serialize + DeserializeOwned {

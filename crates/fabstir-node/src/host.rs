@@ -259,3 +259,11 @@ pub(crate) fn distinct_prices<'a>(
 fn gauge(value: &CountGauge) -> u32 {
     u32::try_from(value.get()).unwrap_or(u32::MAX)
 }
+
+/// What a peer is told when something failed inside this host: only `what` failed. The error
+/// itself goes to the log: it may name an RPC or inference URL with its key, or a path on
+/// this machine.
+pub(crate) fn internal(what: &str, error: &dyn std::fmt::Display) -> String {
+    tracing::warn!(error = %error, "{what}");
+    what.to_owned()
+}

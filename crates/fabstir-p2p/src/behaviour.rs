@@ -10,7 +10,9 @@ use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, StreamProtocol, Swarm, identify, kad, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, StreamProtocol, Swarm, connection_limits, identify, kad, noise, ping, tcp, yamux,
+};
 
 use crate::codec::{ResultRequest, ResultResponse, WireCodec};
 use crate::config::P2pConfig;
@@ -33,6 +35,8 @@ pub(crate) type ResultBehaviour =
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// First, so a connection over the limits is refused before another behaviour sees it.
+    pub(crate) limits: connection_limits::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -46,6 +50,7 @@ fn request_response<Req, Resp>(
     protocol: &'static str,
     support: ProtocolSupport,
     timeout: Duration,
+    max_streams: usize,
 ) -> request_response::Behaviour<WireCodec<Req, Resp>>
 where
     Req: fabstir_core::wire::WireMessage + Send + Sync + 'static,
@@ -54,7 +59,9 @@ where
     request_response::Behaviour::with_codec(
         WireCodec::default(),
         [(StreamProtocol::new(protocol), support)],
-        request_response::Config::default().with_request_timeout(timeout),
+        request_response::Config::default()
+            .with_request_timeout(timeout)
+            .with_max_concurrent_streams(max_streams.max(1)),
     )
 }
 
@@ -73,16 +80,24 @@ fn behaviour(key: &Keypair, config: &P2pConfig, host: bool) -> Behaviour {
         ProtocolSupport::Outbound
     };
     let timeout = config.request_timeout;
+    let limits = config.limits;
+    let streams = limits.max_requests_per_connection;
     Behaviour {
+        limits: connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(limits.max_established))
+                .with_max_established_per_peer(Some(limits.max_established_per_peer))
+                .with_max_pending_incoming(Some(limits.max_pending_incoming)),
+        ),
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
                 .with_agent_version(agent_version()),
         ),
         ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
         kad,
-        capabilities: request_response(CAPABILITIES_PROTOCOL, support.clone(), timeout),
-        job: request_response(JOB_PROTOCOL, support.clone(), timeout),
-        result: request_response(RESULT_PROTOCOL, support, timeout),
+        capabilities: request_response(CAPABILITIES_PROTOCOL, support.clone(), timeout, streams),
+        job: request_response(JOB_PROTOCOL, support.clone(), timeout, streams),
+        result: request_response(RESULT_PROTOCOL, support, timeout, streams),
         stream: libp2p_stream::Behaviour::new(),
     }
 }

@@ -20,6 +20,8 @@ pub struct P2pConfig {
     pub marketplace: Address,
     /// Connection pool limits.
     pub pool: PoolConfig,
+    /// Hard limits on connections and requests, applied before any protocol runs.
+    pub limits: ConnectionLimits,
     /// How long verified providers are cached.
     pub discovery_ttl: Duration,
     /// Timeout of one request-response exchange (capabilities, job, result).
@@ -52,6 +54,7 @@ impl Default for P2pConfig {
             chain_id: 31_337,
             marketplace: Address::zero(),
             pool: PoolConfig::default(),
+            limits: ConnectionLimits::default(),
             discovery_ttl: Duration::from_secs(5 * 60),
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
@@ -69,6 +72,33 @@ impl P2pConfig {
         Self {
             listen_addrs: "/ip4/127.0.0.1/tcp/0".parse().into_iter().collect(),
             ..Self::default()
+        }
+    }
+}
+
+/// Hard limits on connections (libp2p's `connection_limits`: a connection over them is
+/// refused while it is being established) and on requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionLimits {
+    /// Connections established at once, in all.
+    pub max_established: u32,
+    /// Connections established at once with one peer.
+    pub max_established_per_peer: u32,
+    /// Incoming connections being set up (before the peer is known) at once.
+    pub max_pending_incoming: u32,
+    /// Requests (capabilities, negotiation, results) in flight on one connection; with the
+    /// per-peer connection limit this bounds one peer's requests.
+    pub max_requests_per_connection: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_established: 1024,
+            max_established_per_peer: 4,
+            max_pending_incoming: 128,
+            max_requests_per_connection: 16,
         }
     }
 }
@@ -101,8 +131,17 @@ pub struct StreamConfig {
     pub token_buffer: usize,
     /// Most tokens in one frame; 1 disables coalescing.
     pub max_batch_tokens: usize,
-    /// Streams a host serves at once; further ones get an `Unavailable` error frame.
+    /// Streams a host serves at once (authorized ones: a handshake holds none); further ones
+    /// get an `Unavailable` error frame.
     pub max_concurrent: usize,
+    /// Of those, the most one peer may hold.
+    pub max_streams_per_peer: usize,
+    /// Handshakes (streams not yet authorized) a host runs at once; further streams get an
+    /// `Unavailable` error frame before any challenge. Each lasts at most two
+    /// `handshake_timeout`s and the service's check.
+    pub max_handshakes: usize,
+    /// Of those, the most one peer may hold.
+    pub max_handshakes_per_peer: usize,
     /// How long a challenge nonce stays valid.
     pub challenge_ttl: Duration,
     /// Outstanding challenges kept at most.
@@ -128,6 +167,9 @@ impl Default for StreamConfig {
             token_buffer: 256,
             max_batch_tokens: 256,
             max_concurrent: 64,
+            max_streams_per_peer: 16,
+            max_handshakes: 256,
+            max_handshakes_per_peer: 16,
             challenge_ttl: Duration::from_secs(30),
             challenge_capacity: 4096,
             handshake_timeout: Duration::from_secs(10),

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use fabstir_core::wire::{self, FRAME_HEADER_LEN, MAX_FRAME_LEN, WireMessage};
+use fabstir_core::wire::{
+    self, FRAME_HEADER_LEN, MAX_FRAME_LEN, MAX_HANDSHAKE_FRAME_LEN, WireMessage,
+};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::{Error, Result};
@@ -12,6 +14,15 @@ use crate::{Error, Result};
 /// a truncated, oversized or malformed frame.
 pub(crate) async fn read_frame<T: WireMessage, R: AsyncRead + Unpin>(
     io: &mut R,
+) -> Result<Option<T>> {
+    read_frame_limited(io, T::MAX_SIZE.clamp(1, MAX_FRAME_LEN)).await
+}
+
+/// [`read_frame`] refusing a payload longer than `limit` (checked on the header, before the
+/// payload is allocated).
+async fn read_frame_limited<T: WireMessage, R: AsyncRead + Unpin>(
+    io: &mut R,
+    limit: usize,
 ) -> Result<Option<T>> {
     let mut header = [0u8; FRAME_HEADER_LEN];
     let mut filled = 0;
@@ -28,7 +39,7 @@ pub(crate) async fn read_frame<T: WireMessage, R: AsyncRead + Unpin>(
         }
         filled += n;
     }
-    let len = wire::frame_len(header, T::MAX_SIZE.clamp(1, MAX_FRAME_LEN))?;
+    let len = wire::frame_len(header, limit.min(T::MAX_SIZE).max(1))?;
     let mut payload = vec![0u8; len];
     io.read_exact(&mut payload)
         .await
@@ -54,6 +65,21 @@ pub(crate) async fn read_frame_within<T: WireMessage, R: AsyncRead + Unpin>(
         })?
 }
 
+/// [`read_frame_within`] for a frame of the handshake, before the stream is authenticated:
+/// at most [`MAX_HANDSHAKE_FRAME_LEN`] bytes.
+pub(crate) async fn read_handshake_frame_within<T: WireMessage, R: AsyncRead + Unpin>(
+    io: &mut R,
+    timeout: Duration,
+    what: &'static str,
+) -> Result<Option<T>> {
+    tokio::time::timeout(timeout, read_frame_limited(io, MAX_HANDSHAKE_FRAME_LEN))
+        .await
+        .map_err(|_| Error::Timeout {
+            what,
+            after: timeout,
+        })?
+}
+
 /// Like [`read_frame`], with a limit other than [`MAX_FRAME_LEN`] (for request-response
 /// messages bigger than a stream frame).
 pub(crate) async fn read_message<T: WireMessage, R: AsyncRead + Unpin>(io: &mut R) -> Result<T> {
@@ -65,8 +91,36 @@ pub(crate) async fn read_message<T: WireMessage, R: AsyncRead + Unpin>(io: &mut 
     Ok(wire::decode(&payload)?)
 }
 
-/// Writes one message as a frame (length prefix and payload) and flushes.
+/// How long a peer may take to accept one frame written to it (or the end of a stream)
+/// before it is treated as gone: a peer that stops reading cannot hold a writer.
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes one message as a frame (length prefix and payload) and flushes, within
+/// [`WRITE_TIMEOUT`].
 pub(crate) async fn write_frame<T: WireMessage, W: AsyncWrite + Unpin>(
+    io: &mut W,
+    message: &T,
+) -> Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, write_frame_now(io, message))
+        .await
+        .map_err(|_| Error::Timeout {
+            what: "writing a frame",
+            after: WRITE_TIMEOUT,
+        })?
+}
+
+/// Closes the writing side of a stream within [`WRITE_TIMEOUT`].
+pub(crate) async fn close<W: AsyncWrite + Unpin>(io: &mut W) -> Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, io.close())
+        .await
+        .map_err(|_| Error::Timeout {
+            what: "closing a stream",
+            after: WRITE_TIMEOUT,
+        })?
+        .map_err(Error::Io)
+}
+
+async fn write_frame_now<T: WireMessage, W: AsyncWrite + Unpin>(
     io: &mut W,
     message: &T,
 ) -> Result<()> {

@@ -44,7 +44,7 @@ pub mod testing;
 
 pub use behaviour::{IDENTIFY_PROTOCOL, agent_version};
 pub use codec::{ResultRequest, ResultResponse};
-pub use config::{P2pConfig, PoolConfig, StreamConfig};
+pub use config::{ConnectionLimits, P2pConfig, PoolConfig, StreamConfig};
 pub use dht::{provider_key, provider_key_bytes};
 pub use error::{Error, Result};
 /// The registry port and its in-memory version, from `fabstir-core` (re-exported because

@@ -3,8 +3,9 @@
 //! (closing connections) and feeds it connection events, so it is testable without a swarm.
 //!
 //! - At most `max_connections` peers are connected; when a new one pushes the count over,
-//!   the least recently used peer without an open lease (a running stream) is closed, or the
-//!   least recently used peer at all when every one is leased.
+//!   the least recently used peer without an open lease (a running stream) is closed; when
+//!   every other peer is leased the new one is closed instead: a peer that is streaming is
+//!   never cut off to make room.
 //! - Peers unused for `idle_timeout` and without a lease are closed.
 //! - Every outbound use is a hit (a connection was open) or a miss (one had to be dialed).
 
@@ -95,7 +96,8 @@ impl ConnectionPool {
     }
 
     /// Records that `peer` is connected. If that puts the pool over its limit, returns the
-    /// peer to close (never `peer` itself).
+    /// peer to close: the least recently used one without a lease, or `peer` itself when
+    /// every other one is leased.
     pub fn connected(&self, peer: PeerId, now: Instant) -> Option<PeerId> {
         self.peers.entry(peer).or_insert(Entry {
             last_used: now,
@@ -107,10 +109,10 @@ impl ConnectionPool {
         let victim = self
             .peers
             .iter()
-            .filter(|e| *e.key() != peer)
-            .map(|e| (e.value().leases > 0, e.value().last_used, *e.key()))
-            .min_by(|a, b| (a.0, a.1, a.2.to_bytes()).cmp(&(b.0, b.1, b.2.to_bytes())))
-            .map(|(_, _, p)| p)?;
+            .filter(|e| *e.key() != peer && e.value().leases == 0)
+            .map(|e| (e.value().last_used, *e.key()))
+            .min_by(|a, b| (a.0, a.1.to_bytes()).cmp(&(b.0, b.1.to_bytes())))
+            .map_or(peer, |(_, p)| p);
         self.peers.remove(&victim);
         self.evicted_full.fetch_add(1, Ordering::Relaxed);
         Some(victim)
@@ -255,13 +257,13 @@ mod tests {
         // `a` was used last but leased; `b` is idle, so `b` goes.
         assert_eq!(p.connected(c, t + Duration::from_secs(3)), Some(b));
         drop(lease);
-        // With every peer leased the least recently used still goes: the limit is hard.
+        // With every peer leased the newcomer goes: the limit is hard, and no stream is cut.
         let _la = p.lease(a, t + Duration::from_secs(4));
         let _lc = p.lease(c, t + Duration::from_secs(5));
         let d = PeerId::random();
-        let victim = p.connected(d, t + Duration::from_secs(6));
-        assert!(victim == Some(a) || victim == Some(c));
+        assert_eq!(p.connected(d, t + Duration::from_secs(6)), Some(d));
         assert_eq!(p.stats().connected, 2);
+        assert!(p.is_connected(&a) && p.is_connected(&c));
     }
 
     #[test]

@@ -100,7 +100,8 @@ impl Host {
                         if claimer == self.address => {}
                     Err(e) => {
                         self.metrics.errors.inc();
-                        return Err((RejectReason::JobNotFound, e.to_string()));
+                        let message = super::internal("claiming the job failed", &e);
+                        return Err((RejectReason::JobNotFound, message));
                     }
                 }
                 self.metrics.jobs_claimed.inc();

@@ -70,7 +70,7 @@ impl Host {
                 self.release(job).await;
                 return Err(StreamError {
                     code: StreamErrorCode::InferenceFailed,
-                    message: format!("storing the result: {e}"),
+                    message: super::internal("storing the result failed", &e),
                 });
             }
         };
@@ -160,7 +160,7 @@ impl Host {
     ) -> Result<Generated, StreamError> {
         let failed = |e: fabstir_inference::Error| StreamError {
             code: StreamErrorCode::InferenceFailed,
-            message: e.to_string(),
+            message: super::internal("inference failed", &e),
         };
         let mut tokens = model.backend.generate(request).await.map_err(failed)?;
         let mut generated = Generated {

@@ -1,5 +1,6 @@
 //! A failed inference releases the job at once: the client is refunded without waiting for
-//! the deadline.
+//! the deadline; the client learns that inference failed, never the backend's error (which
+//! names the backend's URL, with its key).
 
 use std::sync::Arc;
 
@@ -10,7 +11,10 @@ use fabstir_inference::{GenerateRequest, InferenceBackend, ModelInfo, TokenStrea
 
 use crate::common::{Env, dial, shut_down, stream_job};
 
-/// A backend whose every generation fails.
+/// What an inference server's URL may carry, and must never reach a peer.
+const SECRET: &str = "SECRET-KEY-4242";
+
+/// A backend whose every generation fails, as a server refusing its key does.
 struct Broken(ModelInfo);
 
 #[async_trait]
@@ -20,7 +24,11 @@ impl InferenceBackend for Broken {
     }
 
     async fn generate(&self, _request: GenerateRequest) -> fabstir_inference::Result<TokenStream> {
-        Err(fabstir_inference::Error::BackendStopped)
+        Err(fabstir_inference::Error::HttpStatus {
+            url: format!("https://inference.example/v1/completions?api_key={SECRET}"),
+            status: 401,
+            body: format!("invalid key {SECRET}"),
+        })
     }
 }
 
@@ -46,8 +54,11 @@ async fn a_failed_inference_releases_the_job_and_refunds_the_client() {
     match stream_job(&client, host.peer_id(), job, &env.client_key, "").await {
         Err(fabstir_p2p::Error::Remote {
             code: StreamErrorCode::InferenceFailed,
-            ..
-        }) => {}
+            message,
+        }) => assert!(
+            !message.contains(SECRET) && !message.contains("inference.example"),
+            "the backend's error reached the client: {message}"
+        ),
         other => panic!("expected InferenceFailed, got {:?}", other.map(|s| s.text)),
     }
     env.wait_status(job, JobStatus::Released).await;

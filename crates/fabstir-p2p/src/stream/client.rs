@@ -16,14 +16,15 @@ use fabstir_core::auth;
 use fabstir_core::primitives::Address;
 use fabstir_core::receipt::{ReceiptDomain, SignedReceipt, Transcript};
 use fabstir_core::wire::{
-    AuthChallenge, AuthResponse, ClientFrame, HostFrame, PromptFrame, StreamDone, TokenBatch,
+    AuthChallenge, AuthResponse, ClientFrame, HostFrame, MAX_TOKEN_TEXT_BYTES, PromptFrame,
+    StreamDone, TokenBatch,
 };
-use futures::{AsyncWriteExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::oneshot;
 
 use crate::config::P2pConfig;
-use crate::frame::{read_frame_within, write_frame};
+use crate::frame::{self, read_frame_within, write_frame};
 use crate::pool::{ConnectionPool, PoolLease};
 use crate::registry::node_peer_id;
 use crate::signer::ClientSigner;
@@ -108,6 +109,9 @@ struct Reader {
     ending: Ending,
     stall: Duration,
     next_index: u64,
+    /// The most tokens the host may send on this stream (a session prompt's `max_tokens`;
+    /// a job's are the SDK's to check, against the job's terms on chain).
+    max_tokens: u64,
     receipts: Receipts,
     cancel: oneshot::Receiver<()>,
     done: bool,
@@ -202,12 +206,19 @@ impl Reader {
             ending,
             stall: ctx.config.stream.stall_timeout,
             next_index: 0,
+            max_tokens: u64::MAX,
             receipts,
             cancel: cancel_rx,
             done: false,
             _lease: lease,
         };
         (reader, cancel_tx)
+    }
+
+    /// The reader with a cap on the tokens the host may send.
+    fn with_max_tokens(mut self, max_tokens: u64) -> Self {
+        self.max_tokens = max_tokens;
+        self
     }
 
     /// The reader as a stream of events, mapped by `map`, cancelled through `cancel`.
@@ -246,7 +257,7 @@ impl Reader {
         let event = match step {
             Step::Cancel => {
                 let _ = write_frame(&mut self.stream, &ClientFrame::Cancel).await;
-                let _ = self.stream.close().await;
+                let _ = frame::close(&mut self.stream).await;
                 Err(Error::Cancelled)
             }
             Step::Frame(Err(e)) => Err(e),
@@ -254,13 +265,26 @@ impl Reader {
                 "stream ended before the final frame".into(),
             )),
             Step::Frame(Ok(Some(HostFrame::Tokens(batch)))) => {
+                let count = u64::try_from(batch.tokens.len()).unwrap_or(u64::MAX);
                 if batch.first_index != self.next_index {
                     Err(protocol(&format!(
                         "batch starts at token {}, expected {}",
                         batch.first_index, self.next_index
                     )))
+                } else if self.next_index.saturating_add(count) > self.max_tokens {
+                    Err(protocol(&format!(
+                        "more than the {} tokens asked for",
+                        self.max_tokens
+                    )))
+                } else if batch
+                    .tokens
+                    .iter()
+                    .any(|t| t.text.len() > MAX_TOKEN_TEXT_BYTES)
+                {
+                    Err(protocol(&format!(
+                        "a token's text is longer than {MAX_TOKEN_TEXT_BYTES} bytes"
+                    )))
                 } else {
-                    let count = u64::try_from(batch.tokens.len()).unwrap_or(u64::MAX);
                     self.next_index = self.next_index.saturating_add(count);
                     match self.receipts.after_batch(self.job, &batch).await {
                         Ok(None) => {
@@ -291,7 +315,7 @@ impl Reader {
                     Ok(()) => match self.receipts.sign(self.job).await {
                         Ok(receipt) => {
                             let _ = write_frame(&mut self.stream, &receipt).await;
-                            let _ = self.stream.close().await;
+                            let _ = frame::close(&mut self.stream).await;
                             Ok(Event::Job(done))
                         }
                         Err(e) => Err(e),
@@ -315,7 +339,7 @@ impl Reader {
                     match self.receipts.sign(self.job).await {
                         Ok(receipt) => {
                             let _ = write_frame(&mut self.stream, &receipt).await;
-                            let _ = self.stream.close().await;
+                            let _ = frame::close(&mut self.stream).await;
                             Ok(Event::Prompt(PromptEnd {
                                 tokens: self.next_index,
                                 counted: self.receipts.receipted - self.receipts.start,

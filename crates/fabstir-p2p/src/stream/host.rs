@@ -6,6 +6,7 @@
 //! or truncated frame ends that stream only.
 
 mod session;
+mod slots;
 mod tokens;
 
 use std::sync::{Arc, Mutex};
@@ -19,15 +20,16 @@ use fabstir_core::wire::{
     AuthChallenge, AuthResponse, ClientFrame, HostFrame, PromptFrame, SESSION_PROTOCOL,
     STREAM_PROTOCOL, StreamError, StreamErrorCode, StreamToken,
 };
-use futures::{AsyncWriteExt, StreamExt};
+use futures::StreamExt;
 use libp2p::{PeerId, StreamProtocol};
 use rand::RngCore;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
+use self::slots::{Full, PeerSlots, Slot};
 use self::tokens::{Finished, Served, stream_tokens};
 use super::credit::Credit;
 use crate::config::{P2pConfig, StreamConfig};
-use crate::frame::{read_frame, read_frame_within, write_frame};
+use crate::frame::{self, read_frame, read_frame_within, read_handshake_frame_within, write_frame};
 use crate::pool::ConnectionPool;
 use crate::service::{ClientProof, HostService, StreamSink};
 use crate::{Error, Result};
@@ -46,13 +48,23 @@ struct HostContext {
     chain_id: u64,
     marketplace: Address,
     config: StreamConfig,
-    permits: Arc<Semaphore>,
+    /// Streams not yet authorized.
+    handshakes: Arc<PeerSlots>,
+    /// Streams serving tokens.
+    streams: Arc<PeerSlots>,
     pool: Arc<ConnectionPool>,
     #[cfg(feature = "fault-injection")]
     faults: Arc<crate::fault::FaultSlot>,
 }
 
 impl HostContext {
+    /// A slot for an authorized stream of `peer`, with a lease on its connection (never
+    /// closed to make room while it streams), or which cap is reached.
+    fn stream_slot(&self, peer: PeerId) -> Result<(Slot, crate::pool::PoolLease), Full> {
+        let slot = self.streams.try_take(peer)?;
+        Ok((slot, self.pool.lease(peer, std::time::Instant::now())))
+    }
+
     /// What receipts on this host's streams are signed for.
     fn receipt_domain(&self) -> ReceiptDomain {
         ReceiptDomain {
@@ -100,7 +112,14 @@ pub(crate) fn spawn_host(
         chain_id: config.chain_id,
         marketplace: config.marketplace,
         config: config.stream,
-        permits: Arc::new(Semaphore::new(config.stream.max_concurrent.max(1))),
+        handshakes: PeerSlots::new(
+            config.stream.max_handshakes,
+            config.stream.max_handshakes_per_peer,
+        ),
+        streams: PeerSlots::new(
+            config.stream.max_concurrent,
+            config.stream.max_streams_per_peer,
+        ),
         pool,
         #[cfg(feature = "fault-injection")]
         faults,
@@ -126,6 +145,15 @@ pub(crate) fn spawn_host(
     Ok(())
 }
 
+/// The frame that refuses a stream over a cap.
+fn over_cap(full: Full) -> HostFrame {
+    let message = match full {
+        Full::Total => "too many streams",
+        Full::Peer => "too many streams from this peer",
+    };
+    stream_error(StreamErrorCode::Unavailable, message)
+}
+
 /// Reads the next client frame within the handshake timeout; `Ok(None)` if the client left.
 async fn next_client_frame(
     stream: &mut libp2p::Stream,
@@ -137,7 +165,7 @@ async fn next_client_frame(
 /// Sends an error frame (best effort: the client may be gone) and ends the stream.
 async fn refuse(stream: &mut libp2p::Stream, frame: HostFrame, error: Error) -> Result<()> {
     let _ = write_frame(stream, &frame).await;
-    let _ = stream.close().await;
+    let _ = frame::close(stream).await;
     Err(error)
 }
 
@@ -164,16 +192,17 @@ async fn serve(
     kind: Kind,
     ctx: &HostContext,
 ) -> Result<()> {
-    let Ok(_permit) = Arc::clone(&ctx.permits).try_acquire_owned() else {
-        let frame = stream_error(StreamErrorCode::Unavailable, "too many streams");
-        return refuse(&mut stream, frame, Error::Cancelled).await;
+    // A stranger holds a handshake slot, never a stream slot: those are taken once the
+    // service has authorized the stream (the job's or the session's own client).
+    let handshake = match ctx.handshakes.try_take(peer) {
+        Ok(slot) => slot,
+        Err(full) => return refuse(&mut stream, over_cap(full), Error::Cancelled).await,
     };
-    let _lease = ctx.pool.lease(peer, std::time::Instant::now());
     let Some((answer, proof)) = authenticate(peer, &mut stream, ctx).await? else {
         return Ok(());
     };
     if kind == Kind::Session {
-        return session::serve_session(peer, stream, ctx, answer.job, proof).await;
+        return session::serve_session(peer, stream, ctx, answer.job, proof, handshake).await;
     }
     let client = match ctx.host.authorize(answer.job, &proof).await {
         Ok(client) => client,
@@ -187,6 +216,11 @@ async fn serve(
             .await;
         }
     };
+    let _serving = match ctx.stream_slot(peer) {
+        Ok(serving) => serving,
+        Err(full) => return refuse(&mut stream, over_cap(full), Error::Cancelled).await,
+    };
+    drop(handshake);
     write_frame(&mut stream, &HostFrame::Authenticated).await?;
 
     let timeout = ctx.config.handshake_timeout;
@@ -218,6 +252,8 @@ async fn authenticate(
         .lock()
         .map_err(|_| protocol_error("challenge book poisoned"))?
         .issue(nonce, unix_now());
+    // However this stream ends, its nonce leaves the book with it.
+    let _issued = Issued { ctx, nonce };
     write_frame(
         stream,
         &HostFrame::Challenge(AuthChallenge {
@@ -230,7 +266,7 @@ async fn authenticate(
     .await?;
 
     let timeout = ctx.config.handshake_timeout;
-    let answer = match next_client_frame(stream, timeout).await {
+    let answer = match read_handshake_frame_within(stream, timeout, "auth answer").await {
         Ok(Some(ClientFrame::Auth(answer))) => answer,
         Ok(None | Some(ClientFrame::Cancel)) => return Ok(None),
         Ok(Some(_)) => return out_of_order(stream, peer, "auth").await.map(|()| None),
@@ -239,20 +275,25 @@ async fn authenticate(
             return refuse(stream, frame, e).await.map(|()| None);
         }
     };
+    // This stream's own nonce, checked before the book is touched: an answer naming another
+    // stream's nonce (a replay) must not use that one up.
+    if answer.nonce != nonce {
+        let frame = stream_error(
+            StreamErrorCode::ChallengeExpired,
+            "answer to another challenge",
+        );
+        return refuse(stream, frame, protocol_error("wrong nonce"))
+            .await
+            .map(|()| None);
+    }
     let consumed = ctx
         .book
         .lock()
         .map_err(|_| protocol_error("challenge book poisoned"))?
-        .consume(&answer.nonce, unix_now());
+        .consume(&nonce, unix_now());
     if let Err(e) = consumed {
         let frame = stream_error(StreamErrorCode::ChallengeExpired, e.to_string());
         return refuse(stream, frame, protocol_error(&e.to_string()))
-            .await
-            .map(|()| None);
-    }
-    if answer.nonce != nonce {
-        let frame = stream_error(StreamErrorCode::AuthFailed, "answer to another challenge");
-        return refuse(stream, frame, protocol_error("wrong nonce"))
             .await
             .map(|()| None);
     }
@@ -266,6 +307,21 @@ async fn authenticate(
         signature: answer.signature.clone(),
     };
     Ok(Some((answer, proof)))
+}
+
+/// A nonce issued on this stream: withdrawn from the book when dropped (consumed or not, it
+/// is never answered on another stream).
+struct Issued<'a> {
+    ctx: &'a HostContext,
+    nonce: [u8; 32],
+}
+
+impl Drop for Issued<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut book) = self.ctx.book.lock() {
+            book.withdraw(&self.nonce);
+        }
+    }
 }
 
 /// A frame from the client while tokens flow, or the end of its side.

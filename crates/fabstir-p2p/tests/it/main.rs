@@ -5,6 +5,7 @@
 
 mod discovery;
 mod harness;
+mod limits;
 mod pool;
 mod receipts;
 mod stream;

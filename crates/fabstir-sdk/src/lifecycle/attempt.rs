@@ -305,6 +305,15 @@ impl<'r> Attempt<'r> {
             };
             let tokens = u64::try_from(batch.tokens.len()).unwrap_or(u64::MAX);
             *received_tokens = received_tokens.saturating_add(tokens);
+            // What is buffered is bounded by the job's terms (and the protocol's cap on one
+            // token's text): a host sending more is cut off.
+            if *received_tokens > u64::from(request.max_tokens) {
+                return Err(stream_failed(
+                    job,
+                    peer,
+                    format!("more than the job's {} tokens", request.max_tokens),
+                ));
+            }
             counted += batch.tokens.iter().filter(|t| !t.text.is_empty()).count() as u64;
             let chunk = batch.text();
             text.push_str(&chunk);

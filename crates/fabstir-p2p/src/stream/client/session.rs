@@ -11,13 +11,13 @@ use std::task::{Context, Poll};
 use fabstir_core::receipt::{ReceiptDomain, Transcript};
 use fabstir_core::wire::{ClientFrame, HostFrame, SessionEnding, SessionPrompt, SessionReady};
 use fabstir_core::{SessionEvent, SessionId};
-use futures::{AsyncWriteExt, Stream};
+use futures::Stream;
 use libp2p::PeerId;
 
 use super::{
     ClientContext, Ending, Event, Events, Reader, Receipts, authenticate, handshake_frame,
 };
-use crate::frame::write_frame;
+use crate::frame::{self, write_frame};
 use crate::signer::ClientSigner;
 use crate::{Error, Result};
 
@@ -108,6 +108,7 @@ pub(crate) async fn open_session(
     };
     transcript.push_prompt(prompt.input.hash());
     let receipts = Receipts::new(signer, ctx.config, transcript, challenge.credit_window);
+    let max_tokens = u64::from(prompt.max_tokens);
     write_frame(&mut stream, &ClientFrame::SessionPrompt(prompt)).await?;
     let (reader, cancel) = Reader::new(
         &ctx,
@@ -117,6 +118,7 @@ pub(crate) async fn open_session(
         receipts,
         lease,
     );
+    let reader = reader.with_max_tokens(max_tokens);
     let map = |event| match event {
         Event::Tokens(batch) => Ok(SessionEvent::Tokens(batch)),
         Event::Prompt(end) => Ok(SessionEvent::Done(end)),
@@ -155,6 +157,6 @@ pub(crate) async fn end_session(
         },
     )
     .await?;
-    let _ = stream.close().await;
+    let _ = frame::close(&mut stream).await;
     Ok(ending)
 }

@@ -9,16 +9,16 @@ use std::sync::Arc;
 use fabstir_core::SessionId;
 use fabstir_core::receipt::Transcript;
 use fabstir_core::wire::{ClientFrame, HostFrame, SessionReady, StreamErrorCode, StreamToken};
-use futures::AsyncWriteExt;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
+use super::slots::Slot;
 use super::tokens::{Finished, Served, stream_tokens};
-use super::{HostContext, next_client_frame, protocol, refuse, refused, stream_error};
-use crate::Result;
-use crate::frame::write_frame;
+use super::{HostContext, next_client_frame, over_cap, protocol, refuse, refused, stream_error};
+use crate::frame::{self, write_frame};
 use crate::service::{ClientProof, StreamSink};
 use crate::stream::credit::Credit;
+use crate::{Error, Result};
 
 /// Serves one session stream once the challenge was answered with `proof` for `session`.
 pub(super) async fn serve_session(
@@ -27,6 +27,7 @@ pub(super) async fn serve_session(
     ctx: &HostContext,
     session: SessionId,
     proof: ClientProof,
+    handshake: Slot,
 ) -> Result<()> {
     let grant = match ctx.host.authorize_session(session, &proof).await {
         Ok(grant) => grant,
@@ -34,6 +35,14 @@ pub(super) async fn serve_session(
     };
     // From here on the stream ends through `session_stream_ended`, whatever happens.
     let resume = grant.resume.clone();
+    let _serving = match ctx.stream_slot(peer) {
+        Ok(serving) => serving,
+        Err(full) => {
+            ctx.host.session_stream_ended(session, resume).await;
+            return refuse(&mut stream, over_cap(full), Error::Cancelled).await;
+        }
+    };
+    drop(handshake);
     let ready = HostFrame::SessionReady(SessionReady {
         resume: resume.clone(),
         available_tokens: grant.available_tokens,
@@ -52,7 +61,7 @@ pub(super) async fn serve_session(
             };
             ctx.host.session_stream_ended(session, resume).await;
             write_frame(&mut stream, &answer).await?;
-            return Ok(stream.close().await?);
+            return frame::close(&mut stream).await;
         }
         Ok(None | Some(ClientFrame::Cancel)) => {
             ctx.host.session_stream_ended(session, resume).await;

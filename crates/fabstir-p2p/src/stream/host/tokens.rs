@@ -11,12 +11,12 @@ use fabstir_core::wire::{
     StreamErrorCode, StreamToken, TokenBatch,
 };
 use fabstir_core::{JobId, SessionId};
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::{AsyncReadExt, StreamExt};
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
 use super::{HostContext, client_frames, protocol, stream_error};
-use crate::frame::write_frame;
+use crate::frame::{self, write_frame};
 use crate::service::HostService;
 use crate::stream::credit::Credit;
 use crate::{Error, Result};
@@ -155,8 +155,9 @@ pub(super) async fn stream_tokens(
         if ctx.faults.get() == Some(crate::fault::StreamFault::GarbageFrame) {
             drop(rx);
             stop_producer(producer).await;
-            let _ = writer.write_all(&crate::fault::GARBAGE_FRAME).await;
-            let _ = writer.close().await;
+            let _ =
+                futures::AsyncWriteExt::write_all(&mut writer, &crate::fault::GARBAGE_FRAME).await;
+            let _ = frame::close(&mut writer).await;
             ctx.finish(served, credit.newest()).await;
             return Err(protocol(peer, "injected fault: garbage frame".into()));
         }
@@ -210,7 +211,7 @@ pub(super) async fn stream_tokens(
             ctx.finish(served, credit.newest()).await;
             let (frame, result) = refusal(peer, stop);
             let _ = write_frame(&mut writer, &frame).await;
-            let _ = writer.close().await;
+            let _ = frame::close(&mut writer).await;
             return result;
         }
         None => {
@@ -229,7 +230,11 @@ pub(super) async fn stream_tokens(
                     finish,
                 }),
                 Ok(Err(e)) => HostFrame::Error(e),
-                Err(e) => stream_error(StreamErrorCode::InferenceFailed, format!("job task: {e}")),
+                Err(e) => {
+                    // A panic's text stays here: the peer learns only that generation stopped.
+                    tracing::warn!(%peer, error = %e, "the generation task failed");
+                    stream_error(StreamErrorCode::InferenceFailed, "generation stopped")
+                }
             }
         }
     };
@@ -253,7 +258,7 @@ pub(super) async fn stream_tokens(
     }
     ctx.finish(served, credit.newest()).await;
     written?;
-    writer.close().await?;
+    frame::close(&mut writer).await?;
     Ok(())
 }
 
