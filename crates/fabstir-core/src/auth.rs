@@ -42,6 +42,21 @@ pub fn client_auth_message(
     )
 }
 
+/// The text a client signs to fetch its job's result from a host (`host`: the peer id asked),
+/// good until `expires_at` (unix seconds).
+pub fn result_request_message(
+    chain_id: u64,
+    marketplace: Address,
+    job: JobId,
+    cid: &Cid,
+    host: &NodePeerId,
+    expires_at: u64,
+) -> String {
+    format!(
+        "fabstir result request v1\nchain: {chain_id}\nmarketplace: {marketplace:#x}\njob: {job}\ncid: {cid}\nhost: {host}\nexpires: {expires_at}"
+    )
+}
+
 /// The text a host signs over a finished job's result.
 pub fn result_message(chain_id: u64, job: JobId, result_cid: &Cid, tokens_used: u64) -> String {
     format!(

@@ -5,6 +5,7 @@
 //! feeds it jobs announced on chain.
 
 mod claims;
+mod owners;
 mod service;
 mod sessions;
 mod settlement;
@@ -101,6 +102,7 @@ pub struct Host {
     sender: Arc<SharedNonce<WalletSigner>>,
     models: HashMap<ModelId, ServedModel>,
     store: Arc<dyn ResultStore>,
+    owners: owners::ResultOwners,
     limits: HostLimits,
     slots: Semaphore,
     claims: DashMap<JobId, Arc<Mutex<Option<claims::ClaimedJob>>>>,
@@ -136,6 +138,8 @@ pub struct HostParts {
     pub models: Vec<ServedModel>,
     /// Where results are stored.
     pub store: Arc<dyn ResultStore>,
+    /// The folder where the host records whose each result is (who may fetch it).
+    pub owners: std::path::PathBuf,
     /// Limits.
     pub limits: HostLimits,
     /// Counters.
@@ -159,6 +163,7 @@ impl Host {
                 .map(|m| (ModelId::from_name(&m.name), m))
                 .collect(),
             store: parts.store,
+            owners: owners::ResultOwners::new(parts.owners),
             slots: Semaphore::new(parts.limits.max_concurrent.max(1)),
             limits: parts.limits,
             claims: DashMap::new(),

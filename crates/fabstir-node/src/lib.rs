@@ -191,6 +191,7 @@ pub async fn start_with(
         sender,
         models,
         store,
+        owners: config.storage.join("owners"),
         limits: HostLimits {
             max_concurrent: config.max_concurrent,
             queue: config.queue,

@@ -6,6 +6,7 @@ use std::io;
 use std::marker::PhantomData;
 
 use async_trait::async_trait;
+use fabstir_core::JobId;
 use fabstir_core::cid::Cid;
 use fabstir_core::wire::WireMessage;
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -87,16 +88,23 @@ where
     }
 }
 
-/// Asks a host for a stored result over `/fabstir/result/1.0.0`.
+/// Asks a host for a stored result over `/fabstir/result/1.0.0`, as the job's client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultRequest {
+    /// The job whose result it is.
+    pub job: JobId,
     /// The result's CID (its text form on the wire).
     #[serde(with = "fabstir_core::cid::text")]
     pub cid: Cid,
+    /// Unix seconds after which the request is refused.
+    pub expires_at: u64,
+    /// The job's client's EIP-191 signature over
+    /// [`result_request_message`](fabstir_core::auth::result_request_message).
+    pub signature: Vec<u8>,
 }
 
 impl WireMessage for ResultRequest {
-    const MAX_SIZE: usize = 256;
+    const MAX_SIZE: usize = 512;
 }
 
 /// A host's answer to a [`ResultRequest`].
@@ -104,8 +112,10 @@ impl WireMessage for ResultRequest {
 pub enum ResultResponse {
     /// The result's bytes (the client checks they hash to the CID).
     Found(Vec<u8>),
-    /// The host has no result with that CID.
+    /// The host has no result with that CID for that job.
     NotFound,
+    /// The request is not the job's client's, or has expired.
+    Refused,
 }
 
 impl WireMessage for ResultResponse {

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fabstir_core::clock::unix_now;
 use fabstir_core::wire::{
     CapabilitiesRequest, CapabilitiesResponse, NegotiationRequest, NegotiationResponse,
 };
@@ -19,6 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::codec::{ResultRequest, ResultResponse};
+use crate::results::ResultScope;
 use crate::service::HostService;
 use crate::shared::{NetworkEvent, Shared};
 use crate::{Error, Result};
@@ -87,6 +89,8 @@ pub(crate) struct EventLoop {
     events: broadcast::Sender<NetworkEvent>,
     shared: Arc<Shared>,
     host: Option<Arc<dyn HostService>>,
+    /// What result requests to this node are signed for.
+    results: ResultScope,
     pending_caps: HashMap<OutboundRequestId, Reply<CapabilitiesResponse>>,
     pending_job: HashMap<OutboundRequestId, Reply<NegotiationResponse>>,
     pending_result: HashMap<OutboundRequestId, Reply<ResultResponse>>,
@@ -104,6 +108,7 @@ impl EventLoop {
         events: broadcast::Sender<NetworkEvent>,
         shared: Arc<Shared>,
         host: Option<Arc<dyn HostService>>,
+        results: ResultScope,
         buffer: usize,
     ) -> Self {
         let (host_reply_tx, host_replies) = mpsc::channel(buffer.max(1));
@@ -115,6 +120,7 @@ impl EventLoop {
             events,
             shared,
             host,
+            results,
             pending_caps: HashMap::new(),
             pending_job: HashMap::new(),
             pending_result: HashMap::new(),
@@ -370,12 +376,18 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Result(event) => {
-                if let Some((_, req, channel)) = self.on_request_response(event, result_map).await {
+                if let Some((peer, req, channel)) =
+                    self.on_request_response(event, result_map).await
+                {
+                    let proof = self.results.proof(&req, unix_now());
                     self.answer(move |host| async move {
-                        let resp = match host.result(&req.cid).await {
-                            Some(bytes) => ResultResponse::Found(bytes),
-                            None => ResultResponse::NotFound,
+                        let resp = match proof {
+                            Ok(proof) => host.result(req.job, &req.cid, &proof).await,
+                            Err(_) => ResultResponse::Refused,
                         };
+                        if resp == ResultResponse::Refused {
+                            tracing::debug!(%peer, job = %req.job, "result request refused");
+                        }
                         HostReply::Result(channel, resp)
                     });
                 }

@@ -17,12 +17,13 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::behaviour::{build_swarm, listen};
-use crate::codec::{ResultRequest, ResultResponse};
+use crate::codec::ResultResponse;
 use crate::config::P2pConfig;
 use crate::dht::provider_key;
 use crate::event_loop::{Command, EventLoop, Outbound};
 use crate::pool::PoolStats;
 use crate::registry::{node_peer_id, verify_capabilities};
+use crate::results::ResultScope;
 use crate::service::HostService;
 use crate::shared::{NetworkEvent, Shared};
 use crate::signer::ClientSigner;
@@ -81,12 +82,18 @@ impl Network {
         let (command_tx, command_rx) = mpsc::channel(config.command_buffer.max(1));
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
         let (shutdown, _) = watch::channel(false);
+        let results = ResultScope {
+            chain_id: config.chain_id,
+            marketplace: config.marketplace,
+            host: node_peer_id(&peer_id)?,
+        };
         let event_loop = EventLoop::new(
             swarm,
             command_rx,
             events.clone(),
             Arc::clone(&shared),
             host.clone(),
+            results,
             config.command_buffer,
         );
         let shutdown_rx = shutdown.subscribe();
@@ -357,11 +364,23 @@ impl Network {
         .await
     }
 
-    /// Fetches a stored result from `peer` (`/fabstir/result/1.0.0`), checking that the
-    /// bytes hash to `cid`: bytes that do not are an error. `Ok(None)` when the host does not
-    /// have the result.
-    pub async fn fetch_result(&self, peer: PeerId, cid: &Cid) -> Result<Option<Vec<u8>>> {
-        let request = ResultRequest { cid: *cid };
+    /// Fetches `job`'s stored result `cid` from `peer` (`/fabstir/result/1.0.0`) as the
+    /// job's client `signer`, checking that the bytes hash to `cid`: bytes that do not are an
+    /// error, and so is a host's refusal (the signer is not the job's client). `Ok(None)` when
+    /// the host does not have the result.
+    pub async fn fetch_result(
+        &self,
+        peer: PeerId,
+        job: JobId,
+        cid: &Cid,
+        signer: &dyn ClientSigner,
+    ) -> Result<Option<Vec<u8>>> {
+        let scope = ResultScope {
+            chain_id: self.inner.config.chain_id,
+            marketplace: self.inner.config.marketplace,
+            host: node_peer_id(&peer)?,
+        };
+        let request = scope.request(job, cid, signer).await?;
         let timeout = self.inner.config.request_timeout + self.inner.config.connect_timeout;
         let response = self
             .call_timeout("result request", timeout, |reply| Command::Request {
@@ -371,6 +390,10 @@ impl Network {
             .await?;
         match response {
             ResultResponse::NotFound => Ok(None),
+            ResultResponse::Refused => Err(Error::Remote {
+                code: fabstir_core::wire::StreamErrorCode::AuthFailed,
+                message: "the host serves this result only to its job's client".into(),
+            }),
             ResultResponse::Found(bytes) if cid_of(&bytes) == *cid => Ok(Some(bytes)),
             ResultResponse::Found(_) => Err(Error::Protocol {
                 peer: peer.to_string(),

@@ -14,6 +14,7 @@ use fabstir_core::wire::{
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
+use crate::codec::ResultResponse;
 use crate::{Error, Result};
 
 /// What a host node decides; the network layer calls it for each request.
@@ -106,10 +107,12 @@ pub trait HostService: Send + Sync + 'static {
         let _ = (session, newest);
     }
 
-    /// The stored result with this CID, for `/fabstir/result/1.0.0`; `None` if unknown.
-    async fn result(&self, cid: &Cid) -> Option<Vec<u8>> {
-        let _ = cid;
-        None
+    /// `job`'s stored result `cid` for `/fabstir/result/1.0.0`, if `proof` (over the request,
+    /// unexpired) is the job's client's: `Found`, `NotFound` (no such result for that job) or
+    /// `Refused` (someone else's request).
+    async fn result(&self, job: JobId, cid: &Cid, proof: &ClientProof) -> ResultResponse {
+        let _ = (job, cid, proof);
+        ResultResponse::NotFound
     }
 }
 

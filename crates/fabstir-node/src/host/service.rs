@@ -12,7 +12,7 @@ use fabstir_core::wire::{
     SessionEnding, SessionPrompt, StreamDone, StreamError,
 };
 use fabstir_core::{JobId, SessionId};
-use fabstir_p2p::{ClientProof, HostService, PeerId, SessionGrant, StreamSink};
+use fabstir_p2p::{ClientProof, HostService, PeerId, ResultResponse, SessionGrant, StreamSink};
 
 use super::Host;
 
@@ -82,7 +82,7 @@ impl HostService for HostHandle {
         self.0.session_stream_ended(session, newest).await;
     }
 
-    async fn result(&self, cid: &Cid) -> Option<Vec<u8>> {
-        self.0.store.get(cid).await.ok()
+    async fn result(&self, job: JobId, cid: &Cid, proof: &ClientProof) -> ResultResponse {
+        self.0.stored_result(job, cid, proof).await
     }
 }

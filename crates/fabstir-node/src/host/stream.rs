@@ -78,6 +78,7 @@ impl Host {
         let signature = self.sign(&message);
         // Settled once the stream ends, with the client's newest receipt (even when the
         // client stopped early: what it receipted is paid).
+        self.record_owner(job, client, &cid).await;
         self.record_result(job, cid).await;
         if generated.cancelled {
             return Err(StreamError {

@@ -426,9 +426,16 @@ pub async fn stream_job(
     panic!("the stream of job {job} ended without its final frame");
 }
 
-/// Fetches `cid` from `host` over `/fabstir/result/1.0.0`, verifying the bytes against it.
-pub async fn fetch_verified(client: &Network, host: PeerId, cid: &Cid) -> Option<Vec<u8>> {
-    client.fetch_result(host, cid).await.unwrap()
+/// Fetches `job`'s result `cid` from `host` over `/fabstir/result/1.0.0` as `key` (the job's
+/// client), verifying the bytes against it.
+pub async fn fetch_verified(
+    client: &Network,
+    host: PeerId,
+    job: JobId,
+    cid: &Cid,
+    key: &SigningKey,
+) -> Option<Vec<u8>> {
+    client.fetch_result(host, job, cid, key).await.unwrap()
 }
 
 /// `GET /metrics` from a node's endpoint: the HTTP response's body.

@@ -19,11 +19,13 @@ use crate::common::{
 };
 
 /// Checks what every finished job must satisfy: the streamed text is the stored result (fetched
-/// and verified over the result protocol), its CID is the final frame's and the one on chain.
+/// and verified over the result protocol by the job's client, refused to anyone else), its CID
+/// is the final frame's and the one on chain.
 async fn check_result(
+    env: &Env,
     client: &Network,
     node: &RunningNode,
-    streamed: &Streamed,
+    (job, streamed): (JobId, &Streamed),
     on_chain: Option<Cid>,
 ) {
     assert!(!streamed.text.is_empty(), "nothing was streamed");
@@ -32,10 +34,21 @@ async fn check_result(
     let cid = fabstir_storage::cid_of(streamed.text.as_bytes());
     assert_eq!(streamed.done.result_cid, cid, "final frame's CID");
     assert_eq!(on_chain, Some(cid), "CID submitted on chain");
-    let stored = fetch_verified(client, node.peer_id(), &cid)
+    let stored = fetch_verified(client, node.peer_id(), job, &cid, &env.client_key)
         .await
         .expect("the host serves the result it streamed");
     assert_eq!(stored, streamed.text.as_bytes());
+    // The CID is public (it is on chain): anyone else asking for the result is refused.
+    match client
+        .fetch_result(node.peer_id(), job, &cid, &env.intruder_key())
+        .await
+    {
+        Err(fabstir_p2p::Error::Remote {
+            code: fabstir_core::wire::StreamErrorCode::AuthFailed,
+            ..
+        }) => {}
+        other => panic!("another client got job {job}'s result: {other:?}"),
+    }
 }
 
 /// Who serves a job and what it pays: the host, the price per token and the escrow.
@@ -60,7 +73,14 @@ async fn check_completed(
     let (submitted, completed) = env.completed(job).await;
     assert_eq!(completed.host, terms.host);
     assert_eq!(completed.tokens_used, U256::from(streamed.done.tokens_used));
-    check_result(client, terms.node, streamed, completed.result_cid).await;
+    check_result(
+        env,
+        client,
+        terms.node,
+        (job, streamed),
+        completed.result_cid,
+    )
+    .await;
     let tokens = streamed.done.tokens_used;
     let paid = settlement(tokens, terms.price, terms.escrow, env.fee_bps().await);
     assert_eq!((completed.paid, completed.fee, completed.refund), paid);

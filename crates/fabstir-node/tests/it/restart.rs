@@ -25,7 +25,7 @@ async fn a_restarted_host_keeps_its_peer_id_and_registration_and_serves_old_resu
     assert!(registered.info.active);
     let client = env.client_network().await;
     dial(&client, &host).await;
-    let (_, first) = run_usdc_job(&env, &client, &host, 0).await;
+    let (first_job, first) = run_usdc_job(&env, &client, &host, 0).await;
     let cid = first.done.result_cid;
 
     let sent = env.nonce(a).await;
@@ -73,7 +73,7 @@ async fn a_restarted_host_keeps_its_peer_id_and_registration_and_serves_old_resu
 
     // The result stored before the restart is still served, verified against its CID.
     dial(&client, &host).await;
-    let stored = fetch_verified(&client, host.peer_id(), &cid)
+    let stored = fetch_verified(&client, host.peer_id(), first_job, &cid, &env.client_key)
         .await
         .expect("the restarted host serves the old result");
     assert_eq!(stored, first.text.as_bytes());

@@ -21,6 +21,7 @@ use fabstir_core::{JobId, ModelId, NodeInfo, SessionId, TokenAmount};
 use libp2p::PeerId;
 
 use super::script::{self, Pacing, Script};
+use crate::codec::ResultResponse;
 use crate::service::{ClientProof, HostService, SessionGrant, StreamSink};
 use crate::{node_peer_id, sign_capabilities};
 
@@ -69,7 +70,8 @@ struct Scripted {
     jobs: DashMap<JobId, Address>,
     /// Sessions it serves.
     sessions: DashMap<SessionId, sessions::ScriptedSession>,
-    results: HashMap<Cid, Vec<u8>>,
+    /// (job, CID) -> the result, served to the job's client ([`TestHost::allow`]).
+    results: HashMap<(JobId, Cid), Vec<u8>>,
 }
 
 /// Who decides what the host answers.
@@ -148,11 +150,11 @@ impl TestHostBuilder {
         })
     }
 
-    /// A result a scripted host serves under `cid` on `/fabstir/result/1.0.0`. Ignored when
-    /// wrapping.
-    pub fn result(self, cid: Cid, bytes: &[u8]) -> Self {
+    /// A result of `job` a scripted host serves under `cid` on `/fabstir/result/1.0.0`, to the
+    /// job's client (see [`TestHost::allow`]). Ignored when wrapping.
+    pub fn result(self, job: JobId, cid: Cid, bytes: &[u8]) -> Self {
         self.scripted(|s| {
-            s.results.insert(cid, bytes.to_vec());
+            s.results.insert((job, cid), bytes.to_vec());
         })
     }
 
@@ -484,10 +486,20 @@ impl HostService for TestHost {
         }
     }
 
-    async fn result(&self, cid: &Cid) -> Option<Vec<u8>> {
+    async fn result(&self, job: JobId, cid: &Cid, proof: &ClientProof) -> ResultResponse {
         match &self.decider {
-            Decider::Inner(inner) => inner.result(cid).await,
-            Decider::Script(s) => s.results.get(cid).cloned(),
+            Decider::Inner(inner) => inner.result(job, cid, proof).await,
+            Decider::Script(s) => {
+                let client = s.jobs.get(&job).map(|c| *c);
+                match client {
+                    Some(client) if proof.is_from(client, self).await => s
+                        .results
+                        .get(&(job, *cid))
+                        .cloned()
+                        .map_or(ResultResponse::NotFound, ResultResponse::Found),
+                    _ => ResultResponse::Refused,
+                }
+            }
         }
     }
 }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ethers_core::k256::ecdsa::SigningKey;
-use fabstir_core::ModelId;
 use fabstir_core::cid::cid_of;
 use fabstir_core::wire::{self, FrameDecoder, PromptFrame, WireMessage};
+use fabstir_core::{JobId, ModelId};
 use fabstir_p2p::testing::{Fault, TEST_CHAIN_ID};
 pub(crate) use fabstir_p2p::testing::{TestHost, padded_token, token};
 use fabstir_p2p::{InMemoryRegistry, Keypair, Multiaddr, Network, P2pConfig};
@@ -57,9 +57,9 @@ pub(crate) async fn host_node(
         .chain_id(CHAIN)
         .models(models)
         .price(price)
-        .result(cid_of(b"hello"), b"hello")
+        .result(JobId(1), cid_of(b"hello"), b"hello")
         // Bytes that are not what the CID names: a lying host.
-        .result(cid_of(b"hullo"), b"hello");
+        .result(JobId(1), cid_of(b"hullo"), b"hello");
     if let Some(fault) = fault {
         host = host.fault(fault);
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ethers_core::k256::ecdsa::SigningKey;
 use fabstir_core::auth;
 use fabstir_core::cid::cid_of;
 use fabstir_core::wire::{
@@ -94,27 +95,30 @@ async fn ten_thousand_tokens_arrive_in_order_and_intact() {
     for (i, t) in tokens.iter().enumerate() {
         assert_eq!(*t, token(i as u64), "token {i}");
     }
-    // A result the host stored, checked against its CID; bytes served under another
-    // result's CID are refused.
-    let bytes = s
-        .client
-        .fetch_result(peer, &cid_of(b"hello"))
-        .await
-        .unwrap();
+    // A result the host stored, fetched by its job's client and checked against its CID;
+    // bytes served under another result's CID are refused.
+    let fetch = |job: u64, text: &'static [u8], key: SigningKey| {
+        let client = s.client.clone();
+        async move {
+            client
+                .fetch_result(peer, JobId(job), &cid_of(text), &key)
+                .await
+        }
+    };
+    let bytes = fetch(1, b"hello", eth_key(0x11)).await.unwrap();
     assert_eq!(bytes.as_deref(), Some(&b"hello"[..]));
-    assert!(
-        s.client
-            .fetch_result(peer, &cid_of(b"hullo"))
-            .await
-            .is_err()
-    );
-    assert_eq!(
-        s.client
-            .fetch_result(peer, &cid_of(b"other"))
-            .await
-            .unwrap(),
-        None
-    );
+    assert!(fetch(1, b"hullo", eth_key(0x11)).await.is_err());
+    assert_eq!(fetch(1, b"other", eth_key(0x11)).await.unwrap(), None);
+    // Another client (job 2's) is refused job 1's result, and finds nothing under its own
+    // job for job 1's CID.
+    match fetch(1, b"hello", eth_key(0x22)).await {
+        Err(Error::Remote {
+            code: StreamErrorCode::AuthFailed,
+            ..
+        }) => {}
+        other => panic!("another client's result was not refused: {other:?}"),
+    }
+    assert_eq!(fetch(2, b"hello", eth_key(0x22)).await.unwrap(), None);
     s.client.shutdown().await.unwrap();
     s.host.shutdown().await.unwrap();
 }
