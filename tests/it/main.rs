@@ -9,5 +9,6 @@ mod faults;
 mod flow;
 mod headless;
 mod hostile;
+mod interop;
 mod sessions;
 mod workspace;

@@ -98,7 +98,7 @@ impl Default for ConnectionLimits {
             max_established: 1024,
             max_established_per_peer: 4,
             max_pending_incoming: 128,
-            max_requests_per_connection: 16,
+            max_requests_per_connection: 64,
         }
     }
 }
@@ -167,9 +167,9 @@ impl Default for StreamConfig {
             token_buffer: 256,
             max_batch_tokens: 256,
             max_concurrent: 64,
-            max_streams_per_peer: 16,
+            max_streams_per_peer: 32,
             max_handshakes: 256,
-            max_handshakes_per_peer: 16,
+            max_handshakes_per_peer: 32,
             challenge_ttl: Duration::from_secs(30),
             challenge_capacity: 4096,
             handshake_timeout: Duration::from_secs(10),
