@@ -28,7 +28,9 @@ pub fn padded_token(i: u64) -> StreamToken {
 pub enum Script {
     /// What the prompt says: `count:N` streams N [`token`]s, `count:N:pad` N
     /// [`padded_token`]s, `count:N:gaps` N [`token`]s of which every odd one has empty text
-    /// (padding that must earn nothing), anything else streams until the client cancels.
+    /// (padding that must earn nothing), `count:N:huge` N tokens of 2,000 bytes each (more
+    /// than a token may carry: a hostile host), anything else streams until the client
+    /// cancels.
     #[default]
     FromPrompt,
     /// This many [`token`]s, whatever the prompt.
@@ -41,6 +43,7 @@ enum Shape {
     Plain,
     Padded,
     Gaps,
+    Huge,
 }
 
 impl Shape {
@@ -48,6 +51,10 @@ impl Shape {
         match self {
             Shape::Plain => token(i),
             Shape::Padded => padded_token(i),
+            Shape::Huge => StreamToken {
+                text: format!("{:<2000}", token(i).text),
+                ..token(i)
+            },
             Shape::Gaps if i % 2 == 1 => StreamToken {
                 text: String::new(),
                 ..token(i)
@@ -169,6 +176,7 @@ fn parse_prompt(prompt: &str) -> Result<(u64, Shape), StreamError> {
     let shape = match parts.next() {
         Some("pad") => Shape::Padded,
         Some("gaps") => Shape::Gaps,
+        Some("huge") => Shape::Huge,
         _ => Shape::Plain,
     };
     Ok((limit, shape))

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use fabstir_core::auth;
 use fabstir_core::wire::{
-    AuthResponse, ClientFrame, HostFrame, MAX_HANDSHAKE_FRAME_LEN, StreamErrorCode,
+    AuthResponse, ClientFrame, HostFrame, MAX_HANDSHAKE_FRAME_LEN, MAX_TOKEN_TEXT_BYTES,
+    StreamErrorCode,
 };
 use fabstir_core::{JobId, ModelId};
 use fabstir_p2p::{InMemoryRegistry, Network, P2pConfig, StreamEvent};
@@ -248,5 +249,37 @@ async fn one_peer_cannot_take_every_handshake() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(again.is_some(), "the attacker's slots were given back");
+    f.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_sending_tokens_longer_than_a_token_may_be_is_cut_off() {
+    let f = field(config()).await;
+    let mut stream = f
+        .client
+        .open_stream(
+            f.host.peer_id(),
+            JobId(1),
+            client_key(0x11),
+            prompt("count:5:huge"),
+        )
+        .await
+        .unwrap();
+    let mut texts = 0;
+    let error = loop {
+        match stream.next().await {
+            Some(Ok(StreamEvent::Tokens(batch))) => texts += batch.tokens.len(),
+            Some(Ok(StreamEvent::Done(_))) => panic!("a stream of oversized tokens completed"),
+            Some(Err(e)) => break e,
+            None => panic!("the stream ended without a verdict"),
+        }
+    };
+    assert_eq!(texts, 0, "no oversized token reached the application");
+    assert!(
+        error
+            .to_string()
+            .contains(&MAX_TOKEN_TEXT_BYTES.to_string()),
+        "refused for the token's size: {error}"
+    );
     f.shut_down().await;
 }
