@@ -24,6 +24,10 @@ pub struct P2pConfig {
     pub limits: ConnectionLimits,
     /// How long verified providers are cached.
     pub discovery_ttl: Duration,
+    /// How long probing a model's providers may take once one of them is verified: providers
+    /// that have not answered by then (slow, or fake ones that never will) are left out of
+    /// this discovery, so a crowd of them cannot hold it up.
+    pub discovery_deadline: Duration,
     /// Timeout of one request-response exchange (capabilities, job, result).
     pub request_timeout: Duration,
     /// Timeout of a dial.
@@ -56,6 +60,7 @@ impl Default for P2pConfig {
             pool: PoolConfig::default(),
             limits: ConnectionLimits::default(),
             discovery_ttl: Duration::from_secs(5 * 60),
+            discovery_deadline: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             query_timeout: Duration::from_secs(30),

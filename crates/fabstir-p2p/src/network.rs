@@ -307,19 +307,30 @@ impl Network {
 
     /// Asks the DHT for `model`'s providers, probes each (dial, verified capabilities,
     /// latency), caches the verified ones and returns them. Unverifiable or unreachable
-    /// providers are dropped (and evicted from the cache).
+    /// providers are dropped (and evicted from the cache). Once one provider is verified, the
+    /// others have until the discovery deadline to answer.
     pub async fn refresh_providers(&self, model: &ModelId) -> Result<Vec<DiscoveredNode>> {
         let peers = self.get_providers(model).await?;
         let me = self.inner.peer_id;
-        let results: Vec<(PeerId, Result<DiscoveredNode>)> =
-            futures::stream::iter(peers.into_iter().filter(|p| *p != me))
-                .map(|peer| async move { (peer, self.probe(peer, Some(model)).await) })
-                .buffer_unordered(16)
-                .collect()
-                .await;
+        let mut probes = futures::stream::iter(peers.into_iter().filter(|p| *p != me))
+            .map(|peer| async move { (peer, self.probe(peer, Some(model)).await) })
+            .buffer_unordered(16);
+        let deadline = tokio::time::Instant::now() + self.inner.config.discovery_deadline;
         let shared = &self.inner.shared;
         let mut nodes = Vec::new();
-        for (peer, result) in results {
+        loop {
+            let next = if nodes.is_empty() {
+                probes.next().await
+            } else {
+                match tokio::time::timeout_at(deadline, probes.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        tracing::debug!(%model, verified = nodes.len(), "discovery deadline: the rest are left out");
+                        break;
+                    }
+                }
+            };
+            let Some((peer, result)) = next else { break };
             match result {
                 Ok(node) => {
                     shared.nodes.insert(peer, node.clone()).await;

@@ -34,6 +34,9 @@ pub const TEST_CHAIN_ID: u64 = 31_337;
 pub enum Fault {
     /// Its capabilities carry an identity signature by another key than the one they name.
     ForgedCapabilities,
+    /// It never answers a capabilities request (a fake provider that only costs its prober
+    /// time).
+    SilentCapabilities,
     /// Right after it answers a quote while `armed` is set, it clears `armed` and calls
     /// `crash`: the moment a host process dies before claiming the job it quoted for. Share one
     /// `armed` among hosts so that only the first to quote crashes; what dying means (stopping
@@ -50,6 +53,7 @@ impl fmt::Debug for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::ForgedCapabilities => f.write_str("ForgedCapabilities"),
+            Fault::SilentCapabilities => f.write_str("SilentCapabilities"),
             Fault::CrashAfterQuote { armed, .. } => f
                 .debug_struct("CrashAfterQuote")
                 .field("armed", &armed.load(Ordering::SeqCst))
@@ -335,6 +339,13 @@ impl HostService for TestHost {
     }
 
     async fn capabilities(&self) -> CapabilitiesResponse {
+        if self
+            .faults
+            .iter()
+            .any(|f| matches!(f, Fault::SilentCapabilities))
+        {
+            std::future::pending::<()>().await;
+        }
         let mut response = match &self.decider {
             Decider::Inner(inner) => inner.capabilities().await,
             Decider::Script(s) => {

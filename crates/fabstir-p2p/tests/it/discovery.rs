@@ -186,3 +186,47 @@ async fn every_models_verified_providers_are_found_through_the_dht() {
         node.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_that_never_answer_do_not_hold_up_discovery() {
+    let registry = Arc::new(InMemoryRegistry::new());
+    let model = ModelId::from_name("crowded");
+    let mut cfg = config();
+    // Far longer than the discovery deadline: without it, discovery waits this long.
+    cfg.request_timeout = Duration::from_secs(120);
+    cfg.discovery_deadline = Duration::from_millis(500);
+    let (honest, _) = host_node(cfg.clone(), &registry, 1, vec![model], 10, None, true).await;
+    let mut crowd = Vec::new();
+    for seed in 2..10u8 {
+        let silent = Some(Fault::SilentCapabilities);
+        crowd.push(host_node(cfg.clone(), &registry, seed, vec![model], 1, silent, true).await);
+    }
+    let client = plain_node(cfg.clone(), &registry).await;
+    let boot = first_addr(&honest).await;
+    for node in crowd.iter().map(|(n, _)| n).chain([&client]) {
+        node.dial(boot.clone()).await.unwrap();
+        node.bootstrap().await.unwrap();
+    }
+    honest.advertise(&model).await.unwrap();
+    for (node, _) in &crowd {
+        node.advertise(&model).await.unwrap();
+    }
+    let found = tokio::time::timeout(Duration::from_secs(30), client.refresh_providers(&model))
+        .await
+        .expect("discovery ends at its deadline, not when the silent providers time out")
+        .unwrap();
+    let peers: Vec<PeerId> = found
+        .iter()
+        .map(|n| fabstir_p2p::libp2p_peer_id(&n.capabilities.peer_id).unwrap())
+        .collect();
+    assert_eq!(
+        peers,
+        vec![honest.peer_id()],
+        "the honest host, and only it"
+    );
+    client.shutdown().await.unwrap();
+    for (node, _) in crowd {
+        node.shutdown().await.unwrap();
+    }
+    honest.shutdown().await.unwrap();
+}
