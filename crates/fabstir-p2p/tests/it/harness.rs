@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use ethers_core::k256::ecdsa::SigningKey;
 use fabstir_core::cid::cid_of;
-use fabstir_core::wire::{self, FrameDecoder, PromptFrame, WireMessage};
+use fabstir_core::wire::{
+    self, AuthChallenge, AuthResponse, ClientFrame, FrameDecoder, PromptFrame, WireMessage,
+};
 use fabstir_core::{JobId, ModelId};
 use fabstir_p2p::testing::{Fault, TEST_CHAIN_ID};
 pub(crate) use fabstir_p2p::testing::{TestHost, padded_token, token};
@@ -129,6 +131,25 @@ pub(crate) async fn send_frame<T: WireMessage>(stream: &mut libp2p::Stream, mess
         .await
         .unwrap();
     stream.flush().await.unwrap();
+}
+
+/// The client's answer to `challenge` for `job`, signed with `key` (for clients that speak
+/// the protocol by hand).
+pub(crate) fn auth_answer(challenge: &AuthChallenge, job: JobId, key: &SigningKey) -> ClientFrame {
+    let message = fabstir_core::auth::client_auth_message(
+        CHAIN,
+        Default::default(),
+        job,
+        challenge.host,
+        &challenge.nonce,
+    );
+    ClientFrame::Auth(AuthResponse {
+        job,
+        nonce: challenge.nonce,
+        signature: fabstir_core::auth::sign_message(key, &message)
+            .unwrap()
+            .to_vec(),
+    })
 }
 
 pub(crate) fn prompt(text: &str) -> PromptFrame {

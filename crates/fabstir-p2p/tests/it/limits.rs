@@ -7,16 +7,15 @@ use std::time::Duration;
 
 use fabstir_core::auth;
 use fabstir_core::wire::{
-    AuthResponse, ClientFrame, HostFrame, MAX_HANDSHAKE_FRAME_LEN, MAX_TOKEN_TEXT_BYTES,
-    StreamErrorCode,
+    HostFrame, MAX_HANDSHAKE_FRAME_LEN, MAX_TOKEN_TEXT_BYTES, StreamErrorCode,
 };
 use fabstir_core::{JobId, ModelId};
 use fabstir_p2p::{InMemoryRegistry, Network, P2pConfig, StreamEvent};
 use futures::{AsyncWriteExt, StreamExt};
 
 use crate::harness::{
-    CHAIN, RawReader, TestHost, client_key, config, eth_key, first_addr, host_node, plain_node,
-    prompt, send_frame,
+    RawReader, TestHost, auth_answer, client_key, config, eth_key, first_addr, host_node,
+    plain_node, prompt, send_frame,
 };
 
 /// A host with `host_config`, an honest client (job 1 is its, key 0x11) and an attacker,
@@ -197,20 +196,7 @@ async fn dropped_challenges_do_not_push_out_a_client_that_is_still_signing() {
         raw.close().await.unwrap();
         while let Ok(Some(_)) = attacker_reader.next(&mut raw).await {}
     }
-    let message = auth::client_auth_message(
-        CHAIN,
-        Default::default(),
-        JobId(1),
-        challenge.host,
-        &challenge.nonce,
-    );
-    let answer = ClientFrame::Auth(AuthResponse {
-        job: JobId(1),
-        nonce: challenge.nonce,
-        signature: auth::sign_message(&eth_key(0x11), &message)
-            .unwrap()
-            .to_vec(),
-    });
+    let answer = auth_answer(&challenge, JobId(1), &eth_key(0x11));
     send_frame(&mut honest, &answer).await;
     assert_eq!(
         reader.next(&mut honest).await.unwrap(),

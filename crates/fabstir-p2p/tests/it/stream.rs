@@ -15,8 +15,8 @@ use fabstir_p2p::{ClientStream, Error, InMemoryRegistry, Network, StreamEvent};
 use futures::{AsyncWriteExt, StreamExt};
 
 use crate::harness::{
-    CHAIN, RawReader, TestHost, client_key, config, eth_key, eventually, first_addr, host_node,
-    padded_token, plain_node, prompt, send_frame, token,
+    RawReader, TestHost, auth_answer, client_key, config, eth_key, eventually, first_addr,
+    host_node, padded_token, plain_node, prompt, send_frame, token,
 };
 
 struct Setup {
@@ -160,20 +160,7 @@ async fn authentication_refuses_wrong_keys_clients_and_replays() {
     let Some(HostFrame::Challenge(challenge)) = reader.next(&mut first).await.unwrap() else {
         panic!("expected a challenge");
     };
-    let message = auth::client_auth_message(
-        CHAIN,
-        Default::default(),
-        JobId(1),
-        challenge.host,
-        &challenge.nonce,
-    );
-    let answer = ClientFrame::Auth(AuthResponse {
-        job: JobId(1),
-        nonce: challenge.nonce,
-        signature: auth::sign_message(&eth_key(0x11), &message)
-            .unwrap()
-            .to_vec(),
-    });
+    let answer = auth_answer(&challenge, JobId(1), &eth_key(0x11));
     send_frame(&mut first, &answer).await;
     assert_eq!(
         reader.next(&mut first).await.unwrap(),
@@ -224,14 +211,7 @@ async fn an_expired_challenge_is_refused() {
     };
     // Wait past the challenge's expiry (in whole seconds) before answering.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let message = auth::client_auth_message(CHAIN, Default::default(), JobId(1), c.host, &c.nonce);
-    let answer = ClientFrame::Auth(AuthResponse {
-        job: JobId(1),
-        nonce: c.nonce,
-        signature: auth::sign_message(&eth_key(0x11), &message)
-            .unwrap()
-            .to_vec(),
-    });
+    let answer = auth_answer(&c, JobId(1), &eth_key(0x11));
     send_frame(&mut raw, &answer).await;
     match reader.next(&mut raw).await.unwrap() {
         Some(HostFrame::Error(e)) => assert_eq!(e.code, StreamErrorCode::ChallengeExpired),
